@@ -1,0 +1,110 @@
+"""How the generator learns from K client discriminators: pure functions of their outputs.
+
+Every rule takes ``out``, the K x B matrix of raw discriminator outputs on one generated batch
+(client k's row is D_k(x)), and returns the generator's scalar loss plus a K x B matrix of
+weights saying how much each client's judgement of each sample counts (logged as the client's
+share). The loss is differentiable in ``out`` (and in the temperature ``lam`` where a rule has
+one); the trainers take d loss / d out to tell each client what to back-propagate, so one
+function serves the distributed exchange and the single-process reference alike.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ddgan.losses import g_loss, g_loss_mixture, realness
+
+
+@dataclass
+class RuleInputs:
+    """What a rule may use besides the outputs; every rank builds the same one."""
+
+    loss: str = "bce"
+    lam: Tensor | None = None       # f2a / gman temperature, a 0-d tensor (requires_grad if learned)
+    tau: float = 10.0               # f2u_balanced softmax temperature
+    sinkhorn_iters: int = 10        # f2u_balanced balancing iterations
+    shares: Tensor | None = None    # f2u_balanced target share per client (sums to 1); None = equal
+    gman_penalty: float = 0.001     # gman: loss - gman_penalty * lam regulates lam (GMAN*)
+
+
+def f2u(out: Tensor, inp: RuleInputs) -> tuple[Tensor, Tensor]:
+    """Forgiver-First Update (Yonetani et al. 2019): per sample, fool only the most forgiving D_k.
+
+    G minimises mean_i loss(max_k D_k(x_i)); the gradient reaches only the forgiver of each sample.
+    """
+    forgiver = out.argmax(dim=0)
+    chosen = out.gather(0, forgiver[None]).squeeze(0)
+    weights = F.one_hot(forgiver, out.shape[0]).T.to(out.dtype)
+    return g_loss(inp.loss, chosen).mean(), weights
+
+
+def f2a(out: Tensor, inp: RuleInputs) -> tuple[Tensor, Tensor]:
+    """Forgiver-First Aggregation: fool D_agg(x_i) = sum_k softmax_k(lam * r_k(x_i)) r_k(x_i).
+
+    r_k is client k's realness (sigmoid(logit) for bce, the output for ls). lam -> 0 gives the
+    plain average of the realness scores; lam -> inf gives F2U's max. The softmax weights are part
+    of the graph, so G's gradient includes how it shifts the weights, and lam receives the gradient
+    of the generator loss: dD_agg/dlam = Var_w(r) >= 0, so lam grows while the clients disagree
+    about a sample and stops when they agree (see README, "F2A's lambda").
+    """
+    r = realness(inp.loss, out)
+    weights = torch.softmax(inp.lam * r, dim=0)
+    return g_loss_mixture(inp.loss, out, weights).mean(), weights.detach()
+
+
+def mean(out: Tensor, inp: RuleInputs) -> tuple[Tensor, Tensor]:
+    """MD-GAN's rule: the average of the clients' generator losses (feedback averaged after the loss).
+
+    Not F2A at lam = 0, which averages realness before the loss. With K = 1 it is a plain GAN
+    (the centralized baseline).
+    """
+    k = out.shape[0]
+    return g_loss(inp.loss, out).mean(), torch.full_like(out, 1.0 / k).detach()
+
+
+def gman(out: Tensor, inp: RuleInputs) -> tuple[Tensor, Tensor]:
+    """GMAN* (Durugkar et al. 2017): softmax(lam * V)-weighted mean of the clients' batch losses V_k.
+
+    lam = 0 is the mean, lam -> inf the harshest discriminator. G regulates lam itself by
+    minimising the weighted loss minus gman_penalty * lam (without the bonus lam would sink to 0).
+    """
+    per_client = g_loss(inp.loss, out).mean(dim=1)
+    w = torch.softmax(inp.lam * per_client, dim=0)
+    loss = (w * per_client).sum() - inp.gman_penalty * inp.lam
+    return loss, w.detach()[:, None].expand_as(out)
+
+
+def balanced_assignment(scores: Tensor, shares: Tensor, tau: float, iters: int) -> Tensor:
+    """Per sample, the client it is assigned to under a balanced transport plan.
+
+    Start from softmax_k(tau * scores) per sample (K x B), then alternate Sinkhorn scalings so that
+    client k carries ``shares[k]`` of the batch and each sample one unit; return the argmax client
+    per sample. Log domain, so large tau cannot overflow.
+    """
+    log_p = torch.log_softmax(tau * scores, dim=0)              # K x B, each sample one unit
+    log_rows = torch.log(shares * scores.shape[1])[:, None]     # client k carries shares[k] * B
+    for _ in range(iters):
+        log_p = log_p - torch.logsumexp(log_p, dim=1, keepdim=True) + log_rows
+        log_p = log_p - torch.logsumexp(log_p, dim=0, keepdim=True)
+    return log_p.argmax(dim=0)
+
+
+def f2u_balanced(out: Tensor, inp: RuleInputs) -> tuple[Tensor, Tensor]:
+    """F2U with balanced forgiveness (ours): fool a forgiving client, but spread samples over clients.
+
+    Plain F2U lets G content itself with the clients that already forgive it; a client that is
+    never the forgiver never sends G a signal, so its classes can vanish for good. Here each sample
+    goes to the client with the largest weight in a transport plan between samples and clients
+    that prefers forgiving clients (softmax(tau * realness)) but gives client k ``shares[k]`` of the
+    batch. On MNIST Non-OVL this brought 9 of 10 classes where F2U generated 7.
+    """
+    k = out.shape[0]
+    shares = inp.shares if inp.shares is not None else torch.full((k,), 1.0 / k, dtype=out.dtype, device=out.device)
+    with torch.no_grad():
+        target = balanced_assignment(realness(inp.loss, out.detach()), shares.to(out), inp.tau, inp.sinkhorn_iters)
+    chosen = out.gather(0, target[None]).squeeze(0)
+    weights = F.one_hot(target, k).T.to(out.dtype)
+    return g_loss(inp.loss, chosen).mean(), weights

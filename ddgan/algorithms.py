@@ -1,0 +1,36 @@
+"""The one registry users choose from by name in YAML: training algorithms and neighbour selection.
+
+``algo.name`` picks an :class:`Algorithm`: which trainer runs it and, for the forgiver-first
+trainer, which generator rule from :mod:`ddgan.aggregate`. ``algo.select`` picks a gossip
+neighbour-selection rule from :mod:`ddgan.select`. Config loading validates both names here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from ddgan import aggregate
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    name: str
+    trainer: str                     # "forgiver" (one G, K discriminators), "gossip" or "fedavg"
+    rule: Callable | None = None     # forgiver trainer: the generator rule
+    has_lambda: bool = False         # the rule has a temperature lambda
+    summary: str = ""
+
+
+ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
+    Algorithm("f2u", "forgiver", aggregate.f2u, summary="fool the most forgiving D per sample"),
+    Algorithm("f2a", "forgiver", aggregate.f2a, has_lambda=True,
+              summary="fool the softmax(lambda * realness)-weighted mix of the Ds"),
+    Algorithm("f2u_balanced", "forgiver", aggregate.f2u_balanced,
+              summary="F2U with a balanced sample-to-client assignment (ours)"),
+    Algorithm("mean", "forgiver", aggregate.mean, summary="average of the clients' G losses (MD-GAN)"),
+    Algorithm("gman", "forgiver", aggregate.gman, has_lambda=True,
+              summary="GMAN*: softmax-weighted mean of the clients' G losses"),
+    Algorithm("centralized", "forgiver", aggregate.mean, summary="one client holding all data"),
+    Algorithm("gossip", "gossip", summary="per-node GANs on a graph, neighbour D chosen by info gain"),
+    Algorithm("fedavg", "fedavg", summary="FedGAN: local GANs averaged every sync_every steps"),
+)}

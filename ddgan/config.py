@@ -1,0 +1,483 @@
+"""Typed run configuration: one dataclass per YAML section, the single source of truth.
+
+A run is written down as YAML (``configs/*.yaml``) and adjusted with dotted overrides on the
+command line (``train.steps=20 partition.clients=2``). Loading checks every key and value before
+any work starts; a bad one raises :class:`ConfigError` naming the key, the value and where it came
+from (the file or ``command line``), which the CLIs print as one line and exit with code 2.
+
+Every field is documented here; ``configs/default.yaml`` repeats the user-facing ones as comments.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ddgan.errors import ConfigError
+
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "image_folder")
+SCHEMES = ("iid", "classes", "classes_per_client", "dirichlet", "disjoint_iid", "non_ovl", "mod_ovl")
+TOPOLOGIES = ("ring", "path", "star", "random_regular", "erdos_renyi", "edges")
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"
+    """Dataset: digits (scikit-learn's bundled 8x8 digits, no download), mnist, fashion_mnist,
+    cifar10 (torchvision layouts under ``root``) or image_folder (``root/<class>/<image>``)."""
+    root: str = "data"
+    """Directory the dataset is read from (the product never looks anywhere else)."""
+    download: bool = False
+    """Let torchvision download mnist/fashion_mnist/cifar10 into ``root`` when missing."""
+    image_size: int = 0
+    """Side length the images are resized to; 0 = the dataset's default (digits 16, mnist and
+    fashion_mnist 28, cifar10 32, image_folder 64). Models support 8, 16, 28, 32 and 64."""
+    channels: int = 0
+    """Image channels; 0 = the dataset's own (1 for digits/mnist/fashion_mnist, 3 otherwise).
+    image_folder converts every image to this many channels."""
+
+    def check(self, err) -> None:
+        if self.name not in DATASETS:
+            err("name", self.name, f"unknown dataset; choose one of {', '.join(DATASETS)}")
+        if self.image_size not in (0, 8, 16, 28, 32, 64):
+            err("image_size", self.image_size, "models support 8, 16, 28, 32 or 64 (0 = dataset default)")
+        if self.channels not in (0, 1, 3):
+            err("channels", self.channels, "must be 1 or 3 (0 = dataset default)")
+
+
+@dataclass
+class PartitionConfig:
+    scheme: str = "non_ovl"
+    """How the training set is split between clients: iid; classes (explicit ``classes`` lists);
+    classes_per_client (``classes_per_client`` classes each, seeded); dirichlet (class mix per
+    client drawn from Dir(``alpha``)); disjoint_iid (``samples_per_client`` unique random samples
+    each); non_ovl / mod_ovl (the F2U paper's 5-client splits of 10 classes). Where several
+    clients hold a class, its samples are split between them, never duplicated."""
+    clients: int = 5
+    """Number of clients; must equal the torchrun world size."""
+    classes: list[list[int]] = field(default_factory=list)
+    """scheme classes: one list of class indices per client."""
+    classes_per_client: int = 2
+    """scheme classes_per_client: how many classes each client holds."""
+    alpha: float = 0.5
+    """scheme dirichlet: concentration; small = very skewed, large = close to iid."""
+    samples_per_client: int = 0
+    """scheme disjoint_iid: unique samples per client; 0 = all samples divided equally."""
+
+    def check(self, err) -> None:
+        if self.scheme not in SCHEMES:
+            err("scheme", self.scheme, f"unknown scheme; choose one of {', '.join(SCHEMES)}")
+        if self.clients < 1:
+            err("clients", self.clients, "must be >= 1")
+        if self.scheme == "classes":
+            if len(self.classes) != self.clients:
+                err("classes", self.classes, f"needs one class list per client ({self.clients})")
+            for k, held in enumerate(self.classes):
+                if not held:
+                    err("classes", self.classes, f"client {k} holds no class (its shard would be empty)")
+                if len(set(held)) != len(held) or any(c < 0 for c in held):
+                    err("classes", self.classes, f"client {k}: class indices must be distinct and >= 0")
+        if self.scheme in ("non_ovl", "mod_ovl") and self.clients != 5:
+            err("clients", self.clients, f"scheme {self.scheme} is the paper's 5-client split")
+        if self.classes_per_client < 1:
+            err("classes_per_client", self.classes_per_client, "must be >= 1")
+        if not self.alpha > 0:
+            err("alpha", self.alpha, "must be > 0")
+        if self.samples_per_client < 0:
+            err("samples_per_client", self.samples_per_client, "must be >= 0")
+
+
+@dataclass
+class ModelConfig:
+    z_dim: int = 100
+    """Dimension of the generator's input noise z ~ N(0, I)."""
+    g_width: int = 64
+    """Channels of the generator's last hidden layer; earlier layers double it."""
+    d_width: int = 64
+    """Channels of the discriminator's first layer; later layers double it."""
+    d_batchnorm: bool = True
+    """BatchNorm in the discriminator's hidden layers (DCGAN); G always has it."""
+    node_g_width: list[int] = field(default_factory=list)
+    """gossip / fedavg: per-node generator widths (one per node) instead of g_width; gossip nodes
+    may differ (a discriminator sent to a neighbour carries its own architecture)."""
+    node_d_width: list[int] = field(default_factory=list)
+    """gossip / fedavg: per-node discriminator widths, like node_g_width."""
+
+    def check(self, err) -> None:
+        for name in ("z_dim", "g_width", "d_width"):
+            if getattr(self, name) < 1:
+                err(name, getattr(self, name), "must be >= 1")
+        for name in ("node_g_width", "node_d_width"):
+            if any(w < 1 for w in getattr(self, name)):
+                err(name, getattr(self, name), "every width must be >= 1")
+
+
+@dataclass
+class AlgoConfig:
+    name: str = "f2a"
+    """Training algorithm, by name from the registry in ``ddgan.algorithms``: f2u, f2a,
+    f2u_balanced, mean (MD-GAN), gman, centralized, gossip, fedavg."""
+    loss: str = "bce"
+    """GAN loss: bce (non-saturating) or ls (least squares, the form of the F2U theorem)."""
+    lambda_init: float = 1.0
+    """f2a: initial temperature lambda >= 0 of the softmax over the clients' realness scores."""
+    learn_lambda: bool = True
+    """f2a / gman: update lambda by gradient descent on the generator's objective (see README)."""
+    lambda_lr: float = 0.01
+    """f2a / gman: Adam learning rate of lambda."""
+    lambda_max: float = 100.0
+    """f2a / gman: lambda is clamped to [0, lambda_max] after every update."""
+    gman_penalty: float = 0.001
+    """gman: GMAN*'s regulariser; G minimises its softmax-weighted loss minus gman_penalty * lambda."""
+    tau: float = 10.0
+    """f2u_balanced: temperature of softmax(tau * realness) before the balancing iterations."""
+    sinkhorn_iters: int = 10
+    """f2u_balanced: Sinkhorn iterations that balance the sample-to-client assignment."""
+    balance: str = "equal"
+    """f2u_balanced: client shares of the generated batch: equal, or shard_size (proportional)."""
+    swap_every: int = 0
+    """Every N steps, swap discriminators between clients along a seeded permutation (MD-GAN);
+    0 = never."""
+    select: str = "infogain"
+    """gossip: which neighbour's discriminator G_k also trains against: infogain (probability
+    proportional to KL(D_j || D_k) on G_k's samples), uniform, or none (standalone nodes)."""
+    p_consider: float = 0.5
+    """gossip: probability per cycle of the extra generator step against a neighbour's D."""
+    loss_threshold: float = 1.0
+    """gossip: D_k trains while its loss is above loss_threshold / epoch (Algorithm 1)."""
+    max_d_steps: int = 10
+    """gossip: at most this many D steps per cycle, whatever the threshold."""
+    label_noise: float = 0.2
+    """gossip: standard deviation of Gaussian noise added to the real (1) and fake (0) targets."""
+    sync_every: int = 20
+    """fedavg: steps between weight averages of every node's G and D (weighted by shard size)."""
+
+    def check(self, err) -> None:
+        from ddgan.algorithms import ALGORITHMS  # late: the registry imports the rule modules
+
+        if self.name not in ALGORITHMS:
+            err("name", self.name, f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}")
+        if self.loss not in ("bce", "ls"):
+            err("loss", self.loss, "choose bce or ls")
+        if self.lambda_init < 0:
+            err("lambda_init", self.lambda_init, "must be >= 0")
+        if self.lambda_max < self.lambda_init:
+            err("lambda_max", self.lambda_max, "must be >= lambda_init")
+        if self.lambda_lr < 0:
+            err("lambda_lr", self.lambda_lr, "must be >= 0")
+        if self.tau <= 0:
+            err("tau", self.tau, "must be > 0")
+        if self.sinkhorn_iters < 1:
+            err("sinkhorn_iters", self.sinkhorn_iters, "must be >= 1")
+        if self.balance not in ("equal", "shard_size"):
+            err("balance", self.balance, "choose equal or shard_size")
+        if self.swap_every < 0:
+            err("swap_every", self.swap_every, "must be >= 0")
+        if self.select not in ("infogain", "uniform", "none"):
+            err("select", self.select, "choose infogain, uniform or none")
+        if not 0 <= self.p_consider <= 1:
+            err("p_consider", self.p_consider, "must be in [0, 1]")
+        if self.loss_threshold < 0:
+            err("loss_threshold", self.loss_threshold, "must be >= 0")
+        if self.max_d_steps < 1:
+            err("max_d_steps", self.max_d_steps, "must be >= 1")
+        if self.label_noise < 0:
+            err("label_noise", self.label_noise, "must be >= 0")
+        if self.sync_every < 1:
+            err("sync_every", self.sync_every, "must be >= 1")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    """Generator updates to run (the run ends at this step, also after a resume)."""
+    batch_size: int = 64
+    """Generated and real samples per client per step."""
+    seed: int = 0
+    """Global seed: partition, graph and every rank's sampling derive from it."""
+    lr_g: float = 2e-4
+    """Adam learning rate of the generator."""
+    lr_d: float = 2e-4
+    """Learning rate of the discriminators."""
+    beta1: float = 0.5
+    """Adam beta1 (DCGAN's 0.5)."""
+    d_optimizer: str = "adam"
+    """Discriminator optimiser: adam or sgd."""
+    resume: str = "auto"
+    """auto = continue from the newest complete checkpoint in the run directory, if any;
+    never = start fresh (fails when the run directory already has checkpoints)."""
+    dtype: str = "float32"
+    """Parameter and data precision: float32, or float64 for exactness checks."""
+    device: str = "auto"
+    """auto = cuda:LOCAL_RANK when CUDA is available, else cpu; or cpu / cuda."""
+
+    def check(self, err) -> None:
+        for name in ("steps", "batch_size"):
+            if getattr(self, name) < 1:
+                err(name, getattr(self, name), "must be >= 1")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                err(name, getattr(self, name), "must be > 0")
+        if not 0 <= self.beta1 < 1:
+            err("beta1", self.beta1, "must be in [0, 1)")
+        if self.d_optimizer not in ("adam", "sgd"):
+            err("d_optimizer", self.d_optimizer, "choose adam or sgd")
+        if self.resume not in ("auto", "never"):
+            err("resume", self.resume, "choose auto or never")
+        if self.dtype not in ("float32", "float64"):
+            err("dtype", self.dtype, "choose float32 or float64")
+        if self.device not in ("auto", "cpu", "cuda"):
+            err("device", self.device, "choose auto, cpu or cuda")
+
+
+@dataclass
+class CommConfig:
+    backend: str = "auto"
+    """auto = nccl on CUDA devices, gloo on CPU; or gloo / nccl."""
+    exchange: str = "feedback"
+    """feedback = clients send realness scores and gradients w.r.t. the generated images;
+    params = clients send their discriminators' parameters to the generator rank."""
+    timeout_s: float = 300.0
+    """A collective that does not complete in this many seconds fails the run with a message."""
+
+    def check(self, err) -> None:
+        if self.backend not in ("auto", "gloo", "nccl"):
+            err("backend", self.backend, "choose auto, gloo or nccl")
+        if self.exchange not in ("feedback", "params"):
+            err("exchange", self.exchange, "choose feedback or params")
+        if not self.timeout_s > 0:
+            err("timeout_s", self.timeout_s, "must be > 0")
+
+
+@dataclass
+class RunConfig:
+    dir: str = ""
+    """Run directory; empty = runs/<config file name without .yaml>."""
+    log_every: int = 50
+    """Steps between metrics.jsonl records and progress lines."""
+    sample_every: int = 500
+    """Steps between sample grids (samples/step_NNNNNNN.png, from a fixed z)."""
+    checkpoint_every: int = 500
+    """Steps between checkpoints; the last step is always checkpointed."""
+    keep_checkpoints: int = 3
+    """Complete checkpoints kept on disk (older ones are deleted)."""
+
+    def check(self, err) -> None:
+        for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                err(name, getattr(self, name), "must be >= 1")
+
+
+@dataclass
+class TopologyConfig:
+    kind: str = "ring"
+    """gossip: the communication graph: ring, path, star, random_regular (``degree``, seeded),
+    erdos_renyi (edge probability ``p``, seeded, redrawn until connected) or edges (``edges``)."""
+    degree: int = 3
+    """random_regular: neighbours per node."""
+    p: float = 0.5
+    """erdos_renyi: probability of each edge."""
+    edges: list[list[int]] = field(default_factory=list)
+    """kind edges: undirected edges [[0, 1], [1, 2], ...]; must be symmetric-free of self-loops
+    and connect every node."""
+
+    def check(self, err) -> None:
+        if self.kind not in TOPOLOGIES:
+            err("kind", self.kind, f"unknown topology; choose one of {', '.join(TOPOLOGIES)}")
+        if self.degree < 1:
+            err("degree", self.degree, "must be >= 1")
+        if not 0 < self.p <= 1:
+            err("p", self.p, "must be in (0, 1]")
+        if any(len(e) != 2 for e in self.edges):
+            err("edges", self.edges, "every edge is a pair [i, j]")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    partition: PartitionConfig = field(default_factory=PartitionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    comm: CommConfig = field(default_factory=CommConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    topology: TopologyConfig = field(default_factory=TopologyConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+# --------------------------------------------------------------------------- loading
+
+def _describe(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted where floats are asked."""
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item_tp,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise TypeError(f"expected a list of {_describe(item_tp)}")
+        return [_coerce(v, item_tp, where) for v in value]
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, where)
+            except TypeError:
+                continue
+        raise TypeError(f"expected {_describe(tp)}")
+    if tp is type(None):
+        if value is not None:
+            raise TypeError("expected null")
+        return None
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp is int and isinstance(value, bool) or not isinstance(value, tp):
+        raise TypeError(f"expected {_describe(tp)}, got {type(value).__name__}")
+    return value
+
+
+def _section_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _unknown_key(key: str, known: list[str], source: str, prefix: str = "") -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; known keys: {', '.join(prefix + k for k in known)}"
+    return ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
+
+
+def _build(raw: dict[str, Any], sources: dict[str, str]) -> Config:
+    """Typed Config from a nested dict; ``sources`` maps 'section.key' to where it was set."""
+    sections: dict[str, Any] = {}
+    section_types = _section_types(Config)
+    for name, section_tp in section_types.items():
+        values = raw.get(name) or {}
+        field_types = _section_types(section_tp)
+        kwargs = {}
+        for key, value in values.items():
+            dotted = f"{name}.{key}"
+            if key not in field_types:
+                raise _unknown_key(key, list(field_types), sources.get(dotted, "config"), f"{name}.")
+            try:
+                kwargs[key] = _coerce(value, field_types[key], dotted)
+            except TypeError as exc:
+                raise ConfigError(f"{sources.get(dotted, 'config')}: {dotted} = {value!r}: {exc}") from None
+        sections[name] = section_tp(**kwargs)
+    cfg = Config(**sections)
+    for name in section_types:
+        section = getattr(cfg, name)
+
+        def err(key: str, value: Any, why: str, _name: str = name) -> None:
+            source = sources.get(f"{_name}.{key}", "default")
+            raise ConfigError(f"{source}: {_name}.{key} = {value!r}: {why}")
+
+        section.check(err)
+    _check_across_sections(cfg, sources)
+    return cfg
+
+
+def _check_across_sections(cfg: Config, sources: dict[str, str]) -> None:
+    """Checks that involve more than one section."""
+    from ddgan.algorithms import ALGORITHMS
+
+    def err(key: str, value: Any, why: str) -> None:
+        raise ConfigError(f"{sources.get(key, 'default')}: {key} = {value!r}: {why}")
+
+    trainer = ALGORITHMS[cfg.algo.name].trainer
+    if cfg.algo.name == "centralized" and cfg.partition.clients != 1:
+        err("partition.clients", cfg.partition.clients, "algo centralized is one client holding all data; set 1")
+    if cfg.algo.swap_every and trainer != "forgiver":
+        err("algo.swap_every", cfg.algo.swap_every, f"discriminator swaps belong to the forgiver-first "
+            f"algorithms, not {cfg.algo.name}")
+    for key in ("node_g_width", "node_d_width"):
+        widths = getattr(cfg.model, key)
+        if widths and trainer == "forgiver":
+            err(f"model.{key}", widths, f"per-node widths need per-node models (gossip or fedavg), not {cfg.algo.name}")
+        if widths and len(widths) != cfg.partition.clients:
+            err(f"model.{key}", widths, f"needs one width per node ({cfg.partition.clients})")
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``section.key=value`` with the value read as YAML (so 3, 0.5, true, [[0, 1]] work)."""
+    if "=" not in text:
+        raise ConfigError(f"command line: override '{text}' must look like section.key=value")
+    key, _, value = text.partition("=")
+    try:
+        parsed = yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"command line: {key} = {value!r}: not valid YAML ({exc.problem})") from None
+    return key.strip(), parsed
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> Config:
+    """Load YAML ``path`` (None = all defaults), apply dotted ``overrides``, validate."""
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    known_sections = list(_section_types(Config))
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read config ({exc.strerror})") from None
+        try:
+            loaded = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            raise ConfigError(f"{path}: malformed YAML{at}: {getattr(exc, 'problem', exc)}") from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(loaded).__name__}")
+        for section, values in loaded.items():
+            if section not in known_sections:
+                raise _unknown_key(str(section), known_sections, str(path))
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: section '{section}' must be a mapping, got {values!r}")
+            raw[section] = dict(values)
+            sources.update({f"{section}.{k}": str(path) for k in values})
+    for text in overrides:
+        key, value = parse_override(text)
+        section, _, name = key.partition(".")
+        if section not in known_sections:
+            raise _unknown_key(section, known_sections, "command line")
+        if not name:
+            raise ConfigError(f"command line: override '{text}' must name a key inside section '{section}'")
+        raw.setdefault(section, {})[name] = value
+        sources[key] = "command line"
+    cfg = _build(raw, sources)
+    if not cfg.run.dir:
+        cfg.run.dir = str(Path("runs") / (Path(path).stem if path is not None else "default"))
+    return cfg
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "checkpoint") -> Config:
+    """Rebuild a Config saved with :meth:`Config.to_dict` (checkpoints, run directories)."""
+    sources = {f"{s}.{k}": source for s, v in raw.items() if isinstance(v, dict) for k in v}
+    return _build(raw, sources)
+
+
+def save_config(cfg: Config, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+
+
+def config_diff(a: Config, b: Config, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Dotted keys whose values differ between two configs, except those under ``ignore``."""
+    da, db = a.to_dict(), b.to_dict()
+    out = []
+    for section in da:
+        for key in da[section]:
+            dotted = f"{section}.{key}"
+            if dotted in ignore or section in ignore:
+                continue
+            if da[section][key] != db[section][key]:
+                out.append(f"{dotted}: {da[section][key]!r} -> {db[section][key]!r}")
+    return out

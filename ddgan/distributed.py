@@ -1,0 +1,77 @@
+"""Process-group setup and teardown in one place, from the environment torchrun sets.
+
+    torchrun --standalone --nproc_per_node 5 -m ddgan.train --config configs/default.yaml
+
+reads RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE (plus MASTER_ADDR/MASTER_PORT); run as a
+plain ``python -m ddgan.train`` it is a world of one. The device is ``cuda:LOCAL_RANK`` with
+NCCL when CUDA is present, else the CPU with gloo (``comm.backend`` and ``train.device``
+override). Every collective times out after ``comm.timeout_s``; the group is destroyed on every
+exit path, error included, so that peers blocked on this rank fail fast instead of hanging. A
+program that already initialised the default group keeps it (and its teardown).
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Iterator
+
+import torch
+import torch.distributed as dist
+
+from ddgan.config import Config
+from ddgan.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int
+    world: int
+    local_rank: int
+    device: torch.device
+    backend: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def _device(cfg: Config, local_rank: int) -> torch.device:
+    want = cfg.train.device
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device = 'cuda': CUDA is not available on this machine")
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        torch.cuda.set_device(local_rank)
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
+
+
+@contextmanager
+def process_group(cfg: Config) -> Iterator[Dist]:
+    """Join (or, alone, create) the default process group; always destroy it on the way out."""
+    rank = int(os.environ.get("RANK", 0))
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    device = _device(cfg, local_rank)
+    backend = cfg.comm.backend if cfg.comm.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
+    if backend == "nccl" and device.type != "cuda":
+        raise ConfigError("comm.backend = 'nccl': NCCL needs CUDA devices; use gloo on the CPU")
+    if device.type == "cpu":
+        # Ranks sharing a machine share its cores; oversubscription slows every rank down.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
+    if dist.is_initialized():
+        # Called from a program that owns the group already (tests, notebooks): use it, leave it.
+        yield Dist(dist.get_rank(), dist.get_world_size(), local_rank, device, dist.get_backend())
+        return
+    timeout = timedelta(seconds=cfg.comm.timeout_s)
+    if "RANK" in os.environ:
+        dist.init_process_group(backend, rank=rank, world_size=world, timeout=timeout,
+                                device_id=device if device.type == "cuda" else None)
+    else:
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
+    try:
+        yield Dist(rank, world, local_rank, device, backend)
+    finally:
+        dist.destroy_process_group()

@@ -1,0 +1,155 @@
+"""Everything that crosses the wire, called explicitly from the training loops.
+
+:class:`Comm` wraps the few collectives and point-to-point transfers the trainers use. Each call
+names what it carries (for error messages), counts the logical payload bytes this rank sends, and
+times itself. When a peer dies or a collective exceeds ``comm.timeout_s``, it raises
+:class:`TrainingError` naming the step, the operation and, where the survivors can tell, the
+missing ranks. Every method that runs a collective must be called by every rank in the same order.
+
+Byte accounting is the payload each rank hands to the network, independent of the algorithm
+the backend uses: broadcast - the source sends (K-1) copies; all_gather - each rank sends its
+part to K-1 peers; reduce - each non-destination rank sends its tensor once; send - its size.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Sequence
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from ddgan.errors import TrainingError
+
+_FAILURES = (RuntimeError, dist.DistError, ConnectionError, TimeoutError)
+
+
+def module_tensors(module: torch.nn.Module) -> dict[str, Tensor]:
+    """Parameters then buffers, by name: what defines a network on the wire."""
+    return {**dict(module.named_parameters()), **dict(module.named_buffers())}
+
+
+_ALIGN = 16  # bytes; every tensor starts aligned so that unpacking can return views
+
+
+def _padded(nbytes: int) -> int:
+    return -(-nbytes // _ALIGN) * _ALIGN
+
+
+def pack(tensors: Sequence[Tensor]) -> Tensor:
+    """Tensors of any dtypes as one flat uint8 buffer (bit-exact, no conversion)."""
+    parts = []
+    for t in tensors:
+        raw = t.detach().contiguous().reshape(-1).view(torch.uint8)
+        pad = _padded(raw.numel()) - raw.numel()
+        parts += [raw, raw.new_zeros(pad)] if pad else [raw]
+    return torch.cat(parts)
+
+
+def unpack(buffer: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
+    """Inverse of :func:`pack`: views into ``buffer`` with the shapes and dtypes of ``like``."""
+    out, pos = [], 0
+    for t in like:
+        n = t.numel() * t.element_size()
+        out.append(buffer[pos:pos + n].view(t.dtype).view(t.shape))
+        pos += _padded(n)
+    return out
+
+
+class Comm:
+    def __init__(self, rank: int, world: int, timeout_s: float, allowed_peers: Sequence[int] | None = None):
+        self.rank, self.world, self.timeout_s = rank, world, timeout_s
+        # Point-to-point peers this rank may talk to (gossip: its one-hop neighbours); None = all.
+        self.allowed_peers = None if allowed_peers is None else frozenset(allowed_peers)
+        self.step = 0
+        self.bytes_sent = 0
+        self.seconds = 0.0
+        self.log: list[tuple[str, int]] = []    # (operation, peer or -1) of every p2p transfer
+
+    # ------------------------------------------------------------------ bookkeeping
+    def _run(self, what: str, sent_bytes: int, fn: Callable[[], None]) -> None:
+        start = time.perf_counter()
+        try:
+            fn()
+        except _FAILURES as exc:
+            raise TrainingError(self._failure_message(what, exc)) from exc
+        self.seconds += time.perf_counter() - start
+        self.bytes_sent += sent_bytes
+
+    def _failure_message(self, what: str, exc: BaseException) -> str:
+        missing = self._missing_ranks()
+        who = f"; no word from rank(s) {missing}" if missing else ""
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return (f"step {self.step}: {what} failed on rank {self.rank} of {self.world}{who} "
+                f"(a peer died, or the collective exceeded comm.timeout_s = {self.timeout_s:g}s): {first[:300]}")
+
+    def _missing_ranks(self) -> list[int]:
+        """Ranks that did not report this failure through the rendezvous store within a few seconds.
+
+        Survivors of a failed collective each leave a mark; a rank that left none is gone or stuck.
+        """
+        if self.world == 1:
+            return []
+        try:
+            store = dist.distributed_c10d._get_default_store()
+            prefix = f"ddgan/failed/{self.step}/"
+            store.set(prefix + str(self.rank), "1")
+            deadline = time.monotonic() + min(5.0, self.timeout_s)
+            while True:
+                missing = [r for r in range(self.world) if not store.check([prefix + str(r)])]
+                if not missing or time.monotonic() > deadline:
+                    return missing
+                time.sleep(0.2)
+        except Exception:  # the store itself may be gone with the dead rank (it hosted it)
+            return [r for r in range(self.world) if r != self.rank] if self.rank != 0 else []
+
+    # ------------------------------------------------------------------ collectives
+    def broadcast(self, tensor: Tensor, src: int, what: str) -> Tensor:
+        """Collective: ``tensor`` from ``src`` to every rank (in place; returns it)."""
+        sent = tensor.numel() * tensor.element_size() * (self.world - 1) if self.rank == src else 0
+        self._run(f"broadcast of {what}", sent, lambda: dist.broadcast(tensor, src))
+        return tensor
+
+    def all_gather(self, tensor: Tensor, what: str) -> Tensor:
+        """Collective: every rank's ``tensor`` (same shape everywhere), stacked in rank order."""
+        flat = tensor.contiguous().reshape(-1)
+        out = torch.empty(self.world * flat.numel(), dtype=tensor.dtype, device=tensor.device)
+        sent = flat.numel() * flat.element_size() * (self.world - 1)
+        self._run(f"all_gather of {what}", sent, lambda: dist.all_gather_single(out, flat))
+        return out.view(self.world, *tensor.shape)
+
+    def reduce_sum(self, tensor: Tensor, dst: int, what: str) -> Tensor:
+        """Collective: the sum over ranks of ``tensor`` lands in place on ``dst``."""
+        sent = tensor.numel() * tensor.element_size() if self.rank != dst else 0
+        self._run(f"reduce of {what}", sent, lambda: dist.reduce(tensor, dst, op=dist.ReduceOp.SUM))
+        return tensor
+
+    def all_reduce(self, tensor: Tensor, what: str, op=dist.ReduceOp.SUM) -> Tensor:
+        """Collective: ``op`` over ranks, result in place on every rank."""
+        sent = tensor.numel() * tensor.element_size() * (self.world - 1)
+        self._run(f"all_reduce of {what}", sent, lambda: dist.all_reduce(tensor, op=op))
+        return tensor
+
+    # ------------------------------------------------------------------ point to point
+    def exchange(self, sends: dict[int, Tensor], recvs: dict[int, Tensor], what: str) -> None:
+        """Point to point: send ``sends[peer]`` and receive into ``recvs[peer]`` in one batch.
+
+        ``batch_isend_irecv`` posts every transfer before waiting on any, so no ordering of the
+        peers' calls can deadlock; each side must post the matching recv/send for each pair.
+        """
+        peers = set(sends) | set(recvs)
+        if self.allowed_peers is not None and not peers <= self.allowed_peers:
+            raise TrainingError(f"step {self.step}: rank {self.rank} tried to reach non-neighbours "
+                                f"{sorted(peers - self.allowed_peers)} for {what}")
+        ops = [dist.P2POp(dist.isend, t.contiguous(), p) for p, t in sorted(sends.items())]
+        ops += [dist.P2POp(dist.irecv, t, p) for p, t in sorted(recvs.items())]
+        self.log += [("send", p) for p in sorted(sends)] + [("recv", p) for p in sorted(recvs)]
+        if not ops:
+            return
+        sent = sum(t.numel() * t.element_size() for t in sends.values())
+
+        def run() -> None:
+            for req in dist.batch_isend_irecv(ops):
+                req.wait()
+
+        self._run(f"point-to-point {what}", sent, run)

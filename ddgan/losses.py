@@ -1,0 +1,50 @@
+"""GAN losses on raw discriminator outputs, for the two objectives the trainers offer.
+
+``bce``: D outputs a logit, realness = sigmoid(logit); D minimises binary cross-entropy and G the
+non-saturating -log D(G(z)). ``ls``: least squares (LSGAN, the form of the F2U theorem); the raw
+output is the realness, D regresses real to 1 and fake to 0, G pushes its samples to 1.
+Everything is per sample so that the aggregation rules can choose or weight clients per sample.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOSSES = ("bce", "ls")
+
+
+def realness(loss: str, out: Tensor) -> Tensor:
+    """How real D finds each sample, on the scale the aggregation rules compare (higher = realer)."""
+    return torch.sigmoid(out) if loss == "bce" else out
+
+
+def d_loss(loss: str, real_out: Tensor, fake_out: Tensor,
+           real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0) -> Tensor:
+    """Discriminator loss: mean over real samples plus mean over fake samples (targets may be noisy)."""
+    real_t = torch.as_tensor(real_target, dtype=real_out.dtype, device=real_out.device).expand_as(real_out)
+    fake_t = torch.as_tensor(fake_target, dtype=fake_out.dtype, device=fake_out.device).expand_as(fake_out)
+    if loss == "bce":
+        return (F.binary_cross_entropy_with_logits(real_out, real_t)
+                + F.binary_cross_entropy_with_logits(fake_out, fake_t))
+    return 0.5 * (F.mse_loss(real_out, real_t) + F.mse_loss(fake_out, fake_t))
+
+
+def g_loss(loss: str, out: Tensor) -> Tensor:
+    """Per-sample generator loss against one discriminator's output (any shape)."""
+    if loss == "bce":
+        return F.softplus(-out)  # -log sigmoid(out), stable for large |out|
+    return 0.5 * (out - 1.0) ** 2
+
+
+def g_loss_mixture(loss: str, out: Tensor, weights: Tensor) -> Tensor:
+    """Per-sample generator loss against D_agg = sum_k weights[k] * realness(out[k]).
+
+    ``out`` and ``weights`` are K x B with weights summing to 1 over k. For bce the mixture is
+    taken in log space (log D_agg = logsumexp_k(log w_k + log sigmoid(out_k))) so a batch that
+    every discriminator rejects still gets a finite, informative gradient.
+    """
+    if loss == "bce":
+        log_agg = torch.logsumexp(torch.log(weights) + F.logsigmoid(out), dim=0)
+        return -log_agg
+    return 0.5 * ((weights * out).sum(0) - 1.0) ** 2

@@ -1,0 +1,82 @@
+"""The run directory every trainer writes, and the readers of it.
+
+    <run.dir>/config.yaml               the resolved config of the run
+    <run.dir>/metrics.jsonl             one JSON object per logged step
+    <run.dir>/samples/step_NNNNNNN.png  sample grids from a fixed z (gossip: node_K/ subfolders)
+    <run.dir>/checkpoints/step_NNNNNNN/ see ddgan.checkpoint
+
+Only rank 0 writes the shared files; checkpoints are written by every rank.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ddgan.config import Config, save_config
+from ddgan.errors import ConfigError
+
+
+def prepare(cfg: Config, is_main: bool) -> Path:
+    """Create the run directory (rank 0) and check that it is writable (every rank)."""
+    run = Path(cfg.run.dir)
+    if is_main:
+        try:
+            for sub in ("samples", "checkpoints"):
+                (run / sub).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"run.dir = {cfg.run.dir!r}: cannot create it ({exc.strerror})") from None
+        if not os.access(run, os.W_OK) or not os.access(run / "checkpoints", os.W_OK):
+            raise ConfigError(f"run.dir = {cfg.run.dir!r}: not writable by this user")
+        save_config(cfg, run / "config.yaml")
+    return run
+
+
+class MetricsLog:
+    """Appends one JSON line per record to metrics.jsonl (rank 0 only), flushed every write."""
+
+    def __init__(self, run: Path, enabled: bool):
+        self.file = open(run / "metrics.jsonl", "a") if enabled else None
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(record, default=_plain) + "\n")
+            self.file.flush()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    raise TypeError(type(value).__name__)
+
+
+def read_metrics(run: Path) -> list[dict[str, Any]]:
+    path = Path(run) / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def save_grid(images: torch.Tensor, path: Path) -> None:
+    """Images in [-1, 1] as one PNG grid, close to square."""
+    from torchvision.utils import save_image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = images.detach().float().cpu()
+    if images.shape[-1] < 32:   # small digits are unreadable at 1:1; enlarge without blurring
+        images = torch.nn.functional.interpolate(images, scale_factor=32 // images.shape[-1], mode="nearest")
+    nrow = max(1, int(math.ceil(math.sqrt(len(images)))))
+    save_image(images, path, nrow=nrow, normalize=True, value_range=(-1.0, 1.0), padding=2)
+
+
+def progress_line(step: int, total: int, steps_per_s: float, values: dict[str, float]) -> str:
+    eta = (total - step) / steps_per_s if steps_per_s > 0 else float("inf")
+    eta_text = f"{int(eta // 60)}m{int(eta % 60):02d}s" if math.isfinite(eta) else "?"
+    parts = " | ".join(f"{k} {v:.3f}" for k, v in values.items())
+    return f"step {step}/{total} | {steps_per_s:.2f} steps/s | ETA {eta_text} | {parts}"

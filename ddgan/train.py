@@ -1,0 +1,65 @@
+"""Train a decentralized GAN: one rank per client, launched by torchrun.
+
+    torchrun --standalone --nproc_per_node 5 -m ddgan.train --config configs/default.yaml
+    torchrun --standalone --nproc_per_node 2 -m ddgan.train --config configs/default.yaml \\
+        partition.clients=2 partition.scheme=classes partition.classes='[[0,1,2,3,4],[5,6,7,8,9]]'
+    python -m ddgan.train --config configs/centralized.yaml      # one client: no torchrun needed
+
+``partition.clients`` must equal the number of ranks. ``algo.name`` chooses the trainer through the
+registry in :mod:`ddgan.algorithms`. Errors in the config or the data print one line and exit 2
+before any work; a failed peer, a timeout or a NaN loss exit 1 with the step and the rank.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+from ddgan.algorithms import ALGORITHMS
+from ddgan.cli import config_parser, parse_args
+from ddgan.config import Config
+from ddgan.errors import ConfigError, UserError
+
+
+def check_world(cfg: Config, world: int) -> None:
+    if cfg.partition.clients != world:
+        raise ConfigError(
+            f"partition.clients = {cfg.partition.clients} but {world} rank(s) were started "
+            f"(WORLD_SIZE={world}); launch with torchrun --nproc_per_node {cfg.partition.clients} "
+            f"or set partition.clients={world}")
+
+
+def run(cfg: Config) -> dict:
+    """Train with the process group described by the environment; returns the last metrics record."""
+    from ddgan.distributed import process_group
+    from ddgan.exchange import Comm
+
+    check_world(cfg, int(os.environ.get("WORLD_SIZE", 1)))
+    trainer = ALGORITHMS[cfg.algo.name].trainer
+    with process_group(cfg) as d:
+        comm = Comm(d.rank, d.world, cfg.comm.timeout_s)
+        if trainer == "forgiver":
+            from ddgan.forgiver import train
+        elif trainer == "gossip":
+            from ddgan.gossip import train
+        else:
+            from ddgan.fedavg import train
+        return train(cfg, d, comm)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = config_parser("ddgan.train", __doc__.split("\n\n")[0])
+    rank = int(os.environ.get("RANK", 0))
+    try:
+        args = parse_args("ddgan.train", "", argv, parser)
+        run(args.config)
+        return 0
+    except UserError as exc:
+        # Config and data errors are the same on every rank: say them once.
+        if rank == 0 or not isinstance(exc, ConfigError):
+            prefix = f"[rank {rank}] " if "RANK" in os.environ and not isinstance(exc, ConfigError) else ""
+            print(f"error: {prefix}{exc}", file=sys.stderr, flush=True)
+        return exc.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Shared test helpers: real gloo process groups on 127.0.0.1, and small configs."""
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import traceback
+from pathlib import Path
+
+import pytest
+import torch.multiprocessing as mp
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _worker(rank: int, world: int, port: int, fn, args, errors) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world))
+    try:
+        fn(rank, *args)
+    except BaseException:
+        errors.put((rank, traceback.format_exc()))
+        sys.exit(1)
+
+
+def spawn(fn, world: int, *args, timeout: float = 240.0) -> None:
+    """Run ``fn(rank, *args)`` in ``world`` fresh processes that form a real gloo group."""
+    ctx = mp.get_context("spawn")
+    errors = ctx.SimpleQueue()
+    port = free_port()
+    procs = [ctx.Process(target=_worker, args=(r, world, port, fn, args, errors)) for r in range(world)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    alive = [p for p in procs if p.is_alive()]
+    for p in alive:
+        p.kill()
+    failures = []
+    while not errors.empty():
+        failures.append(errors.get())
+    if failures or alive:
+        msg = "\n".join(f"--- rank {r}:\n{tb}" for r, tb in sorted(failures))
+        pytest.fail(f"{len(alive)} rank(s) hung; failures:\n{msg}" if alive else msg)
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "MNIST" / "raw").is_dir():
+        pytest.skip(f"real MNIST/Fashion-MNIST not at {SHARED_DATA} (only the project's own machines have it)")
+    return SHARED_DATA

@@ -1,0 +1,128 @@
+"""Datasets by name (real files where present, stand-ins where not) and model shapes."""
+from __future__ import annotations
+
+import ast
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from ddgan.config import load_config
+from ddgan.datasets import load_images, open_source
+from ddgan.errors import DataError
+from ddgan.models import SIZES, ArchSpec, Discriminator, Generator
+from ddgan.shard import Shard, load_shard
+
+
+def data_cfg(*overrides):
+    return load_config(None, list(overrides))
+
+
+def test_digits_are_embedded_scaled_and_upsampled():
+    cfg = data_cfg()
+    src = open_source(cfg.data)
+    assert len(src.labels) == 1437 and src.num_classes == 10
+    images = load_images(src, np.arange(50), cfg.data)
+    assert images.shape == (50, 1, 16, 16) and images.min() >= -1 and images.max() <= 1
+    assert images.min() < -0.9 and images.max() > 0.9                     # uses the full range
+    test = open_source(cfg.data, train=False)
+    assert len(test.labels) == 1797 - 1437
+    assert load_images(src, np.arange(3), data_cfg("data.image_size=8").data).shape == (3, 1, 8, 8)
+
+
+@pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])
+def test_real_mnist_and_fashion_load_from_a_root(shared_data, name, folder):
+    cfg = data_cfg(f"data.name={name}", f"data.root={shared_data}")
+    src = open_source(cfg.data)
+    assert len(src.labels) == 60000 and np.bincount(src.labels).min() > 5000
+    assert load_images(src, np.arange(4), cfg.data).shape == (4, 1, 28, 28)
+    assert load_images(src, np.arange(4), data_cfg(f"data.name={name}", f"data.root={shared_data}",
+                                                   "data.image_size=32").data).shape == (4, 1, 32, 32)
+    assert len(open_source(cfg.data, train=False).labels) == 10000
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+def test_missing_dataset_says_where_it_looked_and_how_to_get_it(tmp_path, name):
+    with pytest.raises(DataError) as err:
+        open_source(data_cfg(f"data.name={name}", f"data.root={tmp_path}").data)
+    text = str(err.value)
+    assert str(tmp_path) in text and "data.download=true" in text and "\n" not in text
+
+
+def _fake_cifar(root: Path, per_batch: int) -> None:
+    rng = np.random.default_rng(0)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {"data": rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8),
+                 "labels": rng.integers(0, 10, per_batch).tolist()}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({"label_names": [f"c{i}" for i in range(10)]}))
+
+
+def test_cifar10_layout_from_generated_stand_in(tmp_path, monkeypatch):
+    import torchvision.datasets.cifar as tv_cifar
+    monkeypatch.setattr(tv_cifar, "check_integrity", lambda *a, **k: True)   # stand-in files have other md5s
+    monkeypatch.setattr(tv_cifar.CIFAR10, "_check_integrity", lambda self: True)
+    _fake_cifar(tmp_path, per_batch=20)
+    cfg = data_cfg("data.name=cifar10", f"data.root={tmp_path}")
+    src = open_source(cfg.data)
+    assert len(src.labels) == 100 and src.num_classes == 10
+    images = load_images(src, np.arange(5), cfg.data)
+    assert images.shape == (5, 3, 32, 32) and images.min() >= -1 and images.max() <= 1
+    grey = load_images(src, np.arange(5), data_cfg("data.name=cifar10", f"data.root={tmp_path}", "data.channels=1").data)
+    assert grey.shape == (5, 1, 32, 32)
+
+
+def test_image_folder_loads_only_its_own_shard(tmp_path, monkeypatch):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for c in ("cat", "dog", "owl"):
+        (tmp_path / c).mkdir()
+        for i in range(10):
+            Image.fromarray(rng.integers(0, 256, (40 + i, 30, 3), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(Image, "open", lambda p, *a, **k: opened.append(str(p)) or real_open(p, *a, **k))
+    cfg = data_cfg("data.name=image_folder", f"data.root={tmp_path}", "data.image_size=16",
+                   "partition.scheme=classes", "partition.clients=2", "partition.classes=[[0],[1,2]]")
+    shard = load_shard(cfg, 0, torch.device("cpu"), torch.float32)
+    assert shard.images.shape[1:] == (3, 16, 16) and set(shard.labels.tolist()) == {0}
+    assert opened and all("/cat/" in p for p in opened)            # never another client's files
+    with pytest.raises(DataError, match="not a directory"):
+        open_source(data_cfg("data.name=image_folder", f"data.root={tmp_path / 'nope'}").data)
+
+
+def test_shard_sampler_is_resumable_and_covers_each_epoch():
+    images = torch.arange(10.0)[:, None]
+    a = Shard(images, np.zeros(10), seed=3, client=1)
+    first = torch.cat([a.next(4) for _ in range(5)]).flatten()           # 20 samples = 2 epochs
+    assert sorted(first[:10].tolist()) == list(range(10)) and sorted(first[10:].tolist()) == list(range(10))
+    b = Shard(images, np.zeros(10), seed=3, client=1)
+    b.next(4)
+    c = Shard(images, np.zeros(10), seed=3, client=1)
+    c.load_state_dict(b.state_dict())
+    assert torch.equal(torch.cat([c.next(4) for _ in range(4)]).flatten(), first[4:])
+    assert c.epoch == 3
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_model_shapes_for_every_size(size, channels):
+    spec = ArchSpec(size, channels, width=8, z_dim=12)
+    G, D = Generator(spec), Discriminator(spec)
+    x = G(torch.randn(3, 12))
+    assert x.shape == (3, channels, size, size) and x.abs().max() <= 1
+    out, feats = D(x, features=True)
+    assert out.shape == (3,) and len(feats) >= 1 and feats[0].shape[:2] == (3, 8)
+    assert torch.equal(D(x), out)
+
+
+def test_models_never_import_torch_distributed():
+    for module in ("models.py", "aggregate.py", "losses.py", "roles.py"):
+        tree = ast.parse((Path(__file__).resolve().parents[1] / "ddgan" / module).read_text())
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+        assert not any("distributed" in n for n in names), module

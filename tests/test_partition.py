@@ -1,0 +1,108 @@
+"""Partition properties: disjoint shards, every sample used once, determinism, presets, errors."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ddgan.config import load_config
+from ddgan.errors import DataError
+from ddgan.partition import PRESETS, assign, describe, report
+
+LABELS = np.repeat(np.arange(10), 100)           # 1,000 samples, 100 per class
+np.random.default_rng(0).shuffle(LABELS)
+
+
+def part(*overrides):
+    return load_config(None, list(overrides)).partition
+
+
+def _disjoint(shards):
+    flat = np.concatenate(shards)
+    return len(flat) == len(set(flat.tolist()))
+
+
+@pytest.mark.parametrize("overrides", [
+    ("partition.scheme=iid", "partition.clients=3"),
+    ("partition.scheme=non_ovl",),
+    ("partition.scheme=mod_ovl",),
+    ("partition.scheme=classes", "partition.clients=2", "partition.classes=[[0,1,2],[2,3]]"),
+    ("partition.scheme=classes_per_client", "partition.clients=4", "partition.classes_per_client=3"),
+    ("partition.scheme=dirichlet", "partition.clients=4", "partition.alpha=0.3"),
+    ("partition.scheme=disjoint_iid", "partition.clients=4", "partition.samples_per_client=200"),
+])
+def test_shards_are_disjoint_deterministic_and_seeded(overrides):
+    cfg = part(*overrides)
+    shards = assign(LABELS, cfg, seed=7)
+    assert len(shards) == cfg.clients and _disjoint(shards) and all(len(s) for s in shards)
+    again = assign(LABELS, cfg, seed=7)
+    assert all(np.array_equal(a, b) for a, b in zip(shards, again))
+    if cfg.scheme not in ("non_ovl", "mod_ovl", "classes"):   # class splits are fixed; only their order is seeded
+        other = assign(LABELS, cfg, seed=8)
+        assert not all(np.array_equal(a, b) for a, b in zip(shards, other))
+
+
+def test_iid_and_class_schemes_use_every_sample_once():
+    for cfg in (part("partition.scheme=iid", "partition.clients=3"), part("partition.scheme=non_ovl"),
+                part("partition.scheme=mod_ovl"), part("partition.scheme=dirichlet", "partition.clients=3")):
+        shards = assign(LABELS, cfg, seed=0)
+        assert sorted(np.concatenate(shards).tolist()) == list(range(len(LABELS)))
+
+
+def test_presets_hold_the_papers_class_sets_and_split_shared_classes():
+    non = assign(LABELS, part("partition.scheme=non_ovl"), seed=0)
+    for shard, want in zip(non, PRESETS["non_ovl"]):
+        assert sorted(set(LABELS[shard].tolist())) == want and len(shard) == 200
+    mod = assign(LABELS, part("partition.scheme=mod_ovl"), seed=0)
+    assert PRESETS["mod_ovl"] == [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9], [8, 9, 0, 1]]
+    for shard, want in zip(mod, PRESETS["mod_ovl"]):
+        assert sorted(set(LABELS[shard].tolist())) == sorted(want)
+        # every class is held by two clients, so each gets half of it: 4 classes x 50
+        assert np.bincount(LABELS[shard], minlength=10)[want].tolist() == [50] * 4
+
+
+def test_classes_per_client_and_disjoint_iid_counts():
+    shards = assign(LABELS, part("partition.scheme=classes_per_client", "partition.clients=5",
+                                 "partition.classes_per_client=2"), seed=3)
+    held = [set(LABELS[s].tolist()) for s in shards]
+    assert all(len(h) == 2 for h in held) and set().union(*held) == set(range(10))
+    shards = assign(LABELS, part("partition.scheme=disjoint_iid", "partition.clients=4",
+                                 "partition.samples_per_client=250"), seed=3)
+    assert [len(s) for s in shards] == [250] * 4
+
+
+def test_dirichlet_counts_follow_alpha():
+    skewed = assign(LABELS, part("partition.scheme=dirichlet", "partition.clients=5", "partition.alpha=0.05"), seed=1)
+    even = assign(LABELS, part("partition.scheme=dirichlet", "partition.clients=5", "partition.alpha=1000"), seed=1)
+    counts = lambda shards: np.stack([np.bincount(LABELS[s], minlength=10) for s in shards])
+    # alpha -> inf: every client gets ~1/5 of every class; alpha -> 0: most of a class sits with one client
+    assert np.abs(counts(even) - 20).max() <= 4
+    assert (counts(skewed).max(0) >= 80).mean() >= 0.7
+    assert counts(skewed).sum() == counts(even).sum() == len(LABELS)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (("partition.scheme=iid", "partition.clients=1001"), "more clients than the 1000 samples"),
+    (("partition.scheme=classes", "partition.clients=2", "partition.classes=[[0],[12]]"), "client 1 names classes [12]"),
+    (("partition.scheme=disjoint_iid", "partition.clients=3", "partition.samples_per_client=400"), "need 1200"),
+    (("partition.scheme=classes_per_client", "partition.clients=2", "partition.classes_per_client=11"), "only 10 classes"),
+    (("partition.scheme=dirichlet", "partition.clients=900", "partition.alpha=0.001"), "empty shard"),
+])
+def test_impossible_partitions_fail_clearly(overrides, message):
+    with pytest.raises(DataError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        assign(LABELS, part(*overrides), seed=0)
+
+
+def test_class_list_with_an_absent_class_gives_an_empty_shard_error():
+    labels = np.repeat([0, 1, 2], 10)
+    with pytest.raises(DataError, match=r"names classes \[5\]"):
+        assign(labels, part("partition.scheme=classes", "partition.clients=2", "partition.classes=[[0],[5]]"), seed=0)
+
+
+def test_report_table_counts_and_totals():
+    shards = assign(LABELS, part("partition.scheme=non_ovl"), seed=0)
+    table = report(LABELS, shards, 10).splitlines()
+    assert table[0].split() == ["client", *map(str, range(10)), "total"]
+    assert table[2].split() == ["0", "100", "100"] + ["0"] * 8 + ["200"]
+    assert table[-1].split() == ["total"] + ["100"] * 10 + ["1000"]
+    text = describe(load_config(None, ["partition.scheme=iid", "partition.clients=3"]))
+    assert text.startswith("digits: 1437 training samples, 10 classes; scheme iid, 3 clients")
