@@ -88,7 +88,7 @@ def save(run_dir: Path, step: int, state: dict[str, Any], cfg: Config, comm: Com
     if failed:
         mine = f" (rank {comm.rank}: {error})" if error else ""
         raise TrainingError(f"step {step}: checkpoint not written, rank(s) {failed} failed{mine}; "
-                            f"the newest complete checkpoint is kept")
+                            f"the newest complete checkpoint is kept", same_on_all_ranks=not error)
     if comm.rank == 0:
         manifest = {
             "format": "ddgan-checkpoint-1", "step": step, "world_size": comm.world,
@@ -106,18 +106,30 @@ def save(run_dir: Path, step: int, state: dict[str, Any], cfg: Config, comm: Com
 
 
 def _prune(run_dir: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` complete checkpoints, and older incomplete leftovers.
+
+    A directory is renamed out of the ``step_*`` namespace before it is deleted, so a kill in the
+    middle of the deletion never leaves a half-deleted checkpoint that still looks complete.
+    """
     complete = [d for d in _step_dirs(run_dir) if (d / "manifest.json").exists()]
-    for old in complete[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
     newest = complete[-1] if complete else None
-    for d in _step_dirs(run_dir):   # leftovers of interrupted writes older than the newest complete one
-        if newest is not None and d < newest and not (d / "manifest.json").exists():
-            shutil.rmtree(d, ignore_errors=True)
+    doomed = complete[:-keep] + [d for d in _step_dirs(run_dir)
+                                 if newest is not None and d < newest and not (d / "manifest.json").exists()]
+    for d in doomed:
+        trash = d.with_name("deleting_" + d.name)
+        d.rename(trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    for leftover in _in_checkpoints(run_dir, "deleting_*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _in_checkpoints(run_dir: Path, pattern: str) -> list[Path]:
+    root = Path(run_dir) / "checkpoints"
+    return sorted(root.glob(pattern)) if root.is_dir() else []
 
 
 def _step_dirs(run_dir: Path) -> list[Path]:
-    root = Path(run_dir) / "checkpoints"
-    return sorted(d for d in root.glob("step_*") if d.is_dir()) if root.is_dir() else []
+    return [d for d in _in_checkpoints(run_dir, "step_*") if d.is_dir()]
 
 
 def read_manifest(where: Path) -> dict[str, Any]:

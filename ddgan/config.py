@@ -267,9 +267,12 @@ class RunConfig:
     """Steps between checkpoints; the last step is always checkpointed."""
     keep_checkpoints: int = 3
     """Complete checkpoints kept on disk (older ones are deleted)."""
+    stop_check_every: int = 10
+    """Steps between checks for a stop request (SIGUSR1 or a STOP file in the run directory):
+    the run then checkpoints and exits 0, resumable (see slurm/ for the requeue before a time limit)."""
 
     def check(self, err) -> None:
-        for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints"):
+        for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "stop_check_every"):
             if getattr(self, name) < 1:
                 err(name, getattr(self, name), "must be >= 1")
 
@@ -340,6 +343,12 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         return None
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):
+        # PyYAML follows YAML 1.1, where 2e-4 (no dot) is a string; users mean a number.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp is int and isinstance(value, bool) or not isinstance(value, tp):
         raise TypeError(f"expected {_describe(tp)}, got {type(value).__name__}")
     return value

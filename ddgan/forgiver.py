@@ -26,6 +26,7 @@ from ddgan.config import Config
 from ddgan.distributed import Dist
 from ddgan.errors import ConfigError
 from ddgan.exchange import Comm, module_tensors, pack, unpack
+from ddgan.preemption import StopRequest
 from ddgan.roles import DTYPES, Client, GeneratorSide
 from ddgan.shard import client_shards, load_shard
 from ddgan.verdicts import Verdict, by_feedback, by_params
@@ -108,6 +109,7 @@ def train(cfg: Config, d: Dist, comm: Comm) -> dict:
     shape = (cfg.train.batch_size, *client.shard.images.shape[1:])
     learns_lambda = algo.has_lambda and cfg.algo.learn_lambda
     log, interval, record, step_bytes = rundir.MetricsLog(run, d.is_main), Interval(d.world), {}, 0
+    stop, step = StopRequest(run, cfg.run.stop_check_every, d.is_main), start
     for step in range(start + 1, cfg.train.steps + 1):
         comm.step, bytes_at_start, comm_at_start = step, comm.bytes_sent, comm.seconds
         # -- 1. generate: rank 0 draws the batch, every client receives it
@@ -142,13 +144,16 @@ def train(cfg: Config, d: Dist, comm: Comm) -> dict:
                 flush=True)
         if gen is not None and (step % cfg.run.sample_every == 0 or last):
             rundir.save_grid(gen.samples(), run / "samples" / f"step_{step:07d}.png")
-        if step % cfg.run.checkpoint_every == 0 or last:
+        stopping = stop.check(comm, step)
+        if step % cfg.run.checkpoint_every == 0 or last or stopping:
             checkpoint.save(run, step, _state(step, client, gen), cfg, comm, cfg.run.keep_checkpoints)
+        if stopping:
+            stop.clear()
+            break
         step_bytes = comm.bytes_sent - bytes_at_start
     log.close()
     if gen is not None:
-        print(f"done: {cfg.train.steps} steps; samples in {run / 'samples'}, checkpoints in {run / 'checkpoints'}",
-              flush=True)
+        print(rundir.final_line(step, cfg.train.steps, run), flush=True)
     return record
 
 

@@ -80,3 +80,11 @@ def progress_line(step: int, total: int, steps_per_s: float, values: dict[str, f
     eta_text = f"{int(eta // 60)}m{int(eta % 60):02d}s" if math.isfinite(eta) else "?"
     parts = " | ".join(f"{k} {v:.3f}" for k, v in values.items())
     return f"step {step}/{total} | {steps_per_s:.2f} steps/s | ETA {eta_text} | {parts}"
+
+
+def final_line(step: int, total: int, run: Path) -> str:
+    """What rank 0 prints when training ends: finished, or stopped on request and resumable."""
+    where = f"samples in {run / 'samples'}, checkpoints in {run / 'checkpoints'}"
+    if step >= total:
+        return f"done: {total} steps; {where}"
+    return f"stopped on request at step {step} of {total} (checkpointed); run the same command to resume; {where}"

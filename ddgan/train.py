@@ -54,10 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         run(args.config)
         return 0
     except UserError as exc:
-        # Config and data errors are the same on every rank: say them once.
-        if rank == 0 or not isinstance(exc, ConfigError):
-            prefix = f"[rank {rank}] " if "RANK" in os.environ and not isinstance(exc, ConfigError) else ""
-            print(f"error: {prefix}{exc}", file=sys.stderr, flush=True)
+        # An error every rank meets alike is said once; a rank's own view carries its rank.
+        if not exc.same_on_all_ranks:
+            print(f"error: [rank {rank}] {exc}" if "RANK" in os.environ else f"error: {exc}", file=sys.stderr, flush=True)
+        elif rank == 0:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
 
 

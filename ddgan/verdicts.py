@@ -14,6 +14,7 @@ Every function here runs collectives and must be called by all ranks in the same
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -39,15 +40,18 @@ class Verdict:
     lam_grad: Tensor | None = None   # feedback: d loss / d lambda (generator rank)
 
 
-def check_finite(step: int, verdict: Verdict) -> None:
-    """Raise TrainingError (on every rank alike) when a loss is NaN or infinite."""
-    bad = [k for k, v in enumerate(verdict.d_losses.tolist()) if not torch.isfinite(torch.tensor(v))]
+def check_finite(step: int, d_losses: Tensor, g_loss: Tensor, score_finite: Tensor) -> None:
+    """Raise TrainingError (on every rank alike) when a loss is NaN or infinite, naming the clients."""
+    bad = [k for k, v in enumerate(d_losses.tolist()) if not math.isfinite(v)]
     if bad:
         raise TrainingError(f"step {step}: the discriminator loss of client(s) {bad} is "
-                            f"{verdict.d_losses[bad[0]].item()}; stopping, the newest complete checkpoint is kept")
-    if not torch.isfinite(verdict.g_loss):
-        raise TrainingError(f"step {step}: the generator loss is {verdict.g_loss.item()}; stopping, "
-                            f"the newest complete checkpoint is kept")
+                            f"{d_losses[bad[0]].item()}; stopping, the newest complete checkpoint is kept",
+                            same_on_all_ranks=True)
+    if not torch.isfinite(g_loss):
+        culprits = [k for k, ok in enumerate(score_finite.tolist()) if not ok]
+        why = f": client(s) {culprits} scored the generated batch with non-finite values" if culprits else ""
+        raise TrainingError(f"step {step}: the generator loss is {g_loss.item()}{why}; stopping, "
+                            f"the newest complete checkpoint is kept", same_on_all_ranks=True)
 
 
 def by_feedback(comm: Comm, D: torch.nn.Module, x: Tensor, stats: Tensor,
@@ -64,7 +68,7 @@ def by_feedback(comm: Comm, D: torch.nn.Module, x: Tensor, stats: Tensor,
     out = rows[:, :b].clone().requires_grad_(True)
     g_loss, weights = rule(out, inputs)
     verdict = Verdict(rows[:, b], rows[:, b:], g_loss.detach(), out.detach(), weights)
-    check_finite(comm.step, verdict)
+    check_finite(comm.step, verdict.d_losses, verdict.g_loss, torch.isfinite(out.detach()).all(1))
     learn = inputs.lam is not None and inputs.lam.requires_grad
     grads = torch.autograd.grad(g_loss, [out, inputs.lam] if learn else [out])
     (grad_x,) = torch.autograd.grad(own, x_req, grads[0][comm.rank])
@@ -82,18 +86,18 @@ def by_params(comm: Comm, D: torch.nn.Module, x: Tensor | None, stats: Tensor,
     rows = comm.all_gather(torch.cat([pack(own.values()), pack([stats])]), "discriminator parameters")
     n = rows.shape[1] - stats.numel() * stats.element_size()
     all_stats = torch.stack([unpack(row[n:], [stats])[0] for row in rows])
-    g_loss = torch.zeros((), dtype=stats.dtype, device=stats.device)
-    out = weights = None
+    # The others learn the loss and which clients' scores were finite, so a NaN stops every rank
+    # at the same step with the same message.
+    status = torch.zeros(1 + comm.world, dtype=stats.dtype, device=stats.device)
+    g_loss = out = weights = None
     if comm.rank == 0:
         # Copies, not views: batchnorm writes its running statistics in place, and a write into
         # the gathered buffer would invalidate the weights autograd saved from the same buffer.
         states = [{name: t.clone() for name, t in zip(own, unpack(row[:n], list(own.values())))} for row in rows]
         out = torch.stack([frozen_forward(D, x, state=state) for state in states])
-        loss, weights = rule(out, inputs)
-        g_loss = loss
-    # The others learn the generator loss too, so that a NaN stops every rank at the same step.
-    shared = comm.broadcast(g_loss.detach().clone().reshape(1), 0, "generator loss")[0]
-    verdict = Verdict(all_stats[:, 0], all_stats, shared, None if out is None else out.detach(), weights)
-    check_finite(comm.step, verdict)
-    verdict.g_loss = g_loss if comm.rank == 0 else shared
-    return verdict
+        g_loss, weights = rule(out, inputs)
+        status = torch.cat([g_loss.detach().reshape(1), torch.isfinite(out.detach()).all(1).to(status.dtype)])
+    comm.broadcast(status, 0, "generator loss")
+    check_finite(comm.step, all_stats[:, 0], status[0], status[1:])
+    return Verdict(all_stats[:, 0], all_stats, g_loss if comm.rank == 0 else status[0],
+                   None if out is None else out.detach(), weights)

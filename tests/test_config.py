@@ -24,7 +24,9 @@ def test_every_shipped_config_loads():
 def test_overrides_are_typed_yaml_values():
     cfg = load_config(ROOT / "configs/default.yaml",
                       ["train.steps=20", "partition.clients=2", "partition.scheme=classes",
-                       "partition.classes=[[0, 1], [2, 3]]", "algo.lambda_init=2", "data.download=true"])
+                       "partition.classes=[[0, 1], [2, 3]]", "algo.lambda_init=2", "data.download=true",
+                       "train.lr_d=1e-4"])
+    assert cfg.train.lr_d == 1e-4
     assert cfg.train.steps == 20 and cfg.partition.classes == [[0, 1], [2, 3]]
     assert cfg.algo.lambda_init == 2.0 and isinstance(cfg.algo.lambda_init, float)
     assert cfg.data.download is True

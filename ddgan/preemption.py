@@ -1,0 +1,45 @@
+"""Graceful stops: checkpoint and exit cleanly when asked, on every rank at the same step.
+
+A stop is requested by SIGUSR1 to any training process, or by a file named ``STOP`` in the run
+directory (what ``slurm/*.sbatch`` creates when SLURM warns of the time limit, before requeueing
+the job). Ranks agree on it with a one-integer all_reduce every ``run.stop_check_every`` steps, so
+no rank leaves a collective its peers are still in. After the final checkpoint, rank 0 removes the
+STOP file so that the requeued job trains on.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from ddgan.exchange import Comm
+
+STOP_FILE = "STOP"
+
+
+class StopRequest:
+    def __init__(self, run_dir: Path, every: int, is_main: bool):
+        self.file, self.every, self.is_main = Path(run_dir) / STOP_FILE, every, is_main
+        self.signalled = False
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGUSR1, self._on_signal)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signalled = True
+
+    def check(self, comm: Comm, step: int) -> bool:
+        """Collective every ``every`` steps (all_reduce MAX): True when any rank was asked to stop."""
+        if step % self.every:
+            return False
+        # Only rank 0 looks at the file: one stat per check on a shared filesystem, not K.
+        local = self.signalled or (self.is_main and self.file.exists())
+        flag = comm.all_reduce(torch.tensor([int(local)]), "stop request", op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def clear(self) -> None:
+        """Rank 0, after the stop's checkpoint: forget the request so a requeued job trains on."""
+        if self.is_main:
+            self.file.unlink(missing_ok=True)
