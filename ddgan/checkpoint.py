@@ -12,9 +12,12 @@ multi-node jobs).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import shutil
+import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +80,9 @@ def save(run_dir: Path, step: int, state: dict[str, Any], cfg: Config, comm: Com
     else:
         try:
             where.mkdir(parents=True, exist_ok=True)
-            _fsync_write(path, lambda f: torch.save(state, f))
+            buffer = io.BytesIO()      # serialize first: torch.save turns a full disk into a RuntimeError
+            torch.save(state, buffer)
+            _fsync_write(path, lambda f: f.write(buffer.getbuffer()))
         except OSError as exc:
             error = f"cannot write {path}: {exc.strerror or exc}"
     digest = bytes.fromhex(_digest(path)) if not error else bytes(32)
@@ -136,9 +141,10 @@ def read_manifest(where: Path) -> dict[str, Any]:
     try:
         manifest = json.loads((Path(where) / "manifest.json").read_text())
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{where}: no readable manifest.json ({exc})") from None
+        raise CheckpointError(f"{where}: no readable manifest.json ({exc})", same_on_all_ranks=True) from None
     if manifest.get("format") != "ddgan-checkpoint-1":
-        raise CheckpointError(f"{where}: not a ddgan checkpoint (manifest format {manifest.get('format')!r})")
+        raise CheckpointError(f"{where}: not a ddgan checkpoint (manifest format {manifest.get('format')!r})",
+                              same_on_all_ranks=True)
     return manifest
 
 
@@ -161,7 +167,9 @@ def load_rank_file(where: Path, rank: int, manifest: dict[str, Any] | None = Non
     if _digest(path) != expect["sha256"]:
         raise CheckpointError(f"{path}: checksum mismatch; the file is corrupt")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():   # torch warns about foreign pickle protocols; the error says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling refused or failed: not ours, or damaged
         raise CheckpointError(f"{path}: cannot be loaded safely ({type(exc).__name__}: "
                               f"{str(exc).splitlines()[0][:200]})") from None
@@ -195,11 +203,12 @@ def resume(run_dir: Path, cfg: Config, comm: Comm) -> dict[str, Any] | None:
             state, ok = load_rank_file(where, comm.rank, manifest), 1
         except CheckpointError as exc:
             state, ok = None, 0
-            print(f"[rank {comm.rank}] skipping checkpoint: {exc}", flush=True)
+            print(f"[rank {comm.rank}] skipping checkpoint: {exc}", file=sys.stderr, flush=True)
         agreed = comm.all_reduce(torch.tensor([ok]), "checkpoint verification", op=torch.distributed.ReduceOp.MIN)
         if agreed.item():
             return state
     if candidates:
         raise CheckpointError(f"{Path(run_dir) / 'checkpoints'}: none of the {len(candidates)} checkpoints verifies "
-                              f"on every rank (see the messages above); move them aside to start over")
+                              f"on every rank (see the messages above); move them aside to start over",
+                              same_on_all_ranks=True)
     return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,11 @@ class MetricsLog:
 
     def write(self, record: dict[str, Any]) -> None:
         if self.file is not None:
-            self.file.write(json.dumps(record, default=_plain) + "\n")
-            self.file.flush()
+            try:
+                self.file.write(json.dumps(record, default=_plain) + "\n")
+                self.file.flush()
+            except OSError as exc:
+                warn_unwritten(Path(self.file.name), exc)
 
     def close(self) -> None:
         if self.file is not None:
@@ -72,7 +76,17 @@ def save_grid(images: torch.Tensor, path: Path) -> None:
     if images.shape[-1] < 32:   # small digits are unreadable at 1:1; enlarge without blurring
         images = torch.nn.functional.interpolate(images, scale_factor=32 // images.shape[-1], mode="nearest")
     nrow = max(1, int(math.ceil(math.sqrt(len(images)))))
-    save_image(images, path, nrow=nrow, normalize=True, value_range=(-1.0, 1.0), padding=2)
+    try:
+        save_image(images, path, nrow=nrow, normalize=True, value_range=(-1.0, 1.0), padding=2)
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        warn_unwritten(path, exc)
+
+
+def warn_unwritten(path: Path, exc: OSError) -> None:
+    """Logs and sample grids are not worth a run: a full disk there is a warning (the next
+    checkpoint then fails loudly and keeps the previous one)."""
+    print(f"warning: cannot write {path} ({exc.strerror or exc}); training goes on", file=sys.stderr, flush=True)
 
 
 def progress_line(step: int, total: int, steps_per_s: float, values: dict[str, float]) -> str:
