@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from ddgan.config import Config
-from ddgan.errors import ConfigError
+from ddgan.errors import ConfigError, TrainingError
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,17 @@ def _device(cfg: Config, local_rank: int) -> torch.device:
     return torch.device("cpu")
 
 
+def _store(rank: int, world: int, timeout: timedelta) -> dist.Store:
+    """The env:// rendezvous store, with a key prefix per torchrun restart.
+
+    torchrun keeps one store across restarts; without a fresh prefix a restarted rank can read a
+    dead predecessor's gloo address and fail to connect ("connectFullMesh ... Connection refused"),
+    which burns every remaining restart.
+    """
+    store, _, _ = next(dist.rendezvous("env://", rank=rank, world_size=world, timeout=timeout))
+    return dist.PrefixStore(f"ddgan/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+
+
 @contextmanager
 def process_group(cfg: Config) -> Iterator[Dist]:
     """Join (or, alone, create) the default process group; always destroy it on the way out."""
@@ -67,11 +78,18 @@ def process_group(cfg: Config) -> Iterator[Dist]:
         return
     timeout = timedelta(seconds=cfg.comm.timeout_s)
     if "RANK" in os.environ:
-        dist.init_process_group(backend, rank=rank, world_size=world, timeout=timeout,
-                                device_id=device if device.type == "cuda" else None)
+        dist.init_process_group(backend, store=_store(rank, world, timeout), rank=rank, world_size=world,
+                                timeout=timeout, device_id=device if device.type == "cuda" else None)
     else:
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
     try:
         yield Dist(rank, world, local_rank, device, backend)
+        # Leave together: a gloo rank that tears down while a peer still flushes its last
+        # messages can abort the peer at exit ("terminate called without an active exception").
+        try:
+            dist.barrier()
+        except (RuntimeError, dist.DistError) as exc:
+            raise TrainingError(f"training finished, but a peer did not reach the final barrier within "
+                                f"comm.timeout_s = {cfg.comm.timeout_s:g}s: {str(exc).strip()[:200]}") from None
     finally:
         dist.destroy_process_group()
