@@ -56,3 +56,17 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():
         pytest.skip(f"real MNIST/Fashion-MNIST not at {SHARED_DATA} (only the project's own machines have it)")
     return SHARED_DATA
+
+
+def flat_state(state, prefix=""):
+    """A nested state (dicts, lists, tensors) as {dotted path: leaf}, for exact comparisons."""
+    out = {}
+    if isinstance(state, dict):
+        for k, v in state.items():
+            out.update(flat_state(v, f"{prefix}{k}."))
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            out.update(flat_state(v, f"{prefix}{i}."))
+    else:
+        out[prefix] = state
+    return out
