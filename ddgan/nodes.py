@@ -20,6 +20,7 @@ from torch import Tensor
 from ddgan import checkpoint, rundir, seeds
 from ddgan.config import Config
 from ddgan.distributed import Dist
+from ddgan.errors import TrainingError
 from ddgan.exchange import Comm
 from ddgan.losses import g_loss
 from ddgan.models import Discriminator, frozen_forward
@@ -109,6 +110,11 @@ class NodeLog:
         row = [self.sums[n] / self.cycles for n in self.sums] + list(last.values())
         row += list(kl) + [math.nan] * (width - len(kl))
         rows = self.comm.all_gather(torch.tensor(row, dtype=torch.float64), "node metrics").tolist()
+        for i, n in enumerate(names):
+            bad = [k for k, r in enumerate(rows) if n.endswith("loss") and not math.isfinite(r[i])]
+            if bad:
+                raise TrainingError(f"step {step}: {n} of node(s) {bad} is not finite; the newest complete "
+                                    f"checkpoint is kept", same_on_all_ranks=True)
         record = {"step": step, "steps_per_s": self.cycles / elapsed, "step_time": elapsed / self.cycles}
         ints = {n for n, v in last.items() if isinstance(v, int)}
         record.update({n: [int(r[i]) if n in ints else r[i] for r in rows] for i, n in enumerate(names)})

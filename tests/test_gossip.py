@@ -94,6 +94,20 @@ def test_graph_errors_are_one_line_config_errors(overrides, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def test_kosmopoulos_paper_configs_match_their_generator_and_load():
+    sys.path.insert(0, str(ROOT / "configs" / "paper"))
+    try:
+        import make_configs
+    finally:
+        sys.path.pop(0)
+    files = make_configs.gossip_files()
+    assert len(files) == 4
+    for name, text in files.items():
+        assert (ROOT / "configs" / "paper" / name).read_text() == text, name
+        cfg = load_config(ROOT / "configs" / "paper" / name)
+        assert cfg.partition.samples_per_client == 10000 and cfg.train.d_optimizer == "sgd"
+
+
 def test_graph_checks_symmetry_self_loops_and_world_size():
     with pytest.raises(ConfigError, match="not symmetric: 1 is a neighbour of 0 but 0 is not one of 1"):
         topology.check([[1], [2], [1]], 3)
