@@ -179,8 +179,10 @@ class AlgoConfig:
             err("balance", self.balance, "choose equal or shard_size")
         if self.swap_every < 0:
             err("swap_every", self.swap_every, "must be >= 0")
-        if self.select not in ("infogain", "uniform", "none"):
-            err("select", self.select, "choose infogain, uniform or none")
+        from ddgan.select import SELECTORS
+
+        if self.select not in SELECTORS:
+            err("select", self.select, f"choose {', '.join(SELECTORS)}")
         if not 0 <= self.p_consider <= 1:
             err("p_consider", self.p_consider, "must be in [0, 1]")
         if self.loss_threshold < 0:

@@ -48,7 +48,8 @@ def sync(comm: Comm, tensors: list[Tensor], weight: float) -> None:
             pos += t.numel()
     sums = comm.all_gather(torch.tensor([checksum(tensors)], dtype=torch.int64), "fedavg replica checksums")
     if len(set(sums.flatten().tolist())) != 1:
-        raise TrainingError(f"step {comm.step}: fedavg replicas differ after the sync (checksums {sums.flatten().tolist()})")
+        raise TrainingError(f"step {comm.step}: fedavg replicas differ after the sync "
+                            f"(checksums {sums.flatten().tolist()})", same_on_all_ranks=True)
 
 
 def train(cfg: Config, d: Dist, comm: Comm) -> dict:

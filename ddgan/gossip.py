@@ -109,7 +109,8 @@ def train(cfg: Config, d: Dist, comm: Comm) -> dict:
         if recvs:
             j0, kls, _ = consult(cfg, node, graph, peers, step)
         # -- 5. upkeep
-        log.add({"d_loss": d_loss, "d_steps": d_steps, "g_loss": g, "bytes_sent": sent, "considered": float(bool(recvs))})
+        log.add({"d_loss": d_loss, "d_steps": d_steps, "g_loss": g, "bytes_sent": sent,
+                 "considered": float(bool(recvs))})
         last = {"d_steps_last": d_steps, "chosen": j0, "bytes_sent_last": sent}
         if nodes.upkeep(cfg, run, comm, node, log, stop, step, last, kls or [math.nan] * len(graph[d.rank])):
             break

@@ -1,10 +1,10 @@
 """The two roles of the forgiver-first trainer as stateful objects, free of communication.
 
 A :class:`Client` owns a private shard, its discriminator D_k and D_k's optimiser. The
-:class:`GeneratorSide` (rank 0; in gossip and fedavg every rank, one per node) owns G, its optimiser, the rule's temperature lambda and the noise
-stream. The distributed trainer and the single-process reference build and step the very same
-objects, so their updates can be compared to float tolerance; ``state_dict()`` makes both
-checkpointable.
+:class:`GeneratorSide` (rank 0; in gossip and fedavg one per node) owns G, its optimiser, the
+rule's temperature lambda and the noise stream. The distributed trainer and the single-process
+reference build and step the very same objects, so their updates can be compared to float
+tolerance; ``state_dict()`` makes both checkpointable.
 """
 from __future__ import annotations
 

@@ -70,3 +70,13 @@ def flat_state(state, prefix=""):
     else:
         out[prefix] = state
     return out
+
+
+def make_configs():
+    """configs/paper/make_configs.py as a module (it is a script, not part of the package)."""
+    sys.path.insert(0, str(ROOT / "configs" / "paper"))
+    try:
+        import make_configs
+    finally:
+        sys.path.pop(0)
+    return make_configs

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import ROOT, flat_state, spawn
+from conftest import ROOT, flat_state, make_configs, spawn
 from ddgan import select, topology
 from ddgan.checkpoint import complete_checkpoints, load_rank_file
 from ddgan.config import load_config
@@ -82,7 +82,8 @@ def test_graph_builders():
 @pytest.mark.parametrize("overrides, message", [
     (["topology.kind=edges", "topology.edges=[[0, 1], [1, 1], [1, 2], [2, 3]]"], "[1, 1] is a self-loop"),
     (["topology.kind=edges", "topology.edges=[[0, 1], [1, 2], [2, 4]]"], "names node 4, but the graph has nodes 0..3"),
-    (["topology.kind=edges", "topology.edges=[[0, 1], [2, 3]]"], "does not connect every node (components [0, 1], [2, 3])"),
+    (["topology.kind=edges", "topology.edges=[[0, 1], [2, 3]]"],
+     "does not connect every node (components [0, 1], [2, 3])"),
     (["topology.kind=random_regular", "topology.degree=3", "partition.clients=5"], "nodes * degree even"),
     (["topology.kind=random_regular", "topology.degree=4"], "degree < nodes"),
     (["topology.kind=erdos_renyi", "topology.p=0.001"], "no connected Erdos-Renyi graph"),
@@ -95,12 +96,7 @@ def test_graph_errors_are_one_line_config_errors(overrides, message):
 
 
 def test_kosmopoulos_paper_configs_match_their_generator_and_load():
-    sys.path.insert(0, str(ROOT / "configs" / "paper"))
-    try:
-        import make_configs
-    finally:
-        sys.path.pop(0)
-    files = make_configs.gossip_files()
+    files = make_configs().gossip_files()
     assert len(files) == 4
     for name, text in files.items():
         assert (ROOT / "configs" / "paper" / name).read_text() == text, name
@@ -269,7 +265,8 @@ def test_three_node_runs_fedavg_consistency_and_exact_resume(tmp_path):
                 assert equal == same, (step, part, k)
     # resume: the run stopped at step 5 and continued to 9 equals the straight run, bit for bit
     for trainer in ("gossip", "fedavg"):
-        a, b = complete_checkpoints(tmp_path / f"{trainer}_straight")[0], complete_checkpoints(tmp_path / f"{trainer}_resumed")[0]
+        a = complete_checkpoints(tmp_path / f"{trainer}_straight")[0]
+        b = complete_checkpoints(tmp_path / f"{trainer}_resumed")[0]
         assert a.name == b.name == "step_0000009"
         for k in range(3):
             fa, fb = flat_state(load_rank_file(a, k)), flat_state(load_rank_file(b, k))
