@@ -166,6 +166,8 @@ def _schedule_worker(rank, world, p_consider, out):
             if stranger is not None:
                 with pytest.raises(TrainingError, match=f"tried to reach non-neighbours \\[{stranger}\\]"):
                     exchange(comm, [stranger], [], mine, peers)
+                with pytest.raises(TrainingError, match="non-neighbours"):
+                    comm.exchange({}, {stranger: torch.empty(4)}, "a receive from a stranger")
             results[kind] = {"log": sorted(set(comm.log)), "received": received, "graph": graph}
         (out / f"rank_{rank}.json").write_text(json.dumps(results))
     finally:
