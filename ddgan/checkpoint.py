@@ -212,3 +212,17 @@ def resume(run_dir: Path, cfg: Config, comm: Comm) -> dict[str, Any] | None:
                               f"on every rank (see the messages above); move them aside to start over",
                               same_on_all_ranks=True)
     return None
+
+
+def resume_or_start(run_dir: Path, cfg: Config, comm: Comm) -> dict[str, Any] | None:
+    """Collective, at the start of every trainer: this rank's saved state per ``train.resume``, or
+    None to start fresh (``never`` refuses a run directory that already holds checkpoints)."""
+    if cfg.train.resume == "never":
+        if complete_checkpoints(run_dir):
+            raise ConfigError(f"train.resume = 'never': {run_dir}/checkpoints already holds checkpoints; "
+                              f"use another run.dir, or train.resume=auto to continue")
+        return None
+    state = resume(run_dir, cfg, comm)
+    if state is not None and comm.rank == 0:
+        print(f"resumed from step {state['step']} ({Path(run_dir) / 'checkpoints'})", flush=True)
+    return state

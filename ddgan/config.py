@@ -179,8 +179,10 @@ class AlgoConfig:
             err("balance", self.balance, "choose equal or shard_size")
         if self.swap_every < 0:
             err("swap_every", self.swap_every, "must be >= 0")
-        if self.select not in ("infogain", "uniform", "none"):
-            err("select", self.select, "choose infogain, uniform or none")
+        from ddgan.select import SELECTORS
+
+        if self.select not in SELECTORS:
+            err("select", self.select, f"choose {', '.join(SELECTORS)}")
         if not 0 <= self.p_consider <= 1:
             err("p_consider", self.p_consider, "must be in [0, 1]")
         if self.loss_threshold < 0:
@@ -287,8 +289,8 @@ class TopologyConfig:
     p: float = 0.5
     """erdos_renyi: probability of each edge."""
     edges: list[list[int]] = field(default_factory=list)
-    """kind edges: undirected edges [[0, 1], [1, 2], ...]; must be symmetric-free of self-loops
-    and connect every node."""
+    """kind edges: undirected edges [[0, 1], [1, 2], ...] between nodes 0..clients-1; no
+    self-loops, and together they must connect every node."""
 
     def check(self, err) -> None:
         if self.kind not in TOPOLOGIES:
@@ -413,6 +415,11 @@ def _check_across_sections(cfg: Config, sources: dict[str, str]) -> None:
             err(f"model.{key}", widths, f"per-node widths need per-node models (gossip or fedavg), not {cfg.algo.name}")
         if widths and len(widths) != cfg.partition.clients:
             err(f"model.{key}", widths, f"needs one width per node ({cfg.partition.clients})")
+        if trainer == "fedavg" and len(set(widths)) > 1:
+            err(f"model.{key}", widths, "fedavg averages the nodes' weights, so every node needs the same width")
+    if trainer == "gossip":
+        from ddgan import topology  # late: topology imports this module
+        topology.graph_of(cfg)      # every graph error is a one-line ConfigError
 
 
 def parse_override(text: str) -> tuple[str, Any]:

@@ -24,7 +24,6 @@ from ddgan.aggregate import RuleInputs
 from ddgan.algorithms import ALGORITHMS
 from ddgan.config import Config
 from ddgan.distributed import Dist
-from ddgan.errors import ConfigError
 from ddgan.exchange import Comm, module_tensors, pack, unpack
 from ddgan.preemption import StopRequest
 from ddgan.roles import DTYPES, Client, GeneratorSide
@@ -166,17 +165,10 @@ def _state(step: int, client: Client, gen: GeneratorSide | None) -> dict:
 
 def _resume(run, cfg: Config, comm: Comm, client: Client, gen: GeneratorSide | None) -> int:
     """Collective: restore every role from the newest complete checkpoint; the step to continue after."""
-    if cfg.train.resume == "never":
-        if checkpoint.complete_checkpoints(run):
-            raise ConfigError(f"train.resume = 'never': {run}/checkpoints already holds checkpoints; "
-                              f"use another run.dir, or train.resume=auto to continue")
-        return 0
-    state = checkpoint.resume(run, cfg, comm)
+    state = checkpoint.resume_or_start(run, cfg, comm)
     if state is None:
         return 0
     client.load_state_dict(state["client"])
     if gen is not None:
         gen.load_state_dict(state["generator"])
-    if comm.rank == 0:
-        print(f"resumed from step {state['step']} ({run / 'checkpoints'})", flush=True)
     return int(state["step"])

@@ -1,10 +1,10 @@
 """The two roles of the forgiver-first trainer as stateful objects, free of communication.
 
 A :class:`Client` owns a private shard, its discriminator D_k and D_k's optimiser. The
-:class:`GeneratorSide` (rank 0) owns G, its optimiser, the rule's temperature lambda and the noise
-stream. The distributed trainer and the single-process reference build and step the very same
-objects, so their updates can be compared to float tolerance; ``state_dict()`` makes both
-checkpointable.
+:class:`GeneratorSide` (rank 0; in gossip and fedavg one per node) owns G, its optimiser, the
+rule's temperature lambda and the noise stream. The distributed trainer and the single-process
+reference build and step the very same objects, so their updates can be compared to float
+tolerance; ``state_dict()`` makes both checkpointable.
 """
 from __future__ import annotations
 
@@ -54,8 +54,10 @@ class Client:
     batch_size: int
 
     @classmethod
-    def build(cls, cfg: Config, client: int, shard: Shard, device: torch.device) -> "Client":
-        D = build_discriminator(cfg, client, device)
+    def build(cls, cfg: Config, client: int, shard: Shard, device: torch.device, width: int | None = None,
+              init: int | None = None) -> "Client":
+        """``width``: D's width (default model.d_width); ``init``: whose initial weights (default ``client``'s)."""
+        D = build_discriminator(cfg, client if init is None else init, device, width)
         return cls(shard, D, make_optimizer(D.parameters(), cfg, cfg.train.lr_d, cfg.train.d_optimizer),
                    cfg.algo.loss, cfg.train.batch_size)
 
@@ -88,15 +90,18 @@ class GeneratorSide:
     fixed_z: Tensor                   # the z of every sample grid
 
     @classmethod
-    def build(cls, cfg: Config, device: torch.device, learns_lambda: bool) -> "GeneratorSide":
-        G = build_generator(cfg, device)
+    def build(cls, cfg: Config, device: torch.device, learns_lambda: bool, node: int | None = None,
+              width: int | None = None, init: int | None = None) -> "GeneratorSide":
+        """The one generator (``node`` None), or node ``node``'s own (gossip, fedavg) with its width, its
+        noise stream and the initial weights of node ``init`` (default: its own)."""
+        G = build_generator(cfg, device, width, (node or 0) if init is None else init)
         dtype = DTYPES[cfg.train.dtype]
         lam = torch.tensor(cfg.algo.lambda_init, dtype=dtype, device=device, requires_grad=learns_lambda)
         lam_opt = torch.optim.Adam([lam], lr=cfg.algo.lambda_lr) if learns_lambda else None
         fixed = torch.randn(64, cfg.model.z_dim, generator=seeds.torch_generator(cfg.train.seed, "fixed_noise"),
                             dtype=torch.float32).to(device=device, dtype=dtype)
         return cls(G, make_optimizer(G.parameters(), cfg, cfg.train.lr_g), lam, lam_opt, cfg.algo.lambda_max,
-                   seeds.torch_generator(cfg.train.seed, "noise"), fixed)
+                   seeds.torch_generator(cfg.train.seed, "noise", *([] if node is None else [node])), fixed)
 
     def generate(self, n: int) -> Tensor:
         """x = G(z) for fresh z, with the graph kept for the generator update."""

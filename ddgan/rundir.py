@@ -2,7 +2,7 @@
 
     <run.dir>/config.yaml               the resolved config of the run
     <run.dir>/metrics.jsonl             one JSON object per logged step
-    <run.dir>/samples/step_NNNNNNN.png  sample grids from a fixed z (gossip: node_K/ subfolders)
+    <run.dir>/samples/step_NNNNNNN.png  sample grids from a fixed z (gossip/fedavg: node_K/ subfolders)
     <run.dir>/checkpoints/step_NNNNNNN/ see ddgan.checkpoint
 
 Only rank 0 writes the shared files; checkpoints are written by every rank.

@@ -56,3 +56,27 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():
         pytest.skip(f"real MNIST/Fashion-MNIST not at {SHARED_DATA} (only the project's own machines have it)")
     return SHARED_DATA
+
+
+def flat_state(state, prefix=""):
+    """A nested state (dicts, lists, tensors) as {dotted path: leaf}, for exact comparisons."""
+    out = {}
+    if isinstance(state, dict):
+        for k, v in state.items():
+            out.update(flat_state(v, f"{prefix}{k}."))
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            out.update(flat_state(v, f"{prefix}{i}."))
+    else:
+        out[prefix] = state
+    return out
+
+
+def make_configs():
+    """configs/paper/make_configs.py as a module (it is a script, not part of the package)."""
+    sys.path.insert(0, str(ROOT / "configs" / "paper"))
+    try:
+        import make_configs
+    finally:
+        sys.path.pop(0)
+    return make_configs

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from conftest import make_configs
 from ddgan.config import Config, load_config
 from ddgan.errors import ConfigError
 
@@ -88,12 +89,7 @@ def test_cli_error_is_one_line_exit_2_without_traceback(tmp_path):
 
 
 def test_paper_configs_match_their_generator():
-    sys.path.insert(0, str(ROOT / "configs" / "paper"))
-    try:
-        import make_configs
-    finally:
-        sys.path.pop(0)
-    files = make_configs.all_files()
+    files = make_configs().all_files()
     assert len(files) == 36
     for name, text in files.items():
         assert (ROOT / "configs" / "paper" / name).read_text() == text, name

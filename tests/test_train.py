@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import free_port, spawn
+from conftest import flat_state, free_port, spawn
 from ddgan.checkpoint import complete_checkpoints, load_rank_file
 from ddgan.config import load_config
 from ddgan.rundir import read_metrics
@@ -94,25 +94,10 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, algo, ex
     assert a.name == b.name == "step_0000012"
     for rank in range(2):
         sa, sb = load_rank_file(a, rank), load_rank_file(b, rank)
-        flat_a, flat_b = _flatten(sa), _flatten(sb)
+        flat_a, flat_b = flat_state(sa), flat_state(sb)
         assert flat_a.keys() == flat_b.keys()
         for key, value in flat_a.items():
             same = torch.equal(value, flat_b[key]) if isinstance(value, torch.Tensor) else value == flat_b[key]
             assert same, (rank, key)
     steps = [r["step"] for r in read_metrics(tmp_path / "b")]
     assert steps == [5, 7, 10, 12]                              # the second launch continued after step 7
-
-
-def _flatten(state, prefix=""):
-    out = {}
-    if isinstance(state, dict):
-        for k, v in state.items():
-            out.update(_flatten(v, f"{prefix}{k}."))
-    elif isinstance(state, (list, tuple)):
-        for i, v in enumerate(state):
-            out.update(_flatten(v, f"{prefix}{i}."))
-    elif isinstance(state, torch.Tensor):
-        out[prefix] = state
-    else:
-        out[prefix] = state
-    return out
