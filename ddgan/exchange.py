@@ -57,8 +57,11 @@ def unpack(buffer: Tensor, like: Sequence[Tensor]) -> list[Tensor]:
 
 
 class Comm:
-    def __init__(self, rank: int, world: int, timeout_s: float, allowed_peers: Sequence[int] | None = None):
+    def __init__(self, rank: int, world: int, timeout_s: float, allowed_peers: Sequence[int] | None = None,
+                 device: torch.device | str = "cpu"):
         self.rank, self.world, self.timeout_s = rank, world, timeout_s
+        # NCCL only moves CUDA tensors: small CPU-side tensors (checksums, stop flags) visit this device.
+        self.device = torch.device(device)
         # Point-to-point peers this rank may talk to (gossip: its one-hop neighbours); None = all.
         self.allowed_peers = None if allowed_peers is None else frozenset(allowed_peers)
         self.step = 0
@@ -103,32 +106,41 @@ class Comm:
         except Exception:  # the store itself may be gone with the dead rank (it hosted it)
             return [r for r in range(self.world) if r != self.rank] if self.rank != 0 else []
 
+    def _in_place(self, what: str, sent: int, tensor: Tensor, fn: Callable[[Tensor], None]) -> Tensor:
+        """Run the in-place collective ``fn`` on ``tensor``, through the group's device if it lives elsewhere."""
+        if tensor.device == self.device or self.device.type == "cpu":
+            self._run(what, sent, lambda: fn(tensor))
+            return tensor
+        moved = tensor.to(self.device)
+        self._run(what, sent, lambda: fn(moved))
+        tensor.copy_(moved)
+        return tensor
+
     # ------------------------------------------------------------------ collectives
     def broadcast(self, tensor: Tensor, src: int, what: str) -> Tensor:
         """Collective: ``tensor`` from ``src`` to every rank (in place; returns it)."""
         sent = tensor.numel() * tensor.element_size() * (self.world - 1) if self.rank == src else 0
-        self._run(f"broadcast of {what}", sent, lambda: dist.broadcast(tensor, src))
-        return tensor
+        return self._in_place(f"broadcast of {what}", sent, tensor, lambda t: dist.broadcast(t, src))
 
     def all_gather(self, tensor: Tensor, what: str) -> Tensor:
         """Collective: every rank's ``tensor`` (same shape everywhere), stacked in rank order."""
-        flat = tensor.contiguous().reshape(-1)
-        out = torch.empty(self.world * flat.numel(), dtype=tensor.dtype, device=tensor.device)
+        device = tensor.device if self.device.type == "cpu" else self.device
+        flat = tensor.contiguous().reshape(-1).to(device)
+        out = torch.empty(self.world * flat.numel(), dtype=tensor.dtype, device=device)
         sent = flat.numel() * flat.element_size() * (self.world - 1)
         self._run(f"all_gather of {what}", sent, lambda: dist.all_gather_single(out, flat))
-        return out.view(self.world, *tensor.shape)
+        return out.view(self.world, *tensor.shape).to(tensor.device)
 
     def reduce_sum(self, tensor: Tensor, dst: int, what: str) -> Tensor:
         """Collective: the sum over ranks of ``tensor`` lands in place on ``dst``."""
         sent = tensor.numel() * tensor.element_size() if self.rank != dst else 0
-        self._run(f"reduce of {what}", sent, lambda: dist.reduce(tensor, dst, op=dist.ReduceOp.SUM))
-        return tensor
+        return self._in_place(f"reduce of {what}", sent, tensor, lambda t: dist.reduce(t, dst, op=dist.ReduceOp.SUM))
 
     def all_reduce(self, tensor: Tensor, what: str, op=dist.ReduceOp.SUM) -> Tensor:
         """Collective: ``op`` over ranks, result in place on every rank."""
-        sent = tensor.numel() * tensor.element_size() * (self.world - 1)
-        self._run(f"all_reduce of {what}", sent, lambda: dist.all_reduce(tensor, op=op))
-        return tensor
+        # what each rank sends in a ring all_reduce (reduce-scatter, then all-gather)
+        sent = tensor.numel() * tensor.element_size() * 2 * (self.world - 1) // self.world
+        return self._in_place(f"all_reduce of {what}", sent, tensor, lambda t: dist.all_reduce(t, op=op))
 
     # ------------------------------------------------------------------ point to point
     def exchange(self, sends: dict[int, Tensor], recvs: dict[int, Tensor], what: str) -> None:

@@ -36,7 +36,7 @@ def run(cfg: Config) -> dict:
     check_world(cfg, int(os.environ.get("WORLD_SIZE", 1)))
     trainer = ALGORITHMS[cfg.algo.name].trainer
     with process_group(cfg) as d:
-        comm = Comm(d.rank, d.world, cfg.comm.timeout_s)
+        comm = Comm(d.rank, d.world, cfg.comm.timeout_s, device=d.device)
         if trainer == "forgiver":
             from ddgan.forgiver import train
         elif trainer == "gossip":

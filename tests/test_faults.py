@@ -246,3 +246,30 @@ def test_disk_full_while_writing_a_checkpoint_keeps_the_previous_one(small_disk)
     assert complete_checkpoints(run)[0] == good
     assert load_rank_file(good, 0)["step"] == 5 and load_rank_file(good, 1)["step"] == 5
     assert not list(run.glob("checkpoints/*/*.tmp"))
+
+
+@pytest.mark.parametrize("algo, how", [("f2u", "SIGUSR1"), ("gossip", "STOP file")])
+def test_a_stop_request_checkpoints_every_rank_at_one_step_and_exits_cleanly(tmp_path, algo, how):
+    """What the SLURM templates do before the time limit: ask, get one checkpoint, exit 0, resume later."""
+    extra = ["topology.kind=path"] if algo == "gossip" else []
+    args = [f"algo.name={algo}", *extra, "run.stop_check_every=5", "run.checkpoint_every=1000", "run.log_every=5",
+            f"run.dir={tmp_path}"]
+    procs = ranks(2, [*args, "train.steps=100000"])
+    try:
+        wait_for(lambda: (tmp_path / "metrics.jsonl").exists() or any(p.poll() is not None for p in procs), timeout=120)
+        if how == "SIGUSR1":
+            procs[1].send_signal(signal.SIGUSR1)
+        else:
+            (tmp_path / "STOP").touch()
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    newest = complete_checkpoints(tmp_path)[0]
+    stopped_at = int(newest.name[5:])
+    assert stopped_at % 5 == 0 and 0 < stopped_at < 100000
+    assert not (tmp_path / "STOP").exists()          # cleared, so that a requeued job trains on
+    (rc, out, err), _ = _train(2, [*args, f"train.steps={stopped_at + 3}"])
+    assert rc == 0 and f"resumed from step {stopped_at}" in out, err[-2000:]
+    assert complete_checkpoints(tmp_path)[0].name == f"step_{stopped_at + 3:07d}"

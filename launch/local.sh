@@ -1,0 +1,38 @@
+# Sourced by launch/cpu.sh and launch/gpu.sh: one torchrun rank per client on this machine.
+#   local_train DEVICE BACKEND CONFIG [overrides...]
+# partition.clients (after overrides) sets the number of ranks; the run directory's newest sample
+# grid and metrics are printed at the end.
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+
+resolved() {   # resolved KEY CONFIG [overrides...]: one field of the resolved config, or a one-line error
+    python - "$@" <<'PY'
+import operator, sys
+from ddgan.config import load_config
+from ddgan.errors import UserError
+try:
+    print(operator.attrgetter(sys.argv[1])(load_config(sys.argv[2], sys.argv[3:])))
+except UserError as exc:
+    sys.exit(f"error: {exc}")
+PY
+}
+
+local_train() {
+    local device="$1" backend="$2" config="$3"; shift 3
+    local nproc run_dir
+    nproc="$(resolved partition.clients "$config" "$@")" || exit 2
+    run_dir="$(resolved run.dir "$config" "$@")" || exit 2
+    if [ "$device" = cuda ]; then
+        local gpus
+        gpus="$(python -c 'import torch; print(torch.cuda.device_count())')"
+        if [ "$gpus" -lt "$nproc" ]; then
+            echo "error: partition.clients = $nproc needs $nproc GPUs (one client per GPU); this machine has $gpus" >&2
+            exit 2
+        fi
+    else
+        export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+    fi
+    torchrun --standalone --nproc_per_node "$nproc" -m ddgan.train --config "$config" \
+        "train.device=$device" "comm.backend=$backend" "$@"
+    echo "sample grids: $(ls -1 "$run_dir"/samples/*.png 2>/dev/null | tail -n 1) (and earlier ones beside it)"
+    echo "metrics: $run_dir/metrics.jsonl   checkpoints: $run_dir/checkpoints/"
+}
