@@ -83,8 +83,9 @@ def by_params(comm: Comm, D: torch.nn.Module, x: Tensor | None, stats: Tensor,
     (with its graph) and unused elsewhere. The verdict's loss is ready for ``backward()`` on rank 0.
     """
     own = module_tensors(D)
-    rows = comm.all_gather(torch.cat([pack(own.values()), pack([stats])]), "discriminator parameters")
-    n = rows.shape[1] - stats.numel() * stats.element_size()
+    packed_stats = pack([stats])
+    rows = comm.all_gather(torch.cat([pack(own.values()), packed_stats]), "discriminator parameters")
+    n = rows.shape[1] - packed_stats.numel()       # the stats sit in their own padded slot at the end
     all_stats = torch.stack([unpack(row[n:], [stats])[0] for row in rows])
     # The others learn the loss and which clients' scores were finite, so a NaN stops every rank
     # at the same step with the same message.

@@ -101,3 +101,20 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, algo, ex
             assert same, (rank, key)
     steps = [r["step"] for r in read_metrics(tmp_path / "b")]
     assert steps == [5, 7, 10, 12]                              # the second launch continued after step 7
+
+
+@pytest.mark.dist
+def test_both_exchange_modes_log_the_same_losses_and_real_byte_counts(tmp_path):
+    """The metrics a user reads must not depend on the wire format (a misaligned stats slot once
+    logged zero D losses and bytes in params mode)."""
+    args = [*TWO_CLIENTS, *SMALL, "algo.name=f2u", "train.steps=6", "run.log_every=3"]
+    cfgs = [load_config("configs/default.yaml", [*args, f"comm.exchange={mode}", f"run.dir={tmp_path / mode}"])
+            for mode in ("feedback", "params")]
+    spawn(_runs, 2, cfgs)
+    fb, pm = read_metrics(tmp_path / "feedback"), read_metrics(tmp_path / "params")
+    for a, b in zip(fb, pm):
+        np.testing.assert_allclose(a["d_loss"], b["d_loss"], rtol=1e-4)
+        assert min(a["d_loss"]) > 0
+    # from the second interval on, every rank has sent something; params mode sends D itself
+    assert all(v > 0 for v in fb[1]["bytes_sent"] + pm[1]["bytes_sent"])
+    assert min(pm[1]["bytes_sent"]) > max(fb[1]["bytes_sent"][1:])

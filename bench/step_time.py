@@ -1,0 +1,211 @@
+"""Step time, bytes on the wire and memory per rank, against the one-process simulation.
+
+    python bench/step_time.py                 # the full table (about 10 minutes on 2 cores)
+    python bench/step_time.py --quick         # fewer steps, K in {1, 2}: a smoke run
+    python bench/step_time.py --profile       # torch.profiler table of one 2-rank run's rank 0
+
+For K in {1, 2, 4, 5} clients it runs the real trainer under torchrun (gloo on the CPU; NCCL with
+``--device cuda`` on a GPU machine) with the default MNIST-size models (28 x 28, widths 64,
+batch 64) and reads what the trainer logs: per-interval step time, time rank 0 spent inside
+collectives, bytes each rank sent. A poller samples every worker's resident memory. The baseline,
+in the same run, is :class:`ddgan.simulate.Simulation`: the same K-client algorithm in one process,
+clients one after another, with all of the machine's cores. Results go to stdout and to the
+``step_time`` section of BENCHMARKS.md (ratios are only comparable within one run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.report import update_section  # noqa: E402
+
+MNIST = ROOT.parent / "shared" / "data"
+
+
+def model_args(d_width: int = 64) -> list[str]:
+    """The default MNIST-size models; real MNIST when it is at ../shared/data, else digits at 28 px."""
+    data = ["data.name=mnist", f"data.root={MNIST}"] if (MNIST / "MNIST" / "raw").is_dir() else ["data.name=digits"]
+    return [*data, "data.image_size=28", "model.g_width=64", f"model.d_width={d_width}", "train.batch_size=64",
+            "partition.scheme=iid", "algo.name=f2u", "algo.loss=bce"]
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def distributed(k: int, steps: int, warmup: int, extra: list[str], device: str) -> dict:
+    """One torchrun run of k ranks; medians over the intervals after warm-up."""
+    with tempfile.TemporaryDirectory() as run:
+        backend = "nccl" if device == "cuda" else "gloo"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(k),
+               "-m", "ddgan.train", f"partition.clients={k}", *extra, f"train.steps={warmup + steps}",
+               "run.log_every=5", f"run.sample_every={10 ** 6}", f"run.checkpoint_every={10 ** 6}",
+               f"run.dir={run}", f"train.device={device}", f"comm.backend={backend}"]
+        if k == 1:
+            cmd[cmd.index("algo.name=f2u")] = "algo.name=centralized"
+        agent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
+        peak: dict[int, int] = {}
+        while agent.poll() is None:
+            for pid in _children(agent.pid):
+                peak[pid] = max(peak.get(pid, 0), _rss_kb(pid))
+            time.sleep(0.2)
+        if agent.returncode:
+            raise SystemExit(f"K={k} {' '.join(extra)} failed:\n{agent.stderr.read()[-3000:]}")
+        records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+    kept = [r for r in records if r["step"] > warmup and r["step"] % 5 == 0]
+    step_time = statistics.median(r["step_time"] for r in kept)
+    comm = statistics.median(r["comm_seconds"] / r["step_time"] for r in kept)
+    sent = [statistics.median(r["bytes_sent"][i] for r in kept) for i in range(k)]
+    return {"k": k, "step_time": step_time, "steps_per_s": 1 / step_time, "comm_fraction": comm,
+            "bytes_per_rank": sent, "peak_rss_mb": sorted(v / 1024 for v in peak.values())}
+
+
+def gossip_bytes(k: int, steps: int, extra: list[str]) -> dict:
+    """Bytes each node sends per gossip cycle (ring, p_consider 0.5, infogain)."""
+    with tempfile.TemporaryDirectory() as run:
+        args = [a for a in extra if not a.startswith("algo.name")]
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(k),
+               "-m", "ddgan.train", f"partition.clients={k}", *args, "algo.name=gossip", "topology.kind=ring",
+               f"train.steps={steps}", "run.log_every=5", f"run.sample_every={10 ** 6}",
+               f"run.checkpoint_every={10 ** 6}", f"run.dir={run}"]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        if proc.returncode:
+            raise SystemExit(f"gossip K={k} failed:\n{proc.stderr[-3000:]}")
+        records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
+    per_node = [statistics.mean(r["bytes_sent"][i] for r in records) for i in range(k)]
+    return {"k": k, "bytes_per_node": per_node, "cycle_time": statistics.median(r["step_time"] for r in records)}
+
+
+def simulated(k: int, steps: int, warmup: int, extra: list[str]) -> float:
+    """Median step time of the same algorithm with k clients in this process, all cores."""
+    import torch
+
+    from ddgan.config import load_config
+    from ddgan.simulate import Simulation
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    overrides = [*extra, f"partition.clients={k}"] + (["algo.name=centralized"] if k == 1 else [])
+    sim = Simulation(load_config(ROOT / "configs" / "default.yaml", overrides))
+    times = []
+    for i in range(warmup + steps):
+        start = time.perf_counter()
+        sim.step()
+        if i >= warmup:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def profile(steps: int, extra: list[str]) -> str:
+    """torch.profiler over rank 0 of a 2-rank run: the ops that take the time."""
+    script = f"""
+import os, sys, torch
+from torch.profiler import profile, ProfilerActivity
+sys.path.insert(0, {str(ROOT)!r})
+from ddgan.config import load_config
+from ddgan.train import run
+cfg = load_config({str(ROOT / 'configs' / 'default.yaml')!r}, {[*extra, 'partition.clients=2',
+        f'train.steps={steps}', 'run.log_every=1000', 'run.sample_every=1000000', 'run.checkpoint_every=1000000',
+        'run.dir=' + tempfile.mkdtemp()]!r})
+with profile(activities=[ProfilerActivity.CPU]) as prof:
+    run(cfg)
+if os.environ['RANK'] == '0':
+    print(prof.key_averages().table(sort_by='self_cpu_time_total', row_limit=18, max_name_column_width=48))
+"""
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "--no-python", sys.executable, "-c", script],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if proc.returncode:
+        raise SystemExit(proc.stderr[-3000:])
+    return proc.stdout
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="K in {1, 2}, 20 measured steps")
+    parser.add_argument("--steps", type=int, default=60, help="measured steps per run after warm-up")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--profile", action="store_true", help="print a torch.profiler table and exit")
+    parser.add_argument("--no-write", action="store_true", help="do not update BENCHMARKS.md")
+    args = parser.parse_args()
+    extra = model_args()
+    if args.profile:
+        print(profile(30, extra))
+        return 0
+    ks, steps = ([1, 2], 20) if args.quick else ([1, 2, 4, 5], args.steps)
+    rows = []
+    for k in ks:
+        dist_fb = distributed(k, steps, args.warmup, [*extra, "comm.exchange=feedback"], args.device)
+        sim = simulated(k, steps, args.warmup, extra)
+        rows.append((k, dist_fb, sim))
+        print(f"K={k}: {dist_fb['steps_per_s']:.2f} steps/s distributed, {1 / sim:.2f} simulated", flush=True)
+    k_big = ks[-1]
+    params = distributed(k_big, steps // 2, args.warmup, [*extra, "comm.exchange=params"], args.device)
+    wide = distributed(k_big, steps // 2, args.warmup, [*model_args(d_width=128), "comm.exchange=feedback"], args.device)
+    gossip = gossip_bytes(k_big, steps, extra)
+    one_client_rss = rows[0][1]["peak_rss_mb"][0]
+
+    lines = ["| K | distributed steps/s | simulated steps/s | speed-up | in collectives (rank 0) | "
+             "bytes/step per rank (feedback) | peak RSS per rank (MB) | RSS / one-client process |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for k, r, sim in rows:
+        lines.append(f"| {k} | {r['steps_per_s']:.2f} | {1 / sim:.2f} | {r['steps_per_s'] * sim:.2f}x | "
+                     f"{100 * r['comm_fraction']:.1f} % | {_bytes(r['bytes_per_rank'])} | "
+                     f"{_range(r['peak_rss_mb'], '.0f')} | {_range([m / one_client_rss for m in r['peak_rss_mb']], '.2f')}x |")
+    fb = rows[-1][1]
+    ratio = max(fb["bytes_per_rank"]) / max(params["bytes_per_rank"])
+    lines += ["", f"Bytes per step at K = {k_big} (busiest rank / others):", "",
+              "| exchange | D width | bytes/step, rank 0 | bytes/step, clients 1..K-1 |", "| --- | --- | --- | --- |",
+              f"| feedback | 64 | {fb['bytes_per_rank'][0]:,.0f} | {_bytes(fb['bytes_per_rank'][1:])} |",
+              f"| feedback | 128 (4x D params) | {wide['bytes_per_rank'][0]:,.0f} | {_bytes(wide['bytes_per_rank'][1:])} |",
+              f"| params | 64 | {params['bytes_per_rank'][0]:,.0f} | {_bytes(params['bytes_per_rank'][1:])} |",
+              f"| gossip (ring, p = 0.5), per node per cycle | 64 | {gossip['bytes_per_node'][0]:,.0f} | "
+              f"{_bytes(gossip['bytes_per_node'][1:])} |",
+              "", f"Feedback / params bytes at K = {k_big} (busiest rank): {ratio:.3f}. "
+              f"Params mode: {params['steps_per_s']:.2f} steps/s, {100 * params['comm_fraction']:.1f} % in collectives."]
+    table = "\n".join(lines)
+    print(table)
+    if not args.no_write:
+        import platform
+
+        import torch
+        command = "python bench/step_time.py" + (" --quick" if args.quick else "")
+        update_section("step_time", f"`{command}` on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+                       f"torch {torch.__version__}, {args.device}, {time.strftime('%Y-%m-%d')}; "
+                       f"{args.warmup} warm-up + {steps} measured steps per run, medians of 5-step intervals.\n\n" + table)
+    return 0
+
+
+def _bytes(values: list[float]) -> str:
+    return _range(values, ",.0f")
+
+
+def _range(values: list[float], fmt: str) -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
