@@ -98,14 +98,14 @@ def gossip_bytes(k: int, steps: int, extra: list[str]) -> dict:
     return {"k": k, "bytes_per_node": per_node, "cycle_time": statistics.median(r["step_time"] for r in records)}
 
 
-def simulated(k: int, steps: int, warmup: int, extra: list[str]) -> float:
-    """Median step time of the same algorithm with k clients in this process, all cores."""
+def simulated(k: int, steps: int, warmup: int, extra: list[str], threads: int) -> float:
+    """Median step time of the same algorithm with k clients in this process, on ``threads`` threads."""
     import torch
 
     from ddgan.config import load_config
     from ddgan.simulate import Simulation
 
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(threads)
     overrides = [*extra, f"partition.clients={k}"] + (["algo.name=centralized"] if k == 1 else [])
     sim = Simulation(load_config(ROOT / "configs" / "default.yaml", overrides))
     times = []
@@ -158,33 +158,56 @@ def main() -> int:
     rows = []
     for k in ks:
         dist_fb = distributed(k, steps, args.warmup, [*extra, "comm.exchange=feedback"], args.device)
-        sim = simulated(k, steps, args.warmup, extra)
-        rows.append((k, dist_fb, sim))
-        print(f"K={k}: {dist_fb['steps_per_s']:.2f} steps/s distributed, {1 / sim:.2f} simulated", flush=True)
+        sim = simulated(k, steps, args.warmup, extra, os.cpu_count() or 1)
+        sim1 = simulated(k, steps, args.warmup, extra, 1)
+        rows.append((k, dist_fb, sim, sim1))
+        print(f"K={k}: {dist_fb['steps_per_s']:.2f} steps/s distributed, {1 / sim:.2f} simulated "
+              f"({1 / sim1:.2f} on one thread)", flush=True)
     k_big = ks[-1]
     params = distributed(k_big, steps // 2, args.warmup, [*extra, "comm.exchange=params"], args.device)
     wide = distributed(k_big, steps // 2, args.warmup, [*model_args(d_width=128), "comm.exchange=feedback"], args.device)
     gossip = gossip_bytes(k_big, steps, extra)
     one_client_rss = rows[0][1]["peak_rss_mb"][0]
 
-    lines = ["| K | distributed steps/s | simulated steps/s | speed-up | in collectives (rank 0) | "
-             "bytes/step per rank (feedback) | peak RSS per rank (MB) | RSS / one-client process |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for k, r, sim in rows:
+    cores = os.cpu_count() or 1
+    lines = [f"| K | distributed steps/s | simulated steps/s ({cores} threads) | speed-up | simulated, 1 thread | "
+             "speed-up vs 1 thread | in collectives (rank 0) | bytes/step per rank (feedback) | "
+             "peak RSS per rank (MB) | RSS / one-client process |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for k, r, sim, sim1 in rows:
         lines.append(f"| {k} | {r['steps_per_s']:.2f} | {1 / sim:.2f} | {r['steps_per_s'] * sim:.2f}x | "
+                     f"{1 / sim1:.2f} | {r['steps_per_s'] * sim1:.2f}x | "
                      f"{100 * r['comm_fraction']:.1f} % | {_bytes(r['bytes_per_rank'])} | "
                      f"{_range(r['peak_rss_mb'], '.0f')} | {_range([m / one_client_rss for m in r['peak_rss_mb']], '.2f')}x |")
     fb = rows[-1][1]
-    ratio = max(fb["bytes_per_rank"]) / max(params["bytes_per_rank"])
-    lines += ["", f"Bytes per step at K = {k_big} (busiest rank / others):", "",
-              "| exchange | D width | bytes/step, rank 0 | bytes/step, clients 1..K-1 |", "| --- | --- | --- | --- |",
-              f"| feedback | 64 | {fb['bytes_per_rank'][0]:,.0f} | {_bytes(fb['bytes_per_rank'][1:])} |",
-              f"| feedback | 128 (4x D params) | {wide['bytes_per_rank'][0]:,.0f} | {_bytes(wide['bytes_per_rank'][1:])} |",
-              f"| params | 64 | {params['bytes_per_rank'][0]:,.0f} | {_bytes(params['bytes_per_rank'][1:])} |",
+    total = {name: sum(r["bytes_per_rank"]) for name, r in (("fb", fb), ("wide", wide), ("params", params))}
+    lines += ["", f"Bytes per step at K = {k_big} (rank 0 holds G: it broadcasts the generated batch):", "",
+              "| exchange | D width | rank 0 | each client 1..K-1 | all ranks |", "| --- | --- | --- | --- | --- |",
+              f"| feedback | 64 | {fb['bytes_per_rank'][0]:,.0f} | {_bytes(fb['bytes_per_rank'][1:])} | {total['fb']:,.0f} |",
+              f"| feedback | 128 (3.9x D params) | {wide['bytes_per_rank'][0]:,.0f} | {_bytes(wide['bytes_per_rank'][1:])} | "
+              f"{total['wide']:,.0f} |",
+              f"| params | 64 | {params['bytes_per_rank'][0]:,.0f} | {_bytes(params['bytes_per_rank'][1:])} | "
+              f"{total['params']:,.0f} |",
               f"| gossip (ring, p = 0.5), per node per cycle | 64 | {gossip['bytes_per_node'][0]:,.0f} | "
-              f"{_bytes(gossip['bytes_per_node'][1:])} |",
-              "", f"Feedback / params bytes at K = {k_big} (busiest rank): {ratio:.3f}. "
-              f"Params mode: {params['steps_per_s']:.2f} steps/s, {100 * params['comm_fraction']:.1f} % in collectives."]
+              f"{_bytes(gossip['bytes_per_node'][1:])} | {sum(gossip['bytes_per_node']):,.0f} |",
+              "", f"Params mode at K = {k_big}: {params['steps_per_s']:.2f} steps/s, "
+              f"{100 * params['comm_fraction']:.1f} % in collectives.", ""]
+    k2 = next((r for r in rows if r[0] == 2), None)
+    k4 = next((r for r in rows if r[0] == 4), None)
+    worst_rss = max(m / one_client_rss for _, r, _, _ in rows for m in r["peak_rss_mb"])
+    targets = [("K = 2 distributed / simulated steps/s >= 1.6", k2 and k2[1]["steps_per_s"] * k2[2], 1.6, ">="),
+               ("in collectives at K = 4, feedback <= 10 %", k4 and 100 * k4[1]["comm_fraction"], 10, "<="),
+               (f"feedback / params bytes at K = {k_big}, all ranks <= 0.2", total["fb"] / total["params"], 0.2, "<="),
+               (f"feedback / params bytes at K = {k_big}, busiest rank <= 0.2",
+                max(fb["bytes_per_rank"]) / max(params["bytes_per_rank"]), 0.2, "<="),
+               ("feedback bytes independent of D's size (128-wide / 64-wide)", total["wide"] / total["fb"], 1.0, "=="),
+               ("peak RSS per rank / one-client process <= 1.2", worst_rss, 1.2, "<=")]
+    lines += ["| target | measured | met |", "| --- | --- | --- |"]
+    for name, value, bound, op in targets:
+        if value is None:
+            continue
+        met = {">=": value >= bound, "<=": value <= bound, "==": abs(value - bound) < 1e-9}[op]
+        lines.append(f"| {name} | {value:.3g} | {'yes' if met else 'no'} |")
     table = "\n".join(lines)
     print(table)
     if not args.no_write:
