@@ -82,6 +82,10 @@ def process_group(cfg: Config) -> Iterator[Dist]:
                                 timeout=timeout, device_id=device if device.type == "cuda" else None)
     else:
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1, timeout=timeout)
+    if backend == "nccl":
+        # NCCL wants the group's first collective to include every rank; gossip's first transfer is
+        # a point-to-point batch between neighbours only.
+        dist.barrier(device_ids=[local_rank])
     try:
         yield Dist(rank, world, local_rank, device, backend)
         # Leave together: a gloo rank that tears down while a peer still flushes its last
