@@ -93,6 +93,9 @@ class Comm:
         """
         if self.world == 1:
             return []
+        # Until the store says otherwise: rank 0 hosts it, so a store that cannot be reached at all
+        # means rank 0 is gone; one that vanishes mid-poll leaves the last answer standing.
+        missing = [r for r in range(self.world) if r != self.rank] if self.rank != 0 else []
         try:
             store = dist.distributed_c10d._get_default_store()
             prefix = f"ddgan/failed/{self.step}/"
@@ -103,8 +106,8 @@ class Comm:
                 if not missing or time.monotonic() > deadline:
                     return missing
                 time.sleep(0.2)
-        except Exception:  # the store itself may be gone with the dead rank (it hosted it)
-            return [r for r in range(self.world) if r != self.rank] if self.rank != 0 else []
+        except Exception:
+            return missing
 
     def _in_place(self, what: str, sent: int, tensor: Tensor, fn: Callable[[Tensor], None]) -> Tensor:
         """Run the in-place collective ``fn`` on ``tensor``, through the group's device if it lives elsewhere."""

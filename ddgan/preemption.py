@@ -20,26 +20,36 @@ from ddgan.exchange import Comm
 STOP_FILE = "STOP"
 
 
+_signalled = threading.Event()
+
+
+def _on_signal(signum, frame) -> None:
+    _signalled.set()
+
+
+def listen() -> None:
+    """Catch SIGUSR1 from now on (its default action kills the process): called first thing by
+    ``ddgan.train``, so a request sent while the data loads is kept, not fatal."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGUSR1, _on_signal)
+
+
 class StopRequest:
     def __init__(self, run_dir: Path, every: int, is_main: bool):
         self.file, self.every, self.is_main = Path(run_dir) / STOP_FILE, every, is_main
-        self.signalled = False
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGUSR1, self._on_signal)
-
-    def _on_signal(self, signum, frame) -> None:
-        self.signalled = True
+        listen()
 
     def check(self, comm: Comm, step: int) -> bool:
         """Collective every ``every`` steps (all_reduce MAX): True when any rank was asked to stop."""
         if step % self.every:
             return False
         # Only rank 0 looks at the file: one stat per check on a shared filesystem, not K.
-        local = self.signalled or (self.is_main and self.file.exists())
+        local = _signalled.is_set() or (self.is_main and self.file.exists())
         flag = comm.all_reduce(torch.tensor([int(local)]), "stop request", op=dist.ReduceOp.MAX)
         return bool(flag.item())
 
     def clear(self) -> None:
         """Rank 0, after the stop's checkpoint: forget the request so a requeued job trains on."""
+        _signalled.clear()
         if self.is_main:
             self.file.unlink(missing_ok=True)

@@ -18,6 +18,7 @@ from ddgan.algorithms import ALGORITHMS
 from ddgan.cli import config_parser, parse_args
 from ddgan.config import Config
 from ddgan.errors import ConfigError, UserError
+from ddgan.preemption import listen
 
 
 def check_world(cfg: Config, world: int) -> None:
@@ -47,6 +48,7 @@ def run(cfg: Config) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    listen()
     parser = config_parser("ddgan.train", __doc__.split("\n\n")[0])
     rank = int(os.environ.get("RANK", 0))
     try:
@@ -59,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: [rank {rank}] {exc}" if "RANK" in os.environ else f"error: {exc}", file=sys.stderr, flush=True)
         elif rank == 0:
             print(f"error: {exc}", file=sys.stderr, flush=True)
+        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+            # Leave now: gloo's native teardown at interpreter exit can abort (SIGABRT) while a
+            # failed peer's connections close, which would mask this exit code.
+            sys.stdout.flush()
+            os._exit(exc.exit_code)
         return exc.exit_code
 
 

@@ -17,8 +17,10 @@ install() {
         && command -v munged >/dev/null; then return; fi
     command -v apt-get >/dev/null || { echo "local-cluster: apt-get not found; install slurmctld, slurmd, slurm-client and munge yourself" >&2; exit 3; }
     echo "[local-cluster] installing slurmctld slurmd slurm-client munge (apt, ~20 s)"
-    apt-get update -qq >/dev/null
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null
+    # exit 3: the packages cannot be had here (no registry), as distinct from a cluster that fails
+    apt-get update -qq >/dev/null || { echo "local-cluster: apt-get update failed" >&2; exit 3; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null \
+        || { echo "local-cluster: apt-get install slurmctld slurmd slurm-client munge failed" >&2; exit 3; }
 }
 
 configure() {

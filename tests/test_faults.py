@@ -82,7 +82,7 @@ def test_nan_loss_stops_every_rank_and_keeps_the_last_good_checkpoint(tmp_path):
     procs = ranks(2, ["train.steps=40", "run.checkpoint_every=2", f"run.dir={tmp_path}", "train.lr_d=1e8",
                       "train.d_optimizer=sgd", "comm.exchange=params"])
     outs = [p.communicate(timeout=120) for p in procs]
-    assert [p.returncode for p in procs] == [1, 1]
+    assert [p.returncode for p in procs] == [1, 1], outs[0][1][-1500:] + outs[1][1][-1500:]
     lines = error_lines(outs[0][1]) + error_lines(outs[1][1])
     assert lines == ["error: step 3: the generator loss is nan: client(s) [0, 1] scored the generated batch "
                      "with non-finite values; stopping, the newest complete checkpoint is kept"]
@@ -256,7 +256,8 @@ def test_a_stop_request_checkpoints_every_rank_at_one_step_and_exits_cleanly(tmp
             f"run.dir={tmp_path}"]
     procs = ranks(2, [*args, "train.steps=100000"])
     try:
-        wait_for(lambda: (tmp_path / "metrics.jsonl").exists() or any(p.poll() is not None for p in procs), timeout=120)
+        logged = lambda: (tmp_path / "metrics.jsonl").exists() and (tmp_path / "metrics.jsonl").stat().st_size > 0
+        wait_for(lambda: logged() or any(p.poll() is not None for p in procs), timeout=120)
         if how == "SIGUSR1":
             procs[1].send_signal(signal.SIGUSR1)
         else:

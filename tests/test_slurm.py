@@ -90,6 +90,8 @@ def test_sbatch_the_project_template_on_a_real_local_slurm(tmp_path):
     started = subprocess.run(["bash", "slurm/local-cluster.sh", "start"], cwd=ROOT, env=env,
                              capture_output=True, text=True, timeout=600)
     try:
+        if started.returncode == 3:
+            pytest.skip(f"apt cannot install SLURM here: {started.stderr.strip()[-300:]}")
         assert started.returncode == 0, started.stdout + started.stderr
         run = tmp_path / "run"
         submit = subprocess.run(
