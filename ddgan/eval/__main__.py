@@ -1,0 +1,121 @@
+"""Evaluate a run's newest (or a given) checkpoint: ``python -m ddgan.eval --run DIR``.
+
+Writes ``eval.json`` and ``report.md`` into the run directory, figures and sample grids into
+``DIR/eval/``. Per generator (rank 0's for forgiver-first runs, every node's for gossip and
+fedavg): class histogram by the domain classifier, classes covered (all and confident only), the
+confident fraction, KL to the clients' classes, ``fid_classifier`` and precision/recall against
+real test images. Per discriminator: the test error of a linear SVM on its activations. Nothing
+is downloaded; the classifier trains from ``data.root`` once and is cached.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ddgan.algorithms import ALGORITHMS
+from ddgan.checkpoint import load_rank_file, read_manifest
+from ddgan.cli import run_cli
+from ddgan.config import config_from_dict
+from ddgan.datasets import open_source
+from ddgan.errors import CheckpointError
+from ddgan.eval import classifier, metrics, plots, report, svm
+from ddgan.roles import build_discriminator
+from ddgan.rundir import read_metrics, save_grid
+from ddgan.sample import generate, load_generator, newest_checkpoint
+from ddgan.shard import client_shards
+
+DEFAULT_CACHE = Path(os.environ.get("DDGAN_CACHE", Path.home() / ".cache" / "ddgan")) / "classifiers"
+
+
+def target_classes(cfg) -> list[int]:
+    """The union of the classes the clients hold (what the generator should cover)."""
+    source, shards = client_shards(cfg, open_source(cfg.data, train=True))
+    return sorted({int(c) for idx in shards for c in np.unique(source.labels[idx])})
+
+
+def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path = DEFAULT_CACHE, seed: int = 0,
+             svm_train: int = 2000, svm_test: int = 1000, log=print) -> dict:
+    run = Path(run)
+    where = Path(where) if where else newest_checkpoint(run)
+    manifest = read_manifest(where)
+    cfg = config_from_dict(manifest["config"], source=str(where / "manifest.json"))
+    world = manifest["world_size"]
+    out = run / "eval"
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    clf = classifier.load_or_train(cfg.data, cache, seed, log=log)
+    target = target_classes(cfg)
+    real_x, real_y = classifier.real_split(cfg.data, train=False, limit=n, seed=seed)
+    _, real_features = clf.run(real_x)
+
+    per_node = ALGORITHMS[cfg.algo.name].trainer != "forgiver"
+    nodes = range(world) if per_node else [0]
+    generators, grids = {}, {}
+    for node in nodes:
+        fake = generate(load_generator(where, node)[0], n, seed=seed)
+        probs, features = clf.run(fake)
+        generators[str(node)] = metrics.summarize(probs, features, real_features, target)
+        grids[node] = out / f"samples_node_{node}.png"
+        save_grid(fake[:64], grids[node])
+    result = {"run": str(run), "checkpoint": str(where), "step": manifest["step"], "world_size": world,
+              "algo": cfg.algo.name, "dataset": cfg.data.name,
+              "classifier": {"accuracy": clf.accuracy, "path": str(clf.path), "n_classes": clf.n_classes},
+              "inception_fid": {"value": None, "reason": "not computed: ddgan ships no Inception weights "
+                                                          "and never downloads them"},
+              "generators": generators}
+    if svm_train > 0:
+        train_x, train_y = classifier.real_split(cfg.data, train=True, limit=svm_train, seed=seed)
+        test_x, test_y = real_x[:svm_test], real_y[:svm_test]
+        errors = {}
+        for rank in range(world):
+            widths = cfg.model.node_d_width
+            D = build_discriminator(cfg, rank, torch.device("cpu"), widths[rank] if widths else None)
+            D.load_state_dict(load_rank_file(where, rank, manifest)["client"]["D"])
+            errors[str(rank)] = round(svm.svm_test_error(D, train_x, train_y, test_x, test_y, seed), 5)
+        result["svm"] = {"train": len(train_y), "test": len(test_y), "test_error": errors}
+    figures = plots.training_curves(read_metrics(run), out) if (run / "metrics.jsonl").exists() else []
+    for node, m in generators.items():
+        figures.append(plots.class_histogram(m["class_histogram"], m["confident_histogram"], target,
+                                             f"generator {node}: classes of {m['n']} samples",
+                                             out / f"classes_node_{node}.png"))
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    json_path, md_path = report.write(run, result, figures, grids)
+    log(f"[eval] wrote {json_path} and {md_path} ({result['seconds']} s)")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ddgan.eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", required=True, type=Path, help="run directory")
+    parser.add_argument("--checkpoint", type=Path, help="a checkpoint directory instead of the newest")
+    parser.add_argument("--n", type=int, default=10000, help="generated samples per generator (default 10000)")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE,
+                        help=f"where the domain classifiers are cached (default {DEFAULT_CACHE}; $DDGAN_CACHE)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the noise, subsets and classifier (default 0)")
+    parser.add_argument("--svm-train", type=int, default=2000,
+                        help="training images for the SVM on D's features; 0 skips the SVM (default 2000)")
+    parser.add_argument("--svm-test", type=int, default=1000, help="test images for the SVM (default 1000)")
+
+    def body(args) -> int:
+        if not args.run.is_dir():
+            raise CheckpointError(f"--run {args.run}: no such run directory")
+        r = evaluate(args.run, args.checkpoint, args.n, args.cache, args.seed, args.svm_train, args.svm_test)
+        for node, m in r["generators"].items():
+            print(f"generator {node}: {m['classes_covered']} classes covered ({m['confident_classes_covered']} "
+                  f"confidently, {100 * m['confident_fraction']:.1f} % confident), fid_classifier "
+                  f"{m['fid_classifier']:.3f}, precision {m['precision']:.3f}, recall {m['recall']:.3f}")
+        for rank, err in r.get("svm", {}).get("test_error", {}).items():
+            print(f"discriminator {rank}: SVM test error {100 * err:.2f} %")
+        return 0
+
+    return run_cli(lambda: parser.parse_args(argv), body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,131 @@
+"""The domain classifier: a small CNN per dataset and image size, trained once on the real training
+split with a fixed seed, cached on disk beside its SHA-256 and test accuracy.
+
+Its softmax gives the class histogram of generated samples; its 128-d penultimate layer is the
+feature space of ``fid_classifier`` and precision/recall. Nothing is downloaded: it trains from
+the dataset at ``data.root`` (or the bundled digits).
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ddgan.config import DataConfig
+from ddgan.datasets import channels, image_size, load_images, open_source
+
+EPOCHS = {"digits": 25, "mnist": 2, "fashion_mnist": 4, "cifar10": 8, "image_folder": 8}
+
+
+class DomainCNN(nn.Module):
+    def __init__(self, in_channels: int, size: int, n_classes: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(64 * (size // 4) ** 2, 128), nn.ReLU())
+        self.head = nn.Linear(128, n_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.body(x))
+
+
+@dataclass
+class Classifier:
+    model: DomainCNN
+    accuracy: float
+    n_classes: int
+    path: Path | None
+
+    @torch.no_grad()
+    def run(self, images: Tensor, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
+        """(class probabilities N x C, penultimate features N x 128) of images in [-1, 1]."""
+        self.model.eval()
+        probs, feats = [], []
+        for start in range(0, len(images), batch):
+            f = self.model.features(images[start:start + batch].float())
+            probs.append(torch.softmax(self.model.head(f), 1))
+            feats.append(f)
+        return torch.cat(probs).double().numpy(), torch.cat(feats).double().numpy()
+
+
+def real_split(data: DataConfig, train: bool, limit: int | None = None, seed: int = 0) -> tuple[Tensor, np.ndarray]:
+    """Real images (in [-1, 1], the model's size) and labels of a split, a seeded subset of ``limit``."""
+    source = open_source(data, train)
+    idx = np.arange(len(source.labels))
+    if limit is not None and limit < len(idx):
+        idx = np.sort(np.random.default_rng(seed).choice(idx, limit, replace=False))
+    return load_images(source, idx, data), source.labels[idx]
+
+
+def train(data: DataConfig, seed: int = 0, epochs: int | None = None, log=print) -> Classifier:
+    torch.manual_seed(seed)
+    x, y = real_split(data, train=True)
+    x_test, y_test = real_split(data, train=False)
+    n_classes = int(max(y.max(), y_test.max()) + 1)
+    model = DomainCNN(channels(data), image_size(data), n_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.as_tensor(y)
+    for epoch in range(epochs or EPOCHS.get(data.name, 8)):
+        model.train()
+        order = torch.randperm(len(x), generator=gen)
+        for start in range(0, len(x), 128):
+            idx = order[start:start + 128]
+            # small random shifts: the classifier must not depend on pixel-exact strokes
+            batch = torch.roll(x[idx], shifts=tuple(torch.randint(-1, 2, (2,), generator=gen).tolist()), dims=(2, 3))
+            loss = nn.functional.cross_entropy(model(batch), labels[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    clf = Classifier(model, 0.0, n_classes, None)
+    probs, _ = clf.run(x_test)
+    clf.accuracy = float((probs.argmax(1) == y_test).mean())
+    log(f"[eval] {data.name} {image_size(data)} px classifier: test accuracy {clf.accuracy:.4f} "
+        f"({len(x)} training images, {len(x_test)} test images)")
+    return clf
+
+
+def cache_name(data: DataConfig, seed: int) -> str:
+    return f"{data.name}_{image_size(data)}px_{channels(data)}c_seed{seed}"
+
+
+def load_or_train(data: DataConfig, cache: Path, seed: int = 0, log=print) -> Classifier:
+    """The cached classifier when its checksum verifies, else a freshly trained one (then cached)."""
+    cache = Path(cache)
+    path = cache / f"{cache_name(data, seed)}.pt"
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        meta = json.loads(meta_path.read_text())
+        blob = path.read_bytes()
+        if hashlib.sha256(blob).hexdigest() == meta.get("sha256"):
+            model = DomainCNN(channels(data), image_size(data), meta["n_classes"])
+            model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
+            return Classifier(model, meta["accuracy"], meta["n_classes"], path)
+        print(f"[eval] {path}: checksum mismatch, retraining the classifier", file=sys.stderr)
+    clf = train(data, seed, log=log)
+    buffer = io.BytesIO()
+    torch.save(clf.model.state_dict(), buffer)
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(buffer.getvalue())
+        tmp.replace(path)
+        meta_path.write_text(json.dumps({"dataset": data.name, "image_size": image_size(data), "seed": seed,
+                                         "n_classes": clf.n_classes, "accuracy": clf.accuracy,
+                                         "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}, indent=1))
+        clf.path = path
+    except OSError as exc:
+        print(f"[eval] warning: cannot cache the classifier in {cache} ({exc.strerror}); it is retrained next time",
+              file=sys.stderr)
+    return clf

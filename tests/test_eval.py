@@ -1,0 +1,125 @@
+"""Evaluation: metric functions on constructed inputs, the SVM pipeline, and ddgan.eval on a real run."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import ROOT
+from ddgan.config import load_config
+from ddgan.eval import metrics
+from ddgan.eval.classifier import load_or_train, real_split
+from ddgan.eval.svm import svm_test_error
+from ddgan.roles import build_discriminator
+
+
+def test_frechet_distance_matches_the_closed_form():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(20000, 3))
+    assert metrics.frechet_distance(a, a) == pytest.approx(0, abs=1e-9)
+    # N(0, I) vs N(m, 4 I): |m|^2 + tr(I) + tr(4I) - 2 tr(2I) = |m|^2 + 3 + 12 - 12
+    m = np.array([1.0, -2.0, 0.5])
+    b = m + 2 * rng.normal(size=(20000, 3))
+    assert metrics.frechet_distance(a, b) == pytest.approx(np.sum(m ** 2) + 3, rel=0.03)
+    # non-commuting covariances: the eigh-based square root against a direct construction
+    ca, cb = np.array([[2.0, 0.5], [0.5, 1.0]]), np.array([[1.0, -0.3], [-0.3, 3.0]])
+    x = rng.multivariate_normal([0, 0], ca, 200000)
+    y = rng.multivariate_normal([0, 0], cb, 200000)
+    vals, vecs = np.linalg.eig(ca @ cb)                      # tr sqrt(ca cb) = sum sqrt(eigenvalues)
+    expected = np.trace(ca) + np.trace(cb) - 2 * np.sqrt(vals.real).sum()
+    assert metrics.frechet_distance(x, y) == pytest.approx(expected, abs=0.03)
+
+
+def test_coverage_confidence_and_kl():
+    one_class = np.tile(np.eye(10)[3] * 0.95 + 0.005, (100, 1))
+    hist = metrics.class_histogram(one_class, 10)
+    assert metrics.classes_covered(hist) == 1
+    fraction, confident = metrics.confident(one_class)
+    assert fraction == 1.0 and confident[3] == 1.0
+    blurry = np.full((100, 10), 0.1)
+    blurry[np.arange(100), np.arange(100) % 10] += 0.05       # argmax spread over 10 classes, never confident
+    assert metrics.classes_covered(metrics.class_histogram(blurry, 10)) == 10
+    assert metrics.confident(blurry)[0] == 0.0
+    uniform = np.full(10, 0.1)
+    assert metrics.kl_to_target(uniform, list(range(10))) == pytest.approx(0, abs=1e-9)
+    # half the target classes, evenly: KL = log 2
+    half = np.where(np.arange(10) < 5, 0.2, 0.0)
+    assert metrics.kl_to_target(half, list(range(10))) == pytest.approx(np.log(2), rel=1e-3)
+    # mass outside the target is heavily penalised but finite
+    assert 5 < metrics.kl_to_target(np.eye(10)[9], [0, 1]) < 20
+
+
+def test_precision_recall():
+    rng = np.random.default_rng(1)
+    real = rng.normal(size=(500, 4))
+    assert metrics.precision_recall(real, real) == (1.0, 1.0)
+    far = real + 100
+    assert metrics.precision_recall(real, far) == (0.0, 0.0)
+    # a generator that covers only half of the real data: high precision, recall about one half
+    half = real[real[:, 0] > 0]
+    precision, recall = metrics.precision_recall(real, half)
+    assert precision == 1.0 and 0.4 < recall < 0.8
+
+
+@pytest.fixture(scope="session")
+def digits_classifier(tmp_path_factory):
+    cfg = load_config(None, [])
+    return load_or_train(cfg.data, tmp_path_factory.mktemp("classifiers"), log=lambda *_: None), cfg
+
+
+def test_digits_classifier_is_accurate_and_cached(digits_classifier, tmp_path_factory):
+    clf, cfg = digits_classifier
+    assert clf.accuracy >= 0.95
+    again = load_or_train(cfg.data, clf.path.parent, log=lambda *_: pytest.fail("retrained a cached classifier"))
+    assert again.accuracy == clf.accuracy
+    x, y = real_split(cfg.data, train=False)
+    probs, features = clf.run(x)
+    assert features.shape == (len(x), 128)
+    assert (probs.argmax(1) == y).mean() == pytest.approx(clf.accuracy)
+
+
+def test_svm_on_a_discriminator_beats_chance_and_a_trained_one_is_read(digits_classifier):
+    _, cfg = digits_classifier
+    train_x, train_y = real_split(cfg.data, train=True, limit=600)
+    test_x, test_y = real_split(cfg.data, train=False, limit=300)
+    D = build_discriminator(cfg, 0, torch.device("cpu"), 16)
+    error = svm_test_error(D, train_x, train_y, test_x, test_y)
+    assert error < 0.5                      # even random conv features separate digits far above chance (0.9)
+
+
+@pytest.mark.dist
+def test_eval_cli_on_a_two_rank_run_writes_eval_json_and_report(tmp_path, digits_classifier):
+    clf, _ = digits_classifier
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ddgan.train",
+           "partition.clients=2", "partition.scheme=classes", "partition.classes=[[0,1,2],[3,4]]",
+           "model.g_width=8", "model.d_width=8", "model.z_dim=16", "train.batch_size=16", "algo.name=f2u",
+           "train.steps=30", "run.log_every=10", f"run.dir={run}"]
+    assert subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True).returncode == 0
+    proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run), "--n", "500", "--cache",
+                           str(clf.path.parent), "--svm-train", "300", "--svm-test", "200"],
+                          cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((run / "eval.json").read_text())
+    m = result["generators"]["0"]
+    assert list(result["generators"]) == ["0"]                # one generator in a forgiver-first run
+    assert m["target_classes"] == [0, 1, 2, 3, 4]
+    assert m["n"] == 500 and sum(m["class_histogram"]) == pytest.approx(1, abs=1e-3)
+    assert m["fid_classifier"] > 0 and 0 <= m["precision"] <= 1
+    assert set(result["svm"]["test_error"]) == {"0", "1"}
+    assert result["inception_fid"]["value"] is None
+    text = (run / "report.md").read_text()
+    assert "fid_classifier" in text and "eval/classes_node_0.png" in text
+    assert (run / "eval" / "losses.png").exists() and (run / "eval" / "samples_node_0.png").exists()
+    assert "generator 0:" in proc.stdout and "discriminator 1: SVM test error" in proc.stdout
+
+
+def test_eval_of_a_directory_without_checkpoints_is_one_line(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert proc.returncode != 0 and proc.stderr.startswith("error: ") and "Traceback" not in proc.stderr
+    assert "no complete checkpoint" in proc.stderr
