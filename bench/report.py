@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import re
+import sys
+import time
 from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
@@ -15,3 +17,12 @@ def update_section(name: str, body: str, title: str | None = None) -> None:
     pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)
+
+
+def publish_table(name: str, title: str, table: str, quick: bool) -> None:
+    """Print ``table`` and store it with the command that made it; a quick run has its own section."""
+    print(table)
+    command = " ".join(["python", *sys.argv])
+    update_section(name + ("_quick" if quick else ""),
+                   f"`{command}`, {time.strftime('%Y-%m-%d')}, 2 CPU cores.\n\n{table}",
+                   title=title + (" (quick smoke run)" if quick else ""))

@@ -75,21 +75,24 @@ class Comm:
         try:
             fn()
         except _FAILURES as exc:
-            raise TrainingError(self._failure_message(what, exc)) from exc
+            raise TrainingError(self._failure_message(what, exc, start)) from exc
         self.seconds += time.perf_counter() - start
         self.bytes_sent += sent_bytes
 
-    def _failure_message(self, what: str, exc: BaseException) -> str:
-        missing = self._missing_ranks()
+    def _failure_message(self, what: str, exc: BaseException, started: float) -> str:
+        missing = self._missing_ranks(started)
         who = f"; no word from rank(s) {missing}" if missing else ""
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return (f"step {self.step}: {what} failed on rank {self.rank} of {self.world}{who} "
                 f"(a peer died, or the collective exceeded comm.timeout_s = {self.timeout_s:g}s): {first[:300]}")
 
-    def _missing_ranks(self) -> list[int]:
-        """Ranks that did not report this failure through the rendezvous store within a few seconds.
+    def _missing_ranks(self, started: float) -> list[int]:
+        """Ranks that did not report this failure through the rendezvous store in time.
 
         Survivors of a failed collective each leave a mark; a rank that left none is gone or stuck.
+        A survivor may see the failure late: one connected to the dead peer fails at once, while one
+        waiting on a live peer only times out ``timeout_s`` after the collective began. So the poll
+        lasts until then (plus a margin), and ends as soon as every rank is accounted for.
         """
         if self.world == 1:
             return []
@@ -100,10 +103,10 @@ class Comm:
             store = dist.distributed_c10d._get_default_store()
             prefix = f"ddgan/failed/{self.step}/"
             store.set(prefix + str(self.rank), "1")
-            deadline = time.monotonic() + min(5.0, self.timeout_s)
+            deadline = max(started + self.timeout_s + 2.0, time.perf_counter() + 1.0)
             while True:
                 missing = [r for r in range(self.world) if not store.check([prefix + str(r)])]
-                if not missing or time.monotonic() > deadline:
+                if not missing or time.perf_counter() > deadline:
                     return missing
                 time.sleep(0.2)
         except Exception:
