@@ -55,9 +55,14 @@ def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(clients),
                "-m", "ddgan.train", *args]
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    log = run_dir.with_name(run_dir.name + ".log")       # beside the run: a retried cell starts clean
+    with open(log, "w") as out:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
     if proc.returncode:
-        raise SystemExit(f"training failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+        errors = [line for line in log.read_text().splitlines() if line.startswith(("error:", "Traceback", "terminate"))]
+        raise SystemExit(f"training failed (exit {proc.returncode}), full log in {log}: {' '.join(cmd)}\n"
+                         + "\n".join(errors[:20]))
     train_seconds = time.perf_counter() - start
     proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run_dir), "--n", str(n),
                            "--cache", str(cache), "--svm-train", str(svm_train)],

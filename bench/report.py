@@ -20,9 +20,8 @@ def update_section(name: str, body: str, title: str | None = None) -> None:
 
 
 def publish_table(name: str, title: str, table: str, quick: bool) -> None:
-    """Print ``table`` and store it with the command that made it; a quick run has its own section."""
+    """Print ``table``; unless it is a quick smoke run, store it with the command that made it."""
     print(table)
-    command = " ".join(["python", *sys.argv])
-    update_section(name + ("_quick" if quick else ""),
-                   f"`{command}`, {time.strftime('%Y-%m-%d')}, 2 CPU cores.\n\n{table}",
-                   title=title + (" (quick smoke run)" if quick else ""))
+    if not quick:
+        command = " ".join(["python", *sys.argv])
+        update_section(name, f"`{command}`, {time.strftime('%Y-%m-%d')}, 2 CPU cores.\n\n{table}", title=title)

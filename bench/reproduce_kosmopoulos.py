@@ -32,8 +32,10 @@ def main() -> int:
     parser.add_argument("--svm-train", type=int, default=10000, help="real training images for each SVM")
     parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (torchvision layout)")
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "kosmopoulos")
-    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench" / "classifiers")
-    parser.add_argument("--quick", action="store_true", help="40 cycles, 1,000 images per node, small SVM")
+    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench" / "classifiers",
+                        help="where the domain classifiers are cached")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 40 cycles, 1,000 images per node, small SVM; printed, not stored")
     args = parser.parse_args()
     extra = []
     if args.quick:

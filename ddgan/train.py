@@ -51,22 +51,25 @@ def main(argv: list[str] | None = None) -> int:
     listen()
     parser = config_parser("ddgan.train", __doc__.split("\n\n")[0])
     rank = int(os.environ.get("RANK", 0))
+    code = 0
     try:
         args = parse_args("ddgan.train", "", argv, parser)
         run(args.config)
-        return 0
     except UserError as exc:
         # An error every rank meets alike is said once; a rank's own view carries its rank.
         if not exc.same_on_all_ranks:
             print(f"error: [rank {rank}] {exc}" if "RANK" in os.environ else f"error: {exc}", file=sys.stderr, flush=True)
         elif rank == 0:
             print(f"error: {exc}", file=sys.stderr, flush=True)
-        if int(os.environ.get("WORLD_SIZE", 1)) > 1:
-            # Leave now: gloo's native teardown at interpreter exit can abort (SIGABRT) while a
-            # failed peer's connections close, which would mask this exit code.
-            sys.stdout.flush()
-            os._exit(exc.exit_code)
-        return exc.exit_code
+        code = exc.exit_code
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        # Leave now, the group destroyed and every file closed or flushed: gloo's native teardown
+        # at interpreter exit can abort (SIGABRT) while peers' connections close, after a failure
+        # and, rarely, after a finished 5-rank run too; either would mask this exit code.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
