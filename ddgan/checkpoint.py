@@ -186,6 +186,21 @@ def check_compatible(manifest: dict[str, Any], cfg: Config, world: int, where: P
                           f"(use another run.dir, or train.resume=never with an empty run directory)")
 
 
+def _agreed_candidates(run_dir: Path, comm: Comm) -> list[Path]:
+    """Rank 0's complete checkpoints, newest first, on every rank.
+
+    Ranks must try the same checkpoints in the same order, or their verification all_reduces pair
+    up wrongly and the group hangs; but they can see different sets: a network file system's cache,
+    or a rank that starts resuming while rank 0 is still sealing the previous checkpoint.
+    """
+    mine = [int(d.name.removeprefix("step_")) for d in complete_checkpoints(run_dir)]
+    count = int(comm.broadcast(torch.tensor([len(mine)]), 0, "checkpoint list"))
+    steps = torch.tensor(mine) if comm.rank == 0 else torch.zeros(count, dtype=torch.int64)
+    if count:
+        comm.broadcast(steps, 0, "checkpoint list")
+    return [step_dir(run_dir, step) for step in steps.tolist()]
+
+
 def resume(run_dir: Path, cfg: Config, comm: Comm) -> dict[str, Any] | None:
     """Collective: this rank's state from the newest checkpoint every rank can verify, or None.
 
@@ -195,7 +210,7 @@ def resume(run_dir: Path, cfg: Config, comm: Comm) -> dict[str, Any] | None:
     so is a run directory whose checkpoints all fail verification (starting over would silently
     throw the run's progress away).
     """
-    candidates = complete_checkpoints(run_dir)
+    candidates = _agreed_candidates(run_dir, comm)
     for where in candidates:
         manifest = read_manifest(where)
         check_compatible(manifest, cfg, comm.world, where)
@@ -218,7 +233,7 @@ def resume_or_start(run_dir: Path, cfg: Config, comm: Comm) -> dict[str, Any] | 
     """Collective, at the start of every trainer: this rank's saved state per ``train.resume``, or
     None to start fresh (``never`` refuses a run directory that already holds checkpoints)."""
     if cfg.train.resume == "never":
-        if complete_checkpoints(run_dir):
+        if _agreed_candidates(run_dir, comm):
             raise ConfigError(f"train.resume = 'never': {run_dir}/checkpoints already holds checkpoints; "
                               f"use another run.dir, or train.resume=auto to continue")
         return None
