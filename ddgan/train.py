@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from ddgan.algorithms import ALGORITHMS
 from ddgan.cli import config_parser, parse_args
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     listen()
     parser = config_parser("ddgan.train", __doc__.split("\n\n")[0])
     rank = int(os.environ.get("RANK", 0))
-    code = 0
+    code, said_by_rank_0 = 0, False
     try:
         args = parse_args("ddgan.train", "", argv, parser)
         run(args.config)
@@ -61,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: [rank {rank}] {exc}" if "RANK" in os.environ else f"error: {exc}", file=sys.stderr, flush=True)
         elif rank == 0:
             print(f"error: {exc}", file=sys.stderr, flush=True)
-        code = exc.exit_code
+        code, said_by_rank_0 = exc.exit_code, exc.same_on_all_ranks
+    if said_by_rank_0 and rank != 0:
+        # torchrun stops every worker as soon as one exits with an error: let rank 0 say it first.
+        time.sleep(2.0)
     if int(os.environ.get("WORLD_SIZE", 1)) > 1:
         # Leave now, the group destroyed and every file closed or flushed: gloo's native teardown
         # at interpreter exit can abort (SIGABRT) while peers' connections close, after a failure
