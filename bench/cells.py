@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from ddgan.config import load_config
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -46,9 +48,7 @@ def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int
     """Train ``config`` with as many torchrun ranks as it has clients, then ``ddgan.eval`` it."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["--config", str(config), *overrides, f"run.dir={run_dir}"]
-    load = [sys.executable, "-c", "import sys; from ddgan.config import load_config; "
-            "print(load_config(sys.argv[1], sys.argv[2:]).partition.clients)", str(config), *overrides]
-    clients = int(subprocess.run(load, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+    clients = load_config(config, overrides).partition.clients
     if clients == 1:
         cmd = [sys.executable, "-m", "ddgan.train", *args]
     else:

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import ROOT, SHARED_DATA, Results, train_and_evaluate  # noqa: E402
+from bench.cells import ROOT, SHARED_DATA, Results  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 
 ALGOS = ["f2u", "f2u_balanced", "f2a", "mdgan", "gman", "centralized"]

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import ROOT, SHARED_DATA, Results, train_and_evaluate  # noqa: E402
+from bench.cells import ROOT, SHARED_DATA, Results  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 
 METHODS = {"none": "standalone", "uniform": "uniform", "infogain": "info-gain"}

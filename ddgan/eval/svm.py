@@ -7,16 +7,16 @@ trained on a seeded subset of the training split and its error measured on a see
 test split. SGD rather than LinearSVC's exact solver: on MNIST D features (18,816 per image) the
 exact solver took 45-65 s per node for 1,000 images and did not converge, SGD takes 4 s and its
 error was no worse; the error hardly moved with the penalty (alpha 1e-4 to 1e-1: 8.8-10.3 % on
-3,000 images). D runs in eval mode (batchnorm's running
-statistics), so an image's features do not depend on the rest of its batch.
+3,000 images). D runs in eval mode (batchnorm's running statistics), so an image's features do
+not depend on the rest of its batch.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
+from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.linear_model import SGDClassifier
 
 from ddgan.models import Discriminator
 
