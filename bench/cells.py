@@ -1,51 +1,115 @@
-"""What the reproduction scripts share: train one cell of a table for real, evaluate it, and keep
-its result in a JSON file so that an interrupted table resumes where it stopped."""
+"""What the benchmark tables share: a cell (one training run with its settings), training and
+evaluating it for real, and one JSON file of results so that an interrupted table resumes where it
+stopped and two tables with a cell in common run it once.
+
+A cell's name spells out every setting it pins (dataset, split, rule, D normalisation, variant,
+seed, steps), so the forgiveness ablation and the F2U reproduction find each other's cells in the
+shared ``runs/bench/cells/results.json``.
+"""
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ddgan.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
+CELLS = ROOT / "runs" / "bench" / "cells"
+CLASSIFIERS = ROOT / "runs" / "bench" / "classifiers"
+
+# Rule name in the tables -> the algo settings it stands for (MD-GAN is the mean rule with swaps).
+RULES = {
+    "f2u": ["algo.name=f2u"],
+    "f2a": ["algo.name=f2a"],
+    "f2u_balanced": ["algo.name=f2u_balanced"],
+    "mdgan": ["algo.name=mean", "algo.swap_every=100"],
+    "gman": ["algo.name=gman"],
+    "centralized": ["algo.name=centralized", "partition.clients=1", "partition.scheme=iid"],
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One training run of a table. ``dataset`` digits uses configs/default.yaml with the rule's
+    settings; mnist / fashion_mnist use configs/paper/<dataset>_<split>_<rule>.yaml."""
+
+    dataset: str
+    split: str
+    rule: str
+    norm: str
+    seed: int
+    steps: int
+    variant: str = ""                    # a label for ``extra`` (e.g. lambda settings); "" = none
+    extra: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        variant = f"_{self.variant}" if self.variant else ""
+        return f"{self.dataset}_{self.split}_{self.rule}_{self.norm}{variant}_s{self.seed}_{self.steps}"
+
+    @property
+    def config(self) -> Path:
+        if self.dataset == "digits":
+            return ROOT / "configs" / "default.yaml"
+        paper_split = self.split if self.split in ("non_ovl", "mod_ovl") else "non_ovl"   # the scheme is overridden
+        return ROOT / "configs" / "paper" / f"{self.dataset}_{paper_split}_{self.rule}.yaml"
+
+    def overrides(self, root: Path) -> list[str]:
+        rule = RULES[self.rule] if self.dataset == "digits" else []
+        split = [] if self.rule == "centralized" else [f"partition.scheme={self.split}"]
+        every = max(1, self.steps // 20)
+        return [*rule, *split, f"data.root={root}", f"model.d_norm={self.norm}",
+                f"train.seed={self.seed}", f"train.steps={self.steps}", *self.extra, f"run.log_every={every}",
+                f"run.checkpoint_every={self.steps}", f"run.sample_every={self.steps}", "train.resume=never"]
 
 
 class Results:
-    """``{cell name: result}`` in one JSON file, rewritten after every cell."""
+    """``{cell name: result}`` in one JSON file, re-read before and rewritten after every cell, so
+    that two scripts filling the same file never drop each other's cells."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.cells = json.loads(self.path.read_text()) if self.path.exists() else {}
 
-    def __contains__(self, name: str) -> bool:
-        return name in self.cells
+    @property
+    def cells(self) -> dict:
+        return json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def get(self, cell: Cell) -> dict | None:
+        return self.cells.get(cell.name)
 
     def add(self, name: str, result: dict) -> None:
-        self.cells[name] = result
+        cells = self.cells
+        cells[name] = result
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.cells, indent=1))
+        tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(cells, indent=1))
         tmp.replace(self.path)
 
-    def run(self, name: str, config: Path, root: Path, steps: int, extra: list[str], n: int, svm_train: int,
-            cache: Path) -> None:
-        """Train and evaluate cell ``name`` under ``self.path``'s folder unless it is already done."""
-        if name in self:
-            return
-        print(f"[{self.path.parent.name}] {name} ...", flush=True)
-        overrides = [f"data.root={root}", f"train.steps={steps}", *extra, f"run.log_every={max(1, steps // 20)}",
-                     f"run.checkpoint_every={steps}", f"run.sample_every={steps}"]
-        self.add(name, train_and_evaluate(config, overrides, self.path.parent / name, n, svm_train, cache))
+    def run(self, cell: Cell, root: Path, n: int = 10000, svm_train: int = 0, cache: Path = CLASSIFIERS) -> dict:
+        """Train and evaluate ``cell`` under this file's folder unless it is already done."""
+        done = self.get(cell)
+        if done is not None:
+            return done
+        print(f"[{self.path.parent.name}] {cell.name} ...", flush=True)
+        run_dir = self.path.parent / cell.name
+        shutil.rmtree(run_dir, ignore_errors=True)     # an interrupted attempt starts over, clean
+        result = train_and_evaluate(cell.config, cell.overrides(root), run_dir, n, svm_train, cache)
+        self.add(cell.name, result)
+        return result
 
 
 def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int, svm_train: int,
                        cache: Path) -> dict:
-    """Train ``config`` with as many torchrun ranks as it has clients, then ``ddgan.eval`` it."""
+    """Train ``config`` with as many torchrun ranks as it has clients, then ``ddgan.eval`` it; the
+    result is eval.json plus the training time and the clients' shares over the last fifth."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["--config", str(config), *overrides, f"run.dir={run_dir}"]
     clients = load_config(config, overrides).partition.clients
@@ -71,4 +135,32 @@ def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int
         raise SystemExit(f"evaluation of {run_dir} failed:\n{proc.stderr[-3000:]}")
     result = json.loads((run_dir / "eval.json").read_text())
     result["train_seconds"] = round(train_seconds, 1)
+    result.update(late_shares(run_dir))
     return result
+
+
+def late_shares(run_dir: Path) -> dict:
+    """Mean per-client forgiver and weight shares (and lambda) over the last fifth of the logged
+    steps: who taught G at the end of the run."""
+    path = run_dir / "metrics.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    late = [r for r in records if "forgiver_share" in r][-max(1, len(records) // 5):]
+    out = {}
+    for key in ("forgiver_share", "weight_share"):
+        if late and key in late[0]:
+            out[key] = [round(statistics.mean(r[key][k] for r in late), 4) for k in range(len(late[0][key]))]
+    if late and "lambda" in late[0]:
+        out["lambda_end"] = round(late[-1]["lambda"], 3)
+    return out
+
+
+def generator_metrics(result: dict) -> dict:
+    return result["generators"]["0"]
+
+
+def mean_spread(values: list[float], fmt: str) -> str:
+    """``mean`` of one value, ``mean (lo-hi)`` of several."""
+    if not values:
+        return "-"
+    mean = f"{statistics.mean(values):{fmt}}"
+    return mean if len(values) == 1 else f"{mean} ({min(values):{fmt}}-{max(values):{fmt}})"

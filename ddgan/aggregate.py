@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ddgan.losses import g_loss, g_loss_mixture, realness
+from ddgan.losses import g_loss, mixture_loss, realness
 
 
 @dataclass
@@ -50,9 +50,17 @@ def f2a(out: Tensor, inp: RuleInputs) -> tuple[Tensor, Tensor]:
     of the generator loss: dD_agg/dlam = Var_w(r) >= 0, so lam grows while the clients disagree
     about a sample and stops when they agree (see README, "F2A's lambda").
     """
-    r = realness(inp.loss, out)
-    weights = torch.softmax(inp.lam * r, dim=0)
-    return g_loss_mixture(inp.loss, out, weights).mean(), weights.detach()
+    weights = torch.softmax(inp.lam * realness(inp.loss, out), dim=0)
+    return mixture_loss(inp.loss, out, weights).mean(), weights.detach()
+
+
+def f2a_discriminator_loss(out: Tensor, lam: Tensor, loss: str, real: bool) -> Tensor:
+    """F2A's aggregate D_agg judged as a discriminator: its mean loss on a batch that is all real
+    (``real``) or all generated, for the K x B outputs ``out``. Lambda's objective under
+    ``algo.lambda_objective: discriminator``: the real term on each client's own real batch, the
+    fake term on the generated batch (see :mod:`ddgan.temperature`)."""
+    weights = torch.softmax(lam * realness(loss, out), dim=0)
+    return mixture_loss(loss, out, weights, real).mean()
 
 
 def mean(out: Tensor, inp: RuleInputs) -> tuple[Tensor, Tensor]:

@@ -7,9 +7,12 @@ neighbour-selection rule from :mod:`ddgan.select`. Config loading validates both
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from ddgan import aggregate
+
+if TYPE_CHECKING:
+    from ddgan.config import Config
 
 
 @dataclass(frozen=True)
@@ -18,14 +21,16 @@ class Algorithm:
     trainer: str                     # "forgiver" (one G, K discriminators), "gossip" or "fedavg"
     rule: Callable | None = None     # forgiver trainer: the generator rule
     has_lambda: bool = False         # the rule has a temperature lambda
+    compares_samples: bool = False   # the rule compares the clients' scores of each sample
     summary: str = ""
 
 
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
-    Algorithm("f2u", "forgiver", aggregate.f2u, summary="fool the most forgiving D per sample"),
-    Algorithm("f2a", "forgiver", aggregate.f2a, has_lambda=True,
+    Algorithm("f2u", "forgiver", aggregate.f2u, compares_samples=True,
+              summary="fool the most forgiving D per sample"),
+    Algorithm("f2a", "forgiver", aggregate.f2a, has_lambda=True, compares_samples=True,
               summary="fool the softmax(lambda * realness)-weighted mix of the Ds"),
-    Algorithm("f2u_balanced", "forgiver", aggregate.f2u_balanced,
+    Algorithm("f2u_balanced", "forgiver", aggregate.f2u_balanced, compares_samples=True,
               summary="F2U with a balanced sample-to-client assignment (ours)"),
     Algorithm("mean", "forgiver", aggregate.mean, summary="average of the clients' G losses (MD-GAN)"),
     Algorithm("gman", "forgiver", aggregate.gman, has_lambda=True,
@@ -34,3 +39,14 @@ ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
     Algorithm("gossip", "gossip", summary="per-node GANs on a graph, neighbour D chosen by info gain"),
     Algorithm("fedavg", "fedavg", summary="FedGAN: local GANs averaged every sync_every steps"),
 )}
+
+# What a learned lambda descends (``algo.lambda_objective``).
+LAMBDA_OBJECTIVES = ("generator", "discriminator")
+
+
+def lambda_objective(cfg: "Config") -> str | None:
+    """What the rule's lambda descends: "generator" (G's loss), "discriminator" (D_agg's loss,
+    f2a only; see :mod:`ddgan.temperature`), or None when lambda stays fixed or the rule has none."""
+    if not (ALGORITHMS[cfg.algo.name].has_lambda and cfg.algo.learn_lambda):
+        return None
+    return cfg.algo.lambda_objective

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ from typing import Any
 import yaml
 
 from ddgan.errors import ConfigError
+from ddgan.models import D_NORMS
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "image_folder")
 SCHEMES = ("iid", "classes", "classes_per_client", "dirichlet", "disjoint_iid", "non_ovl", "mod_ovl")
@@ -101,8 +104,12 @@ class ModelConfig:
     """Channels of the generator's last hidden layer; earlier layers double it."""
     d_width: int = 64
     """Channels of the discriminator's first layer; later layers double it."""
-    d_batchnorm: bool = True
-    """BatchNorm in the discriminator's hidden layers (DCGAN); G always has it."""
+    d_norm: str = "spectral"
+    """Normalisation of the discriminator's layers: spectral (spectral norm on every layer),
+    layer (per-sample GroupNorm with one group), none, or batch (BatchNorm, as in DCGAN and the
+    gossip paper). Only batch makes a sample's score depend on the rest of its batch, which breaks
+    the rules that compare the clients' per-sample scores (f2u, f2a, f2u_balanced): see README,
+    "Discriminator normalisation". G always has batchnorm. Replaces model.d_batchnorm."""
     node_g_width: list[int] = field(default_factory=list)
     """gossip / fedavg: per-node generator widths (one per node) instead of g_width; gossip nodes
     may differ (a discriminator sent to a neighbour carries its own architecture)."""
@@ -110,6 +117,8 @@ class ModelConfig:
     """gossip / fedavg: per-node discriminator widths, like node_g_width."""
 
     def check(self, err) -> None:
+        if self.d_norm not in D_NORMS:
+            err("d_norm", self.d_norm, f"choose one of {', '.join(D_NORMS)}")
         for name in ("z_dim", "g_width", "d_width"):
             if getattr(self, name) < 1:
                 err(name, getattr(self, name), "must be >= 1")
@@ -128,7 +137,11 @@ class AlgoConfig:
     lambda_init: float = 1.0
     """f2a: initial temperature lambda >= 0 of the softmax over the clients' realness scores."""
     learn_lambda: bool = True
-    """f2a / gman: update lambda by gradient descent on the generator's objective (see README)."""
+    """f2a / gman: update lambda by gradient descent on ``lambda_objective`` (false: keep lambda_init)."""
+    lambda_objective: str = "generator"
+    """f2a: what lambda descends: generator (G's loss on D_agg) or discriminator (D_agg's loss as a
+    discriminator of the clients' real data against G's samples; every client then receives every
+    D). gman: generator only. See README, "F2A's lambda"."""
     lambda_lr: float = 0.01
     """f2a / gman: Adam learning rate of lambda."""
     lambda_max: float = 100.0
@@ -159,7 +172,7 @@ class AlgoConfig:
     """fedavg: steps between weight averages of every node's G and D (weighted by shard size)."""
 
     def check(self, err) -> None:
-        from ddgan.algorithms import ALGORITHMS  # late: the registry imports the rule modules
+        from ddgan.algorithms import ALGORITHMS, LAMBDA_OBJECTIVES  # late: the registry imports the rules
 
         if self.name not in ALGORITHMS:
             err("name", self.name, f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}")
@@ -169,6 +182,11 @@ class AlgoConfig:
             err("lambda_init", self.lambda_init, "must be >= 0")
         if self.lambda_max < self.lambda_init:
             err("lambda_max", self.lambda_max, "must be >= lambda_init")
+        if self.lambda_objective not in LAMBDA_OBJECTIVES:
+            err("lambda_objective", self.lambda_objective, f"choose {' or '.join(LAMBDA_OBJECTIVES)}")
+        if self.lambda_objective == "discriminator" and self.name != "f2a":
+            err("lambda_objective", self.lambda_objective, f"the discriminator-side objective is F2A's "
+                f"(D_agg as a discriminator); {self.name} supports generator only")
         if self.lambda_lr < 0:
             err("lambda_lr", self.lambda_lr, "must be >= 0")
         if self.tau <= 0:
@@ -366,8 +384,36 @@ def _unknown_key(key: str, known: list[str], source: str, prefix: str = "") -> C
     return ConfigError(f"{source}: unknown key '{prefix}{key}'{hint}")
 
 
+# Keys that were renamed: old dotted key -> (new dotted key, the new value of an old one). Old
+# configs and checkpoints still load; the run says once (rank 0) what it read them as.
+RENAMED = {"model.d_batchnorm": ("model.d_norm", lambda old: "batch" if old else "none")}
+
+
+def _apply_renames(raw: dict[str, Any], sources: dict[str, str]) -> None:
+    for old, (new, convert) in RENAMED.items():
+        section, old_key = old.split(".")
+        new_key = new.split(".")[1]
+        values = raw.get(section)
+        if not values or old_key not in values:
+            continue
+        where = sources.get(old, "config")
+        if new_key in values:
+            raise ConfigError(f"{where}: {old} is deprecated and {new} is set too; keep only {new}")
+        values = raw[section] = dict(values)
+        value = values.pop(old_key)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {old} = {value!r}: expected bool (and the key is deprecated; use {new})")
+        values[new_key] = convert(value)
+        sources[new] = where
+        if os.environ.get("RANK", "0") == "0":
+            print(f"warning: {where}: {old} = {value!r} is deprecated; read as {new} = {values[new_key]!r}",
+                  file=sys.stderr, flush=True)
+
+
 def _build(raw: dict[str, Any], sources: dict[str, str]) -> Config:
     """Typed Config from a nested dict; ``sources`` maps 'section.key' to where it was set."""
+    raw = dict(raw)
+    _apply_renames(raw, sources)
     sections: dict[str, Any] = {}
     section_types = _section_types(Config)
     for name, section_tp in section_types.items():

@@ -14,6 +14,7 @@ weights cross the wire; real images never leave their rank.
 """
 from __future__ import annotations
 
+import sys
 import time
 
 import torch
@@ -21,13 +22,15 @@ from torch import Tensor
 
 from ddgan import checkpoint, rundir, seeds
 from ddgan.aggregate import RuleInputs
-from ddgan.algorithms import ALGORITHMS
+from ddgan.algorithms import ALGORITHMS, lambda_objective
 from ddgan.config import Config
 from ddgan.distributed import Dist
 from ddgan.exchange import Comm, module_tensors, pack, unpack
+from ddgan.models import BATCH_DEPENDENT_NORMS
 from ddgan.preemption import StopRequest
 from ddgan.roles import DTYPES, Client, GeneratorSide
 from ddgan.shard import client_shards, load_shard
+from ddgan.temperature import distributed_lambda_grad
 from ddgan.verdicts import Verdict, by_feedback, by_params
 
 
@@ -102,11 +105,15 @@ def train(cfg: Config, d: Dist, comm: Comm) -> dict:
     run = rundir.prepare(cfg, d.is_main)
     source, shards = client_shards(cfg)
     client = Client.build(cfg, d.rank, load_shard(cfg, d.rank, d.device, DTYPES[cfg.train.dtype], source), d.device)
-    gen = GeneratorSide.build(cfg, d.device, algo.has_lambda and cfg.algo.learn_lambda) if d.is_main else None
+    objective = lambda_objective(cfg)
+    gen = GeneratorSide.build(cfg, d.device, objective is not None) if d.is_main else None
     shares = client_shares(cfg, [len(s) for s in shards], DTYPES[cfg.train.dtype]).to(d.device)
     start = _resume(run, cfg, comm, client, gen)
     shape = (cfg.train.batch_size, *client.shard.images.shape[1:])
-    learns_lambda = algo.has_lambda and cfg.algo.learn_lambda
+    if d.is_main and algo.compares_samples and cfg.model.d_norm in BATCH_DEPENDENT_NORMS:
+        print(f"warning: model.d_norm = {cfg.model.d_norm} makes each client's score of a sample depend on the rest "
+              f"of its batch, and {algo.name} compares those scores across clients per sample; use "
+              f"model.d_norm=spectral (README, \"Discriminator normalisation\")", file=sys.stderr, flush=True)
     log, interval, record, step_bytes = rundir.MetricsLog(run, d.is_main), Interval(d.world), {}, 0
     stop, step = StopRequest(run, cfg.run.stop_check_every, d.is_main), start
     for step in range(start + 1, cfg.train.steps + 1):
@@ -119,15 +126,19 @@ def train(cfg: Config, d: Dist, comm: Comm) -> dict:
         # -- 3. G step: the verdicts reach G by the exchange mode; rank 0 applies the rule's update
         stats = torch.stack([d_loss, torch.tensor(float(step_bytes), dtype=d_loss.dtype, device=d_loss.device)])
         if cfg.comm.exchange == "feedback":
-            inputs = rule_inputs(cfg, lam.clone().requires_grad_(learns_lambda), shares)
+            inputs = rule_inputs(cfg, lam.clone().requires_grad_(objective == "generator"), shares)
             verdict = by_feedback(comm, client.D, x, stats, algo.rule, inputs)
-            if gen is not None:
-                gen.step(x_gen, grad_x=verdict.grad_x, lam_grad=verdict.lam_grad)
         else:
-            inputs = rule_inputs(cfg, gen.lam if gen is not None else lam, shares)
+            inputs = rule_inputs(cfg, gen.lam if gen is not None and objective == "generator" else lam, shares)
             verdict = by_params(comm, client.D, x_gen, stats, algo.rule, inputs)
-            if gen is not None:
-                gen.step(x_gen, loss=verdict.g_loss)
+        lam_grad = verdict.lam_grad
+        if objective == "discriminator":
+            lam_grad = distributed_lambda_grad(comm, client, verdict, lam, cfg.algo.loss)
+        if gen is not None:
+            if cfg.comm.exchange == "feedback":
+                gen.step(x_gen, grad_x=verdict.grad_x, lam_grad=lam_grad)
+            else:
+                gen.step(x_gen, loss=verdict.g_loss, lam_grad=lam_grad)
         # -- 4. MD-GAN swap
         if cfg.algo.swap_every and step % cfg.algo.swap_every == 0:
             swap_discriminators(comm, client, step, cfg.train.seed)

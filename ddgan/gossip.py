@@ -29,7 +29,7 @@ from ddgan.distributed import Dist
 from ddgan.errors import TrainingError
 from ddgan.exchange import Comm, module_tensors, pack, unpack
 from ddgan.losses import realness
-from ddgan.models import ArchSpec, Discriminator, frozen_forward
+from ddgan.models import D_NORMS, ArchSpec, Discriminator, frozen_forward
 from ddgan.preemption import StopRequest
 from ddgan.roles import build_discriminator
 
@@ -48,7 +48,7 @@ def schedule(cfg: Config, graph: topology.Graph, node: int, cycle: int) -> tuple
 
 
 def _header(spec: ArchSpec) -> Tensor:
-    return torch.tensor([spec.image_size, spec.channels, spec.width, spec.z_dim, int(spec.batchnorm)])
+    return torch.tensor([spec.image_size, spec.channels, spec.width, spec.z_dim, D_NORMS.index(spec.d_norm)])
 
 
 def exchange(comm: Comm, sends: list[int], recvs: list[int], D: Discriminator,

@@ -37,14 +37,15 @@ def g_loss(loss: str, out: Tensor) -> Tensor:
     return 0.5 * (out - 1.0) ** 2
 
 
-def g_loss_mixture(loss: str, out: Tensor, weights: Tensor) -> Tensor:
-    """Per-sample generator loss against D_agg = sum_k weights[k] * realness(out[k]).
+def mixture_loss(loss: str, out: Tensor, weights: Tensor, real: bool = True) -> Tensor:
+    """Per-sample loss of D_agg = sum_k weights[k] * realness(out[k]) against the label real (what
+    G minimises on its samples) or fake (D_agg's discriminator loss on generated samples).
 
     ``out`` and ``weights`` are K x B with weights summing to 1 over k. For bce the mixture is
-    taken in log space (log D_agg = logsumexp_k(log w_k + log sigmoid(out_k))) so a batch that
-    every discriminator rejects still gets a finite, informative gradient.
+    taken in log space (log D_agg = logsumexp_k(log w_k + log sigmoid(out_k)), and 1 - D_agg =
+    sum_k w_k sigmoid(-out_k)) so a batch that every discriminator rejects still gets a finite,
+    informative gradient.
     """
     if loss == "bce":
-        log_agg = torch.logsumexp(torch.log(weights) + F.logsigmoid(out), dim=0)
-        return -log_agg
-    return 0.5 * ((weights * out).sum(0) - 1.0) ** 2
+        return -torch.logsumexp(torch.log(weights) + F.logsigmoid(out if real else -out), dim=0)
+    return 0.5 * ((weights * out).sum(0) - (1.0 if real else 0.0)) ** 2

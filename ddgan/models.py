@@ -11,9 +11,21 @@ import math
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
+from torch.nn.utils.parametrizations import spectral_norm
 
 SIZES = (8, 16, 28, 32, 64)
+
+# How D normalises its hidden layers (``model.d_norm``). Only ``batch`` makes a sample's score
+# depend on the rest of its batch (training mode normalises by the batch's statistics), which
+# breaks every rule that compares the clients' per-sample scores; it stays for ablations and for
+# the gossip paper, which uses it. ``spectral`` divides every layer's weight by its largest
+# singular value (torch's own parametrization, one power iteration per forward in training mode),
+# ``layer`` normalises each sample over its channels and pixels (GroupNorm with one group).
+D_NORMS = ("none", "batch", "spectral", "layer")
+BATCH_DEPENDENT_NORMS = frozenset({"batch"})
 
 
 @dataclass(frozen=True)
@@ -22,7 +34,7 @@ class ArchSpec:
     channels: int
     width: int
     z_dim: int = 100
-    batchnorm: bool = True
+    d_norm: str = "spectral"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -60,28 +72,45 @@ class Generator(nn.Module):
         return self.net(z[:, :, None, None])
 
 
+def _d_conv(spec: ArchSpec, *args, **kwargs) -> nn.Conv2d:
+    conv = nn.Conv2d(*args, **kwargs)
+    return spectral_norm(conv) if spec.d_norm == "spectral" else conv
+
+
+def _d_norm(spec: ArchSpec, channels: int) -> nn.Module:
+    if spec.d_norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if spec.d_norm == "layer":
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
 class Discriminator(nn.Module):
     """images (B x C x S x S) -> one raw output per image (a logit for bce).
 
-    ``forward(x, features=True)`` also returns every block's activations (the SVM evaluation of
-    discriminator features reads them).
+    Hidden layers are normalised by ``spec.d_norm`` (see :data:`D_NORMS`); spectral
+    normalisation covers every layer, input and head included (SNGAN). ``forward(x,
+    features=True)`` also returns every block's activations (the SVM evaluation of discriminator
+    features reads them).
     """
 
     def __init__(self, spec: ArchSpec):
         super().__init__()
+        if spec.d_norm not in D_NORMS:
+            raise ValueError(f"d_norm {spec.d_norm!r} not supported; choose one of {D_NORMS}")
         self.spec = spec
         base, n_down = _plan(spec.image_size)
         widths = [spec.width * 2 ** i for i in range(n_down)]               # e.g. 64 px: w, 2w, 4w, 8w
         blocks = [nn.Sequential(
-            # C x S x S -> w x S/2 x S/2 (no batchnorm on the input layer, as in DCGAN)
-            nn.Conv2d(spec.channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True))]
+            # C x S x S -> w x S/2 x S/2 (no normalisation layer on the input layer, as in DCGAN)
+            _d_conv(spec, spec.channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True))]
         for w_in, w_out in zip(widths, widths[1:]):
             # w_in x s x s -> w_out x s/2 x s/2
-            norm = nn.BatchNorm2d(w_out) if spec.batchnorm else nn.Identity()
-            blocks.append(nn.Sequential(nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), norm, nn.LeakyReLU(0.2, True)))
+            blocks.append(nn.Sequential(_d_conv(spec, w_in, w_out, 4, 2, 1, bias=False), _d_norm(spec, w_out),
+                                        nn.LeakyReLU(0.2, True)))
         self.blocks = nn.ModuleList(blocks)
         # widths[-1] x base x base -> 1 x 1 x 1
-        self.head = nn.Conv2d(widths[-1], 1, base, 1, 0)
+        self.head = _d_conv(spec, widths[-1], 1, base, 1, 0)
 
     def forward(self, x: Tensor, features: bool = False):
         acts = []
@@ -93,30 +122,51 @@ class Discriminator(nn.Module):
 
 
 def init_weights(module: nn.Module, gen: torch.Generator) -> nn.Module:
-    """DCGAN initialisation (conv ~ N(0, 0.02), batchnorm scale ~ N(1, 0.02)) from ``gen``.
+    """DCGAN initialisation (conv ~ N(0, 0.02), norm scale ~ N(1, 0.02)) from ``gen``.
 
-    Drawn in float32 whatever the default dtype, so float32 and float64 runs start alike.
+    Drawn in float32 whatever the default dtype, so float32 and float64 runs start alike. A
+    spectrally normalised conv gets its raw weight and its power-iteration vectors from ``gen``
+    too (torch draws those from the global stream), so every rank builds the same network.
     """
     with torch.no_grad():
         for m in module.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=gen, dtype=torch.float32) * 0.02)
+                spectral = parametrize.is_parametrized(m, "weight")
+                weight = m.parametrizations.weight.original if spectral else m.weight
+                weight.copy_(torch.randn(weight.shape, generator=gen, dtype=torch.float32) * 0.02)
+                if spectral:
+                    _seed_power_iteration(m.parametrizations.weight[0], weight, gen)
                 if m.bias is not None:
                     m.bias.zero_()
-            elif isinstance(m, nn.BatchNorm2d):
+            elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
                 m.weight.copy_(1.0 + torch.randn(m.weight.shape, generator=gen, dtype=torch.float32) * 0.02)
                 m.bias.zero_()
     return module
 
 
+def _seed_power_iteration(sn: nn.Module, weight: Tensor, gen: torch.Generator, iters: int = 15) -> None:
+    """Spectral norm's singular vectors u, v for ``weight``: seeded, then ``iters`` power iterations
+    (what torch does at construction, from a stream of ours)."""
+    matrix = weight.flatten(1).float()
+    u = F.normalize(torch.randn(matrix.shape[0], generator=gen, dtype=torch.float32), dim=0, eps=sn.eps)
+    v = F.normalize(torch.randn(matrix.shape[1], generator=gen, dtype=torch.float32), dim=0, eps=sn.eps)
+    for _ in range(iters):
+        u = F.normalize(matrix @ v, dim=0, eps=sn.eps)
+        v = F.normalize(matrix.T @ u, dim=0, eps=sn.eps)
+    sn._u.copy_(u)
+    sn._v.copy_(v)
+
+
 def frozen_forward(module: nn.Module, *args, state: dict[str, Tensor] | None = None, **kwargs):
     """Run ``module`` in its current mode without changing its buffers.
 
-    Batchnorm in train mode normalises with the batch's statistics and updates its running
-    statistics as a side effect; scoring a batch for the generator, or drawing sample grids, must
+    In training mode batchnorm updates its running statistics and spectral norm its singular
+    vectors as a side effect; scoring a batch for the generator, or drawing sample grids, must
     not move them. ``state`` substitutes other parameters and buffers (a discriminator received
     from another client) for the module's own.
     """
     if state is None:
-        state = {**dict(module.named_parameters()), **{n: b.clone() for n, b in module.named_buffers()}}
+        state = {**dict(module.named_parameters()), **dict(module.named_buffers())}
+    buffers = {name for name, _ in module.named_buffers()}
+    state = {name: t.clone() if name in buffers else t for name, t in state.items()}
     return torch.func.functional_call(module, state, args, kwargs)

@@ -8,7 +8,7 @@ tolerance; ``state_dict()`` makes both checkpointable.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -24,7 +24,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 def arch(cfg: Config, width: int) -> ArchSpec:
-    return ArchSpec(image_size(cfg.data), channels(cfg.data), width, cfg.model.z_dim, cfg.model.d_batchnorm)
+    return ArchSpec(image_size(cfg.data), channels(cfg.data), width, cfg.model.z_dim, cfg.model.d_norm)
 
 
 def make_optimizer(params, cfg: Config, lr: float, kind: str = "adam") -> torch.optim.Optimizer:
@@ -52,6 +52,7 @@ class Client:
     opt: torch.optim.Optimizer
     loss: str
     batch_size: int
+    real: Tensor | None = field(default=None, repr=False)   # the real batch of the newest D step
 
     @classmethod
     def build(cls, cfg: Config, client: int, shard: Shard, device: torch.device, width: int | None = None,
@@ -63,7 +64,7 @@ class Client:
 
     def d_step(self, fake: Tensor, real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0) -> Tensor:
         """One update of D on a real batch from the shard and on ``fake``; returns the loss."""
-        real = self.shard.next(self.batch_size)
+        self.real = real = self.shard.next(self.batch_size)
         self.opt.zero_grad(set_to_none=True)
         loss = d_loss(self.loss, self.D(real), self.D(fake.detach()), real_target, fake_target)
         loss.backward()
@@ -114,7 +115,8 @@ class GeneratorSide:
 
     def step(self, x: Tensor, grad_x: Tensor | None = None, loss: Tensor | None = None,
              lam_grad: Tensor | None = None) -> None:
-        """Update G (and lambda) from d loss / d x (feedback exchange) or from ``loss`` itself."""
+        """Update G from d loss / d x (feedback exchange) or from ``loss`` itself, and lambda from
+        ``lam_grad`` where given (else from ``loss``, when lambda is in its graph)."""
         self.opt.zero_grad(set_to_none=True)
         if self.lam_opt is not None:
             self.lam_opt.zero_grad(set_to_none=True)
@@ -122,8 +124,8 @@ class GeneratorSide:
             loss.backward()
         else:
             x.backward(grad_x)
-            if self.lam_opt is not None:
-                self.lam.grad = lam_grad
+        if self.lam_opt is not None and lam_grad is not None:
+            self.lam.grad = lam_grad
         self.opt.step()
         if self.lam_opt is not None:
             self.lam_opt.step()

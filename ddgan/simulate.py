@@ -11,12 +11,13 @@ import torch
 from torch import Tensor
 
 from ddgan import seeds
-from ddgan.algorithms import ALGORITHMS
+from ddgan.algorithms import ALGORITHMS, lambda_objective
 from ddgan.config import Config
 from ddgan.forgiver import client_shares, rule_inputs
 from ddgan.models import frozen_forward
 from ddgan.roles import DTYPES, Client, GeneratorSide
 from ddgan.shard import client_shards, load_shard
+from ddgan.temperature import lambda_grad
 
 
 class Simulation:
@@ -26,7 +27,8 @@ class Simulation:
         source, shards = client_shards(cfg)
         self.clients = [Client.build(cfg, k, load_shard(cfg, k, device, dtype, source), device)
                         for k in range(cfg.partition.clients)]
-        self.gen = GeneratorSide.build(cfg, device, self.algo.has_lambda and cfg.algo.learn_lambda)
+        self.objective = lambda_objective(cfg)
+        self.gen = GeneratorSide.build(cfg, device, self.objective is not None)
         self.shares = client_shares(cfg, [len(s) for s in shards], dtype).to(device)
         self.step_count = 0
 
@@ -36,8 +38,14 @@ class Simulation:
         x_gen = self.gen.generate(self.cfg.train.batch_size)
         d_losses = torch.stack([c.d_step(x_gen.detach()) for c in self.clients])
         out = torch.stack([frozen_forward(c.D, x_gen) for c in self.clients])
-        loss, weights = self.algo.rule(out, rule_inputs(self.cfg, self.gen.lam, self.shares))
-        self.gen.step(x_gen, loss=loss)
+        lam = self.gen.lam if self.objective == "generator" else self.gen.lam.detach()
+        loss, weights = self.algo.rule(out, rule_inputs(self.cfg, lam, self.shares))
+        lam_grad = None
+        if self.objective == "discriminator":
+            real = [lambda_grad(lam, self.cfg.algo.loss, torch.stack([frozen_forward(o.D, c.real) for o in self.clients]),
+                                None) for c in self.clients]
+            lam_grad = sum(real) / len(real) + lambda_grad(lam, self.cfg.algo.loss, None, out)
+        self.gen.step(x_gen, loss=loss, lam_grad=lam_grad)
         if self.cfg.algo.swap_every and self.step_count % self.cfg.algo.swap_every == 0:
             self._swap()
         return d_losses, loss.detach(), weights

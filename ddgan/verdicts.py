@@ -38,6 +38,7 @@ class Verdict:
     weights: Tensor | None = None    # the rule's weight of client k on sample i
     grad_x: Tensor | None = None     # feedback: d loss / d x, summed over clients (generator rank)
     lam_grad: Tensor | None = None   # feedback: d loss / d lambda (generator rank)
+    states: list[dict[str, Tensor]] | None = None   # params: every client's D, on every rank
 
 
 def check_finite(step: int, d_losses: Tensor, g_loss: Tensor, score_finite: Tensor) -> None:
@@ -77,28 +78,36 @@ def by_feedback(comm: Comm, D: torch.nn.Module, x: Tensor, stats: Tensor,
     return verdict
 
 
+def gather_discriminators(comm: Comm, D: torch.nn.Module, stats: Tensor | None = None
+                          ) -> tuple[list[dict[str, Tensor]], Tensor | None]:
+    """Collective (all_gather): every client's discriminator parameters and buffers, as one state
+    dict per client (views into the gathered buffer; :func:`frozen_forward` never writes into them),
+    and the K x S ``stats`` sent along (None when none were sent)."""
+    own = module_tensors(D)
+    packed = pack(own.values())
+    packed_stats = pack([stats]) if stats is not None else packed.new_empty(0)
+    rows = comm.all_gather(torch.cat([packed, packed_stats]), "discriminator parameters")
+    n = rows.shape[1] - packed_stats.numel()       # the stats sit in their own padded slot at the end
+    states = [dict(zip(own, unpack(row[:n], list(own.values())))) for row in rows]
+    all_stats = torch.stack([unpack(row[n:], [stats])[0] for row in rows]) if stats is not None else None
+    return states, all_stats
+
+
 def by_params(comm: Comm, D: torch.nn.Module, x: Tensor | None, stats: Tensor,
               rule: Callable, inputs: RuleInputs) -> Verdict:
     """Collective (all_gather + broadcast): the params exchange; ``x`` is G's output on rank 0
     (with its graph) and unused elsewhere. The verdict's loss is ready for ``backward()`` on rank 0.
     """
-    own = module_tensors(D)
-    packed_stats = pack([stats])
-    rows = comm.all_gather(torch.cat([pack(own.values()), packed_stats]), "discriminator parameters")
-    n = rows.shape[1] - packed_stats.numel()       # the stats sit in their own padded slot at the end
-    all_stats = torch.stack([unpack(row[n:], [stats])[0] for row in rows])
+    states, all_stats = gather_discriminators(comm, D, stats)
     # The others learn the loss and which clients' scores were finite, so a NaN stops every rank
     # at the same step with the same message.
     status = torch.zeros(1 + comm.world, dtype=stats.dtype, device=stats.device)
     g_loss = out = weights = None
     if comm.rank == 0:
-        # Copies, not views: batchnorm writes its running statistics in place, and a write into
-        # the gathered buffer would invalidate the weights autograd saved from the same buffer.
-        states = [{name: t.clone() for name, t in zip(own, unpack(row[:n], list(own.values())))} for row in rows]
         out = torch.stack([frozen_forward(D, x, state=state) for state in states])
         g_loss, weights = rule(out, inputs)
         status = torch.cat([g_loss.detach().reshape(1), torch.isfinite(out.detach()).all(1).to(status.dtype)])
     comm.broadcast(status, 0, "generator loss")
     check_finite(comm.step, all_stats[:, 0], status[0], status[1:])
     return Verdict(all_stats[:, 0], all_stats, g_loss if comm.rank == 0 else status[0],
-                   None if out is None else out.detach(), weights)
+                   None if out is None else out.detach(), weights, states=states)

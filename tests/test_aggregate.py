@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from ddgan.aggregate import RuleInputs, balanced_assignment, f2a, f2u, f2u_balanced, gman, mean
-from ddgan.losses import d_loss, g_loss, g_loss_mixture
+from ddgan.losses import d_loss, g_loss, mixture_loss
 
 
 def test_f2u_fools_the_most_forgiving_discriminator_per_sample():
@@ -106,9 +106,9 @@ def test_losses_by_hand():
     w = torch.tensor([[0.25], [0.75]])
     out = torch.tensor([[0.0], [2.0]])
     agg = 0.25 * 0.5 + 0.75 * torch.sigmoid(torch.tensor(2.0))
-    assert g_loss_mixture("bce", out, w).item() == pytest.approx(-math.log(agg.item()), rel=1e-6)
+    assert mixture_loss("bce", out, w).item() == pytest.approx(-math.log(agg.item()), rel=1e-6)
     # a batch every discriminator rejects still has a finite loss and gradient
     hard = torch.full((3, 2), -200.0, requires_grad=True)
-    value = g_loss_mixture("bce", hard, torch.full((3, 2), 1 / 3)).sum()
+    value = mixture_loss("bce", hard, torch.full((3, 2), 1 / 3)).sum()
     (g,) = torch.autograd.grad(value, hard)
     assert torch.isfinite(value) and torch.isfinite(g).all() and (g < 0).all()

@@ -12,7 +12,8 @@ import torch
 from ddgan.config import load_config
 from ddgan.datasets import load_images, open_source
 from ddgan.errors import DataError
-from ddgan.models import SIZES, ArchSpec, Discriminator, Generator
+from ddgan.models import BATCH_DEPENDENT_NORMS, D_NORMS, SIZES, ArchSpec, Discriminator, Generator, frozen_forward
+from ddgan.roles import build_discriminator
 from ddgan.shard import Shard, load_shard
 
 
@@ -110,14 +111,46 @@ def test_shard_sampler_is_resumable_and_covers_each_epoch():
 
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("channels", [1, 3])
-def test_model_shapes_for_every_size(size, channels):
-    spec = ArchSpec(size, channels, width=8, z_dim=12)
-    G, D = Generator(spec), Discriminator(spec)
+@pytest.mark.parametrize("norm", D_NORMS)
+def test_model_shapes_for_every_size(size, channels, norm):
+    spec = ArchSpec(size, channels, width=8, z_dim=12, d_norm=norm)
+    G, D = Generator(spec), Discriminator(spec).eval()
     x = G(torch.randn(3, 12))
-    assert x.shape == (3, channels, size, size) and x.abs().max() <= 1
+    assert x.shape == (3, channels, size, size)
+    assert x.abs().max() <= 1
     out, feats = D(x, features=True)
-    assert out.shape == (3,) and len(feats) >= 1 and feats[0].shape[:2] == (3, 8)
+    assert out.shape == (3,)
+    assert len(feats) >= 1
+    assert feats[0].shape[:2] == (3, 8)
     assert torch.equal(D(x), out)
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist"])
+@pytest.mark.parametrize("norm", ["default", *[n for n in D_NORMS if n not in BATCH_DEPENDENT_NORMS]])
+def test_a_samples_score_depends_on_that_sample_alone(dataset, norm):
+    """The rules compare the clients' scores of each sample, so D_k(x_i) must not depend on the
+    rest of the batch, in the mode in which D scores G's batch (training mode, frozen_forward).
+    float64: float32 convolutions of different batch sizes differ by ~1e-6 on their own."""
+    overrides = [f"data.name={dataset}", "train.dtype=float64"] + ([] if norm == "default" else [f"model.d_norm={norm}"])
+    cfg = load_config(None, overrides)
+    D = build_discriminator(cfg, 0, torch.device("cpu"))
+    assert D.training
+    size = D.spec.image_size
+    x = torch.rand(16, 1, size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    others = torch.rand(16, 1, size, size, generator=torch.Generator().manual_seed(1), dtype=torch.float64) * 2 - 1
+    in_batch = frozen_forward(D, x)
+    alone = torch.cat([frozen_forward(D, x[i:i + 1]) for i in range(16)])
+    replaced = frozen_forward(D, torch.cat([x[:1], others[1:]]))
+    torch.testing.assert_close(alone, in_batch, rtol=0, atol=1e-6)
+    torch.testing.assert_close(replaced[0], in_batch[0], rtol=0, atol=1e-6)
+
+
+def test_batchnorm_scores_do_depend_on_the_batch():
+    """What the test above guards against: with d_norm batch, replacing the other samples moves a score."""
+    D = build_discriminator(load_config(None, ["model.d_norm=batch"]), 0, torch.device("cpu"))
+    x = torch.rand(16, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    replaced = torch.cat([x[:1], -x[1:]])
+    assert (frozen_forward(D, x)[0] - frozen_forward(D, replaced)[0]).abs() > 1e-3
 
 
 def test_models_never_import_torch_distributed():

@@ -49,7 +49,9 @@ def _assert_same_models(where, sim: Simulation, label) -> None:
             assert _rel(d_state[name], ref) < 1e-5, (label, k, name)
 
 
-CASES = [(algo, ()) for algo in ("f2u", "f2u_balanced", "f2a", "mean", "gman")] + [("mean", ("algo.swap_every=1",))]
+CASES = [(algo, ()) for algo in ("f2u", "f2u_balanced", "f2a", "mean", "gman")] + [
+    ("mean", ("algo.swap_every=1",)), ("f2a", ("algo.lambda_objective=discriminator",)),
+    ("f2a", ("model.d_norm=batch",)), ("f2u", ("model.d_norm=layer",))]
 
 
 @pytest.mark.dist
@@ -65,7 +67,7 @@ def test_distributed_update_equals_reference(tmp_path, world):
         moved = max(_rel(sim.gen.G.state_dict()[k], g0[k]) for k in g0 if g0[k].is_floating_point())
         assert moved > 1e-4, "the reference generator did not move; the comparison would prove nothing"
         for exchange in ("feedback", "params"):
-            cfg = small_config(tmp_path / f"{algo}-{len(extra)}-{exchange}", world, algo, exchange, extra)
+            cfg = small_config(tmp_path / f"{algo}-{'-'.join(extra)}-{exchange}", world, algo, exchange, extra)
             runs.append((cfg, sim, f"{algo} {extra} {exchange}"))
     spawn(_train_all, world, [cfg for cfg, _, _ in runs])
     for cfg, sim, label in runs:

@@ -62,7 +62,7 @@ def gossip_config(algo: str) -> dict:
     out = {
         "data": {"name": "mnist", "root": "data", "download": False, "image_size": 28},
         "partition": {"scheme": "disjoint_iid", "clients": 5, "samples_per_client": 10000},
-        "model": {"z_dim": 100, "g_width": 64, "d_width": 64, "d_batchnorm": True},
+        "model": {"z_dim": 100, "g_width": 64, "d_width": 64, "d_norm": "batch"},
         "algo": {**GOSSIP[algo], "loss": "bce", "label_noise": 0.2},
         "train": {"steps": 10000, "batch_size": 64, "seed": 0, "lr_g": 0.0002, "lr_d": 0.01,
                   "d_optimizer": "sgd"},

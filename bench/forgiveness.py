@@ -1,0 +1,149 @@
+"""Which discriminator normalisation and which F2A lambda let the forgiver rules keep every client.
+
+    python bench/forgiveness.py                  # every part below (~7 h on 2 cores), resumable
+    python bench/forgiveness.py --parts lambda digits
+    python bench/forgiveness.py --report         # only rebuild the tables from the stored cells
+    python bench/forgiveness.py --quick          # a smoke run in about a minute, printed only
+
+Parts (each cell is a real torchrun training run plus ``ddgan.eval`` on 10,000 samples; cells are
+kept in runs/bench/cells/results.json, shared with bench/reproduce_f2u.py):
+
+* ``lambda``: F2A on digits (Non-OVL, 600 steps, the default D) with lambda learned on the
+  generator's or the discriminator's objective, or fixed at 0, 1, 5 or 20; 2 seeds.
+* ``digits``: every rule under every ``model.d_norm`` on digits (Non-OVL, 600 steps), 2 seeds.
+* ``mnist``: every rule on MNIST Non-OVL (1,500 steps) with batchnorm and with the default D,
+  seed 0, plus seed 1 with the default D (the targets are means of 2 seeds).
+* ``skew``: f2u_balanced with equal or shard-size shares on a Dirichlet(0.3) split (digits, 2
+  seeds; MNIST, seed 0).
+
+The tables (one per part, and the targets) go to stdout and to BENCHMARKS.md; a cell not yet run
+shows the command that fills it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.cells import CELLS, RULES, SHARED_DATA, Cell, Results, generator_metrics, mean_spread  # noqa: E402
+from bench.report import publish_table  # noqa: E402
+from ddgan.config import ModelConfig  # noqa: E402
+from ddgan.models import D_NORMS  # noqa: E402
+
+DEFAULT_NORM = ModelConfig().d_norm
+LAMBDA = {"lam-generator": ("algo.learn_lambda=true", "algo.lambda_objective=generator"),
+          "lam-discriminator": ("algo.learn_lambda=true", "algo.lambda_objective=discriminator"),
+          **{f"lam-fixed{v}": ("algo.learn_lambda=false", f"algo.lambda_init={v}") for v in (0, 1, 5, 20)}}
+SKEW = {"balance-equal": ("partition.alpha=0.3", "algo.balance=equal"),
+        "balance-shard": ("partition.alpha=0.3", "algo.balance=shard_size")}
+TARGET_RULES = ("f2u", "f2a", "f2u_balanced", "mdgan", "gman")
+
+
+def parts(quick: bool) -> dict[str, list[list[Cell]]]:
+    """Each part's table rows; a row is the cells (seeds) averaged into it."""
+    if quick:
+        return {"quick": [[Cell("digits", "non_ovl", rule, norm, 0, 20, extra=("partition.clients=2",
+                 "partition.scheme=classes", "partition.classes=[[0,1,2,3,4],[5,6,7,8,9]]"))]
+                          for rule, norm in (("f2u", DEFAULT_NORM), ("f2a", "batch"))]}
+    seeds = (0, 1)
+    return {
+        "lambda": [[Cell("digits", "non_ovl", "f2a", DEFAULT_NORM, s, 600, v, LAMBDA[v]) for s in seeds] for v in LAMBDA],
+        "digits": [[Cell("digits", "non_ovl", rule, norm, s, 600) for s in seeds] for rule in RULES for norm in D_NORMS],
+        "mnist": [[Cell("mnist", "non_ovl", rule, norm, s, 1500) for s in ((0, 1) if norm == DEFAULT_NORM else (0,))]
+                  for rule in RULES for norm in ("batch", DEFAULT_NORM)],
+        "skew": [[Cell("digits", "dirichlet", "f2u_balanced", DEFAULT_NORM, s, 600, v, SKEW[v]) for s in seeds]
+                 for v in SKEW] + [[Cell("mnist", "dirichlet", "f2u_balanced", DEFAULT_NORM, 0, 1500, v,
+                                         SKEW[v])] for v in SKEW],
+    }
+
+
+def command(part: str) -> str:
+    return f"python bench/forgiveness.py --parts {part}"
+
+
+def row(results: Results, cells: list[Cell], part: str) -> str:
+    first = cells[0]
+    label = (f"| {first.dataset} | {first.rule} | {first.norm} | {first.variant or '-'} | ")
+    done = [r for r in map(results.get, cells) if r is not None]
+    if not done:
+        return label + f"not run: `{command(part)}` |" + " |" * 8
+    m = [generator_metrics(r) for r in done]
+    shares = [r["forgiver_share"] for r in done if "forgiver_share" in r]
+    share = "/".join(f"{sum(s[k] for s in shares) / len(shares):.2f}" for k in range(len(shares[0]))) if shares else "-"
+    lam = [r["lambda_end"] for r in done if "lambda_end" in r and first.rule == "f2a"]
+    return label + " | ".join([
+        f"{len(done)}", mean_spread([x["classes_covered"] for x in m], ".1f"),
+        mean_spread([x["confident_classes_covered"] for x in m], ".1f"),
+        mean_spread([x["confident_fraction"] for x in m], ".2f"), mean_spread([x["fid_classifier"] for x in m], ".1f"),
+        mean_spread([x["precision"] for x in m], ".2f"), mean_spread([x["recall"] for x in m], ".2f"),
+        share, mean_spread(lam, ".2f")]) + " |"
+
+
+HEADER = ("| data | rule | d_norm | variant | seeds | classes (argmax) | classes (confident) | confident fraction | "
+          "fid_classifier | precision | recall | forgiver share per client (last fifth) | lambda at the end |\n"
+          "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+
+
+def targets(results: Results) -> str:
+    """The issue's targets on MNIST Non-OVL with the default D, mean of 2 seeds."""
+    def mean_of(rule: str, key: str) -> float | None:
+        done = [results.get(Cell("mnist", "non_ovl", rule, DEFAULT_NORM, s, 1500)) for s in (0, 1)]
+        done = [generator_metrics(r)[key] for r in done if r is not None]
+        return sum(done) / len(done) if len(done) == 2 else None
+
+    lines = ["| target (MNIST Non-OVL, 1,500 steps, mean of 2 seeds) | measured | met |", "| --- | --- | --- |"]
+
+    def check(name: str, values: list[float | None], ok) -> None:
+        if any(v is None for v in values):
+            lines.append(f"| {name} | not run: `{command('mnist')}` | - |")
+        else:
+            lines.append(f"| {name} | {' / '.join(f'{v:.1f}' for v in values)} | {'yes' if ok(*values) else 'no'} |")
+
+    for rule in ("f2u", "f2a"):
+        check(f"{rule}: >= 9 classes by argmax, >= 8 confidently",
+              [mean_of(rule, "classes_covered"), mean_of(rule, "confident_classes_covered")],
+              lambda a, c: a >= 9 and c >= 8)
+    check("f2u_balanced: 10 by argmax and 10 confidently",
+          [mean_of("f2u_balanced", "classes_covered"), mean_of("f2u_balanced", "confident_classes_covered")],
+          lambda a, c: a >= 10 and c >= 10)
+    fid = {rule: mean_of(rule, "fid_classifier") for rule in (*TARGET_RULES, "centralized")}
+    check("fid_classifier: f2a <= f2u (f2a / f2u)", [fid["f2a"], fid["f2u"]], lambda a, u: a <= u)
+    check("fid_classifier: f2u < mdgan and f2u < gman (f2u / mdgan / gman)", [fid["f2u"], fid["mdgan"], fid["gman"]],
+          lambda u, m, g: u < m and u < g)
+    check("centralized is the best fid_classifier (centralized / best decentralized)",
+          [fid["centralized"], min((v for k, v in fid.items() if k != "centralized" and v is not None), default=None)],
+          lambda c, best: c <= best)
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--parts", nargs="+", default=["lambda", "digits", "mnist", "skew"],
+                        choices=["lambda", "digits", "mnist", "skew"])
+    parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (torchvision layout)")
+    parser.add_argument("--out", type=Path, default=CELLS, help="runs and results.json")
+    parser.add_argument("--report", action="store_true", help="only rebuild the tables from stored cells")
+    parser.add_argument("--quick", action="store_true", help="2 digits cells of 20 steps; printed, not stored")
+    args = parser.parse_args()
+    all_parts = parts(args.quick)
+    chosen = ["quick"] if args.quick else args.parts
+    results = Results(args.out.with_name(args.out.name + "_quick") / "results.json" if args.quick
+                      else args.out / "results.json")
+    if not args.report:
+        for part in chosen:
+            for cells in all_parts[part]:
+                for cell in cells:
+                    results.run(cell, args.root, n=1000 if args.quick else 10000)
+    sections = []
+    for part in (chosen if args.quick else ["lambda", "digits", "mnist", "skew"]):
+        sections += [f"**{part}**", "", HEADER, *(row(results, cells, part) for cells in all_parts[part]), ""]
+    if not args.quick:
+        sections += ["**targets**", "", targets(results)]
+    publish_table("forgiveness", "Forgiveness: D normalisation, F2A's lambda, balance", "\n".join(sections),
+                  args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""F2A's temperature lambda under the discriminator-side objective (``algo.lambda_objective:
+discriminator``).
+
+The poster says lambda is "updated via backprop to better fit to given data". Read on the
+discriminator side, lambda makes the aggregate D_agg(x) = sum_k softmax_k(lambda r_k(x)) r_k(x) a
+better discriminator of real data (the union of the clients' shards) against G's samples:
+
+    L_D(lambda) = mean_j E_{x ~ client j's real batch}[loss(D_agg(x), real)]
+                + E_{x ~ G's batch}[loss(D_agg(x), fake)]
+
+Real data never moves. Every client receives every discriminator (one all_gather of their
+parameters, which the params exchange performs anyway), evaluates them on the real batch of its
+own D step and sends one number, its real term's d L_D / d lambda, to the generator rank (a
+reduce); the generator rank adds the fake term from the K x B scores it already has and updates
+lambda. What crosses the wire beyond the exchange mode's own traffic: in feedback mode the
+discriminators' parameters (so the bytes per step grow with D, unlike plain feedback) and one
+scalar per client. A client holding every D could probe them for the others' data; use the
+generator-side objective where that matters (and in ``comm.exchange: secure``).
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ddgan.aggregate import f2a_discriminator_loss
+from ddgan.exchange import Comm
+from ddgan.models import frozen_forward
+from ddgan.roles import Client
+from ddgan.verdicts import Verdict, gather_discriminators
+
+
+def lambda_grad(lam: Tensor, loss: str, real_out: Tensor | None, fake_out: Tensor | None) -> Tensor:
+    """d L_D / d lambda of the terms given: ``real_out`` (K x B_r, every D on one client's real
+    batch) and/or ``fake_out`` (K x B, every D on G's batch). Pure; the reference uses it too."""
+    lam = lam.detach().clone().requires_grad_(True)
+    total = lam.new_zeros(())
+    for out, real in ((real_out, True), (fake_out, False)):
+        if out is not None:
+            total = total + f2a_discriminator_loss(out.detach(), lam, loss, real)
+    (grad,) = torch.autograd.grad(total, lam)
+    return grad
+
+
+def distributed_lambda_grad(comm: Comm, client: Client, verdict: Verdict, lam: Tensor, loss: str) -> Tensor | None:
+    """Collective (all_gather of the Ds unless the params exchange brought them, then a reduce):
+    d L_D / d lambda on the generator rank (rank 0), None elsewhere."""
+    states = verdict.states if verdict.states is not None else gather_discriminators(comm, client.D)[0]
+    with torch.no_grad():
+        real_out = torch.stack([frozen_forward(client.D, client.real, state=state) for state in states])
+    real_grad = lambda_grad(lam, loss, real_out, None).reshape(1)
+    comm.reduce_sum(real_grad, 0, "lambda gradient")
+    if comm.rank != 0:
+        return None
+    return real_grad[0] / comm.world + lambda_grad(lam, loss, None, verdict.out)
