@@ -19,13 +19,14 @@ import shutil
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from ddgan.config import Config, config_diff, config_from_dict
 from ddgan.errors import CheckpointError, ConfigError, TrainingError
-from ddgan.exchange import Comm
+from ddgan.comm import Comm
+from ddgan.preemption import StopRequest
 
 # Fields a resumed run may change: how long and where it runs, how it logs and talks.
 RESUMABLE_CHANGES = ("train.steps", "train.resume", "run", "comm.timeout_s", "comm.backend", "train.device")
@@ -241,3 +242,18 @@ def resume_or_start(run_dir: Path, cfg: Config, comm: Comm) -> dict[str, Any] | 
     if state is not None and comm.rank == 0:
         print(f"resumed from step {state['step']} ({Path(run_dir) / 'checkpoints'})", flush=True)
     return state
+
+
+def at_step_end(run_dir: Path, cfg: Config, comm: Comm, stop: StopRequest, step: int,
+                state: Callable[[], dict[str, Any]], before_save: Callable[[], None] | None = None) -> bool:
+    """Collective, the end of every step of every trainer: the stop check, then a checkpoint when
+    one is due (every ``run.checkpoint_every`` steps, the last step, a stop; ``before_save`` runs
+    first, e.g. the NaN check); True when the run stops here (resumable)."""
+    stopping = stop.check(comm, step)
+    if step % cfg.run.checkpoint_every == 0 or step == cfg.train.steps or stopping:
+        if before_save is not None:
+            before_save()
+        save(run_dir, step, state(), cfg, comm, cfg.run.keep_checkpoints)
+    if stopping:
+        stop.clear()
+    return stopping

@@ -21,12 +21,17 @@ from typing import Any
 
 import yaml
 
+# Every list of names comes from the module that dispatches on it; those modules import this one
+# only for type checking, so there is no cycle.
+from ddgan.datasets import DATASETS
 from ddgan.errors import ConfigError
+from ddgan.layout import GENERATOR_RANKS
+from ddgan.losses import LOSSES
 from ddgan.models import D_NORMS
+from ddgan.partition import SCHEMES
+from ddgan.roles import DTYPES, OPTIMIZERS
+from ddgan.topology import TOPOLOGIES, graph_of
 
-DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "image_folder")
-SCHEMES = ("iid", "classes", "classes_per_client", "dirichlet", "disjoint_iid", "non_ovl", "mod_ovl")
-TOPOLOGIES = ("ring", "path", "star", "random_regular", "erdos_renyi", "edges")
 
 
 @dataclass
@@ -176,8 +181,8 @@ class AlgoConfig:
 
         if self.name not in ALGORITHMS:
             err("name", self.name, f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}")
-        if self.loss not in ("bce", "ls"):
-            err("loss", self.loss, "choose bce or ls")
+        if self.loss not in LOSSES:
+            err("loss", self.loss, f"choose {' or '.join(LOSSES)}")
         if self.lambda_init < 0:
             err("lambda_init", self.lambda_init, "must be >= 0")
         if self.lambda_max < self.lambda_init:
@@ -236,6 +241,13 @@ class TrainConfig:
     """Parameter and data precision: float32, or float64 for exactness checks."""
     device: str = "auto"
     """auto = cuda:LOCAL_RANK when CUDA is available, else cpu; or cpu / cuda."""
+    generator_rank: str = "shared"
+    """Forgiver-first algorithms: shared = rank 0 holds G and client 0 (partition.clients ranks);
+    dedicated = rank 0 holds only G, client k lives on rank k + 1 (partition.clients + 1 ranks)."""
+    pipeline: bool = False
+    """dedicated only: rank 0 sends the next generated batch before it applies this step's
+    feedback, so the clients' next D step overlaps G's update; G then learns from feedback that is
+    one step stale (README, "Layouts and the pipelined step")."""
 
     def check(self, err) -> None:
         for name in ("steps", "batch_size"):
@@ -246,14 +258,19 @@ class TrainConfig:
                 err(name, getattr(self, name), "must be > 0")
         if not 0 <= self.beta1 < 1:
             err("beta1", self.beta1, "must be in [0, 1)")
-        if self.d_optimizer not in ("adam", "sgd"):
-            err("d_optimizer", self.d_optimizer, "choose adam or sgd")
+        if self.d_optimizer not in OPTIMIZERS:
+            err("d_optimizer", self.d_optimizer, f"choose {' or '.join(OPTIMIZERS)}")
         if self.resume not in ("auto", "never"):
             err("resume", self.resume, "choose auto or never")
-        if self.dtype not in ("float32", "float64"):
-            err("dtype", self.dtype, "choose float32 or float64")
+        if self.dtype not in DTYPES:
+            err("dtype", self.dtype, f"choose {' or '.join(DTYPES)}")
         if self.device not in ("auto", "cpu", "cuda"):
             err("device", self.device, "choose auto, cpu or cuda")
+        if self.generator_rank not in GENERATOR_RANKS:
+            err("generator_rank", self.generator_rank, f"choose {' or '.join(GENERATOR_RANKS)}")
+        if self.pipeline and self.generator_rank != "dedicated":
+            err("pipeline", self.pipeline, "the pipelined step needs train.generator_rank=dedicated (a rank "
+                "that holds only G can update it while the clients train on the next batch)")
 
 
 @dataclass
@@ -269,8 +286,10 @@ class CommConfig:
     def check(self, err) -> None:
         if self.backend not in ("auto", "gloo", "nccl"):
             err("backend", self.backend, "choose auto, gloo or nccl")
-        if self.exchange not in ("feedback", "params"):
-            err("exchange", self.exchange, "choose feedback or params")
+        from ddgan.verdicts import EXCHANGES  # late: the exchange modes import the rules
+
+        if self.exchange not in EXCHANGES:
+            err("exchange", self.exchange, f"choose {' or '.join(EXCHANGES)}")
         if not self.timeout_s > 0:
             err("timeout_s", self.timeout_s, "must be > 0")
 
@@ -322,6 +341,30 @@ class TopologyConfig:
 
 
 @dataclass
+class AttackConfig:
+    """A dishonest client, to test and measure the defences (README, "Dishonest clients")."""
+
+    kind: str = "none"
+    """none, always_real, inverted, noise, gradient_scale or gradient_flip (ddgan/attacks.py)."""
+    client: int = 0
+    """The client that lies."""
+    start: int = 0
+    """The first step it lies at."""
+    scale: float = 100.0
+    """gradient_scale: the factor its gradient w.r.t. the generated batch is multiplied by."""
+
+    def check(self, err) -> None:
+        from ddgan.attacks import ATTACKS
+
+        if self.kind not in ATTACKS:
+            err("kind", self.kind, f"choose one of {', '.join(ATTACKS)}")
+        if self.client < 0:
+            err("client", self.client, "must be >= 0")
+        if self.start < 0:
+            err("start", self.start, "must be >= 0")
+
+
+@dataclass
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     partition: PartitionConfig = field(default_factory=PartitionConfig)
@@ -331,6 +374,7 @@ class Config:
     comm: CommConfig = field(default_factory=CommConfig)
     run: RunConfig = field(default_factory=RunConfig)
     topology: TopologyConfig = field(default_factory=TopologyConfig)
+    attack: AttackConfig = field(default_factory=AttackConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -452,6 +496,15 @@ def _check_across_sections(cfg: Config, sources: dict[str, str]) -> None:
     trainer = ALGORITHMS[cfg.algo.name].trainer
     if cfg.algo.name == "centralized" and cfg.partition.clients != 1:
         err("partition.clients", cfg.partition.clients, "algo centralized is one client holding all data; set 1")
+    if cfg.train.generator_rank != "shared" and trainer != "forgiver":
+        err("train.generator_rank", cfg.train.generator_rank, f"{cfg.algo.name} has a generator per node; "
+            "a generator rank belongs to the forgiver-first algorithms")
+    if cfg.attack.kind != "none":
+        if trainer != "forgiver" or cfg.comm.exchange != "feedback":
+            err("attack.kind", cfg.attack.kind, "attacks act on what a client sends in the feedback exchange "
+                "(a forgiver-first algorithm with comm.exchange=feedback)")
+        if cfg.attack.client >= cfg.partition.clients:
+            err("attack.client", cfg.attack.client, f"there are clients 0..{cfg.partition.clients - 1}")
     if cfg.algo.swap_every and trainer != "forgiver":
         err("algo.swap_every", cfg.algo.swap_every, f"discriminator swaps belong to the forgiver-first "
             f"algorithms, not {cfg.algo.name}")
@@ -464,8 +517,7 @@ def _check_across_sections(cfg: Config, sources: dict[str, str]) -> None:
         if trainer == "fedavg" and len(set(widths)) > 1:
             err(f"model.{key}", widths, "fedavg averages the nodes' weights, so every node needs the same width")
     if trainer == "gossip":
-        from ddgan import topology  # late: topology imports this module
-        topology.graph_of(cfg)      # every graph error is a one-line ConfigError
+        graph_of(cfg)      # every graph error is a one-line ConfigError
 
 
 def parse_override(text: str) -> tuple[str, Any]:

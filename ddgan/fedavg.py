@@ -22,13 +22,13 @@ from ddgan import nodes
 from ddgan.config import Config
 from ddgan.distributed import Dist
 from ddgan.errors import TrainingError
-from ddgan.exchange import Comm, module_tensors, pack
+from ddgan.comm import Comm, module_tensors, pack
 from ddgan.preemption import StopRequest
 
 
 def averaged(node: nodes.Node) -> list[Tensor]:
     """What a sync averages: the floating-point parameters and buffers of G_k and D_k."""
-    tensors = [*module_tensors(node.gen.G).values(), *module_tensors(node.client.D).values()]
+    tensors = [*module_tensors(node.generator.G).values(), *module_tensors(node.client.D).values()]
     return [t for t in tensors if t.is_floating_point()]
 
 
@@ -52,12 +52,12 @@ def sync(comm: Comm, tensors: list[Tensor], weight: float) -> None:
                             f"(checksums {sums.flatten().tolist()})", same_on_all_ranks=True)
 
 
-def train(cfg: Config, d: Dist, comm: Comm) -> dict:
+def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
     """Run FedAvg-GAN to ``cfg.train.steps``; returns the last metrics record."""
-    run, node, start = nodes.start(cfg, d, comm, same_init=True)
+    run, node, start = nodes.start(cfg, ctx, comm, same_init=True)
     sizes = comm.all_gather(torch.tensor([len(node.client.shard)], dtype=torch.int64), "shard sizes")
     weight = len(node.client.shard) / int(sizes.sum())
-    log, stop, step = nodes.NodeLog(run, d, comm), StopRequest(run, cfg.run.stop_check_every, d.is_main), start
+    log, stop, step = nodes.NodeLog(run, ctx, comm), StopRequest(run, cfg.run.stop_check_every, ctx.is_main), start
     for step in range(start + 1, cfg.train.steps + 1):
         comm.step = step
         # -- 1. local GAN step

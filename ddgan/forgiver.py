@@ -2,20 +2,26 @@
 
     torchrun --standalone --nproc_per_node 5 -m ddgan.train --config configs/default.yaml
 
-Rank 0 is also the generator rank. Per step, on every rank, in this order:
-  1. generate  - rank 0 draws z and x = G(z); x (and lambda) are broadcast to every client;
+Rank 0 holds the generator (and client 0, unless ``train.generator_rank: dedicated`` gives it a
+rank of its own; :mod:`ddgan.layout`). Per step, on every rank, in this order:
+  1. generate  - rank 0 draws x = G(z); x (and lambda) are broadcast to every client;
   2. D step    - client k updates D_k on a real batch of its shard and on x;
-  3. G step    - the clients' verdicts on x reach G through the exchange mode
-                 (:mod:`ddgan.verdicts`) and rank 0 updates G (and lambda) by the rule;
-  4. swap      - every ``algo.swap_every`` steps the Ds move along a seeded permutation (MD-GAN);
-  5. upkeep    - metrics, sample grids and checkpoints.
-Only scores, gradients w.r.t. x, the generated batch and (in params mode or a swap) discriminator
-weights cross the wire; real images never leave their rank.
+  3. verdicts  - the clients' verdicts on x reach rank 0 through the exchange mode
+                 (:mod:`ddgan.verdicts`, :mod:`ddgan.secure`, :mod:`ddgan.robust`);
+  4. G step    - rank 0 updates G (and lambda) by the rule;
+  5. swap      - every ``algo.swap_every`` steps the Ds move along a seeded permutation (MD-GAN);
+  6. upkeep    - metrics, sample grids and checkpoints.
+With ``train.pipeline`` rank 0 draws the batch of step t + 1 before step t's verdicts arrive and
+sends it right after them, before its G step: the clients' next D step overlaps G's update, and G
+learns from feedback one step stale. Only scores, gradients w.r.t. x, the generated batch and (in
+params mode, a swap or lambda's discriminator-side objective) discriminator weights cross the
+wire; real images never leave their rank. No value is read on the host between log records.
 """
 from __future__ import annotations
 
 import sys
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -23,12 +29,15 @@ from torch import Tensor
 from ddgan import checkpoint, rundir, seeds
 from ddgan.aggregate import RuleInputs
 from ddgan.algorithms import ALGORITHMS, lambda_objective
+from ddgan.attacks import Attack
+from ddgan.comm import Comm, copy_into, module_tensors
 from ddgan.config import Config
 from ddgan.distributed import Dist
-from ddgan.exchange import Comm, module_tensors, pack, unpack
+from ddgan.health import Health
+from ddgan.layout import GENERATOR_RANK, Layout
 from ddgan.models import BATCH_DEPENDENT_NORMS
 from ddgan.preemption import StopRequest
-from ddgan.roles import DTYPES, Client, GeneratorSide
+from ddgan.roles import DTYPES, Client, Drawn, GeneratorSide, build_discriminator, load_role_state, role_state
 from ddgan.shard import client_shards, load_shard
 from ddgan.temperature import distributed_lambda_grad
 from ddgan.verdicts import Verdict, by_feedback, by_params
@@ -45,141 +54,187 @@ def client_shares(cfg: Config, sizes: list[int], dtype: torch.dtype) -> Tensor:
     return sizes_t / sizes_t.sum() if cfg.algo.balance == "shard_size" else torch.full_like(sizes_t, 1 / len(sizes))
 
 
-def share_batch(comm: Comm, x_gen: Tensor | None, lam: Tensor | None, shape: tuple[int, ...],
-                like: Tensor) -> tuple[Tensor, Tensor]:
-    """Collective (broadcast): the generated batch and the current lambda, from rank 0 to all."""
+@dataclass
+class Batch:
+    """A generated batch as the clients see it (every rank) and as G made it (the generator rank)."""
+
+    x: Tensor
+    lam: Tensor
+    drawn: Drawn | None
+
+
+def share_batch(comm: Comm, drawn: Drawn | None, lam: Tensor | None, shape: tuple[int, ...],
+                like: Tensor) -> Batch:
+    """Collective (broadcast): the generated batch and the lambda it is judged with, from rank 0."""
     numel = int(torch.Size(shape).numel())
-    if x_gen is not None:
-        payload = torch.cat([x_gen.detach().reshape(-1), lam.detach().reshape(1)])
+    if drawn is not None:
+        payload = torch.cat([drawn.x.detach().reshape(-1), lam.detach().reshape(1)])
     else:
         payload = torch.empty(numel + 1, dtype=like.dtype, device=like.device)
-    comm.broadcast(payload, 0, "generated batch")
-    return payload[:numel].view(shape), payload[numel]
+    comm.broadcast(payload, GENERATOR_RANK, "generated batch")
+    return Batch(payload[:numel].view(shape), payload[numel], drawn)
 
 
-def swap_discriminators(comm: Comm, client: Client, step: int, seed: int) -> None:
-    """Collective (point to point): MD-GAN's swap - D_k, with its optimiser state, moves to the
-    client perm[k] of a permutation seeded by (seed, step); the shards stay where they are."""
-    perm = torch.randperm(comm.world, generator=seeds.torch_generator(seed, "swap", step)).tolist()
-    dest, src = perm[comm.rank], perm.index(comm.rank)
-    if dest == comm.rank:
+def swap_discriminators(comm: Comm, layout: Layout, client: Client | None, step: int, seed: int) -> None:
+    """Point to point: MD-GAN's swap - D_k, with its optimiser state, moves to the client perm[k] of
+    a permutation seeded by (seed, step); the shards stay where they are."""
+    perm = torch.randperm(layout.clients, generator=seeds.torch_generator(seed, "swap", step)).tolist()
+    me = layout.client_of(comm.rank)
+    if client is None or perm[me] == me:
         return
+    dest, src = layout.rank_of(perm[me]), layout.rank_of(perm.index(me))
     tensors = list(module_tensors(client.D).values())
     tensors += [v for p in client.D.parameters() for v in client.opt.state[p].values() if torch.is_tensor(v)]
-    incoming = torch.empty_like(pack(tensors))
-    comm.exchange({dest: pack(tensors)}, {src: incoming}, "discriminator swap")
-    with torch.no_grad():
-        for t, new in zip(tensors, unpack(incoming, tensors)):
-            t.copy_(new)
+    copy_into(tensors, comm.send_recv_tensors({dest: tensors}, {src: tensors}, "discriminator swap")[src])
 
 
 class Interval:
-    """Statistics accumulated on rank 0 between two log records."""
+    """Statistics summed on the generator rank's device between two log records; the host reads
+    them once per record."""
 
-    def __init__(self, k: int):
-        self.k, self.steps, self.start = k, 0, time.perf_counter()
-        self.sums: dict[str, Tensor] = {}
+    def __init__(self, clients: int):
+        self.k = clients
+        self.reset()
 
-    def add(self, verdict: Verdict, lam: float, comm_seconds: float) -> None:
-        k = self.k
-        forgiver = torch.bincount(verdict.out.argmax(0), minlength=k).double() / verdict.out.shape[1]
-        for key, value in (("d_loss", verdict.d_losses.double()), ("g_loss", verdict.g_loss.detach().double()),
-                           ("forgiver_share", forgiver), ("weight_share", verdict.weights.double().mean(1)),
-                           ("lambda", torch.tensor(lam, dtype=torch.double)),
-                           ("bytes_sent", verdict.stats[:, 1].double()),
-                           ("comm_seconds", torch.tensor(comm_seconds, dtype=torch.double))):
-            self.sums[key] = self.sums.get(key, 0) + value.cpu()
+    def reset(self) -> None:
+        self.steps, self.start, self.sums = 0, time.perf_counter(), {}
+
+    def add(self, verdict: Verdict, lam: Tensor) -> None:
+        values = {"d_loss": verdict.d_losses, "g_loss": verdict.g_loss.detach(), "lambda": lam.detach()}
+        if verdict.out is not None:
+            clients = torch.arange(self.k, device=verdict.out.device)
+            values["forgiver_share"] = (verdict.out.argmax(0)[None] == clients[:, None]).double().mean(1)
+        if verdict.weights is not None:
+            values["weight_share"] = verdict.weights.double().mean(1)
+        if verdict.suspicion is not None:
+            values["suspicion"] = verdict.suspicion
+        for key, value in values.items():
+            self.sums[key] = self.sums.get(key, 0) + value.double()
         self.steps += 1
 
     def record(self, step: int) -> dict:
         elapsed = time.perf_counter() - self.start
-        out = {"step": step, "steps_per_s": self.steps / elapsed, "step_time": elapsed / self.steps}
-        out.update({key: (v / self.steps).tolist() for key, v in self.sums.items()})
-        self.__init__(self.k)
-        return out
+        keys = list(self.sums)
+        flat = torch.cat([self.sums[key].reshape(-1) for key in keys]) / self.steps   # one host read below
+        values, out, pos = flat.tolist(), {}, 0
+        for key in keys:
+            n = self.sums[key].numel()
+            out[key] = values[pos:pos + n] if self.sums[key].dim() else values[pos]
+            pos += n
+        record = {"step": step, "steps_per_s": self.steps / elapsed, "step_time": elapsed / self.steps, **out}
+        self.reset()
+        return record
 
 
-def train(cfg: Config, d: Dist, comm: Comm) -> dict:
+def traffic(comm: Comm, since: tuple[int, int, float], step: int) -> dict:
+    """Collective (all_gather, monitoring only): every rank's bytes sent and seconds spent in
+    collectives per step since ``since`` = (step, bytes, seconds) at the previous record."""
+    then, sent, seconds = since
+    mine = torch.tensor([comm.bytes_sent - sent, comm.seconds - seconds], dtype=torch.float64) / (step - then)
+    rows = comm.all_gather(mine, "traffic counters").tolist()
+    return {"bytes_sent": [r[0] for r in rows], "comm_seconds": [r[1] for r in rows]}
+
+
+def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
     """Run the forgiver-first algorithm ``cfg.algo.name`` to ``cfg.train.steps``; returns the last record."""
-    algo = ALGORITHMS[cfg.algo.name]
-    run = rundir.prepare(cfg, d.is_main)
+    algo, layout, objective = ALGORITHMS[cfg.algo.name], Layout.of(cfg), lambda_objective(cfg)
+    dtype = DTYPES[cfg.train.dtype]
+    run = rundir.prepare(cfg, ctx.is_main)
     source, shards = client_shards(cfg)
-    client = Client.build(cfg, d.rank, load_shard(cfg, d.rank, d.device, DTYPES[cfg.train.dtype], source), d.device)
-    objective = lambda_objective(cfg)
-    gen = GeneratorSide.build(cfg, d.device, objective is not None) if d.is_main else None
-    shares = client_shares(cfg, [len(s) for s in shards], DTYPES[cfg.train.dtype]).to(d.device)
-    start = _resume(run, cfg, comm, client, gen)
-    shape = (cfg.train.batch_size, *client.shard.images.shape[1:])
-    if d.is_main and algo.compares_samples and cfg.model.d_norm in BATCH_DEPENDENT_NORMS:
-        print(f"warning: model.d_norm = {cfg.model.d_norm} makes each client's score of a sample depend on the rest "
-              f"of its batch, and {algo.name} compares those scores across clients per sample; use "
-              f"model.d_norm=spectral (README, \"Discriminator normalisation\")", file=sys.stderr, flush=True)
-    log, interval, record, step_bytes = rundir.MetricsLog(run, d.is_main), Interval(d.world), {}, 0
-    stop, step = StopRequest(run, cfg.run.stop_check_every, d.is_main), start
+    me = layout.client_of(ctx.rank)
+    client = Client.build(cfg, me, load_shard(cfg, me, ctx.device, dtype, source), ctx.device) if me is not None else None
+    generator = GeneratorSide.build(cfg, ctx.device, objective is not None) if ctx.is_main else None
+    # a rank without a client still needs D's shapes for the params exchange
+    D = client.D if client is not None else build_discriminator(cfg, 0, ctx.device)
+    shares = client_shares(cfg, [len(s) for s in shards], dtype).to(ctx.device)
+    start, in_flight = _resume(run, cfg, comm, client, generator)
+    _warn_if_batch_dependent(cfg, ctx.is_main)
+    shape, like = (cfg.train.batch_size, *D.spec.image_shape), torch.empty(0, dtype=dtype, device=ctx.device)
+    attack = Attack.of(cfg, me)
+    log, interval, health = rundir.MetricsLog(run, ctx.is_main), Interval(layout.clients), Health(layout.clients, ctx.device)
+    stop, step, record, since = StopRequest(run, cfg.run.stop_check_every, ctx.is_main), start, {}, (start, 0, 0.0)
+    batch = None
+    if cfg.train.pipeline:   # the first batch in flight (after a resume: the one in flight at the checkpoint)
+        if generator is not None and in_flight is None:
+            in_flight = (generator.draw(cfg.train.batch_size, stash=True), generator.lam)
+        batch = share_batch(comm, *(in_flight or (None, None)), shape, like)
     for step in range(start + 1, cfg.train.steps + 1):
-        comm.step, bytes_at_start, comm_at_start = step, comm.bytes_sent, comm.seconds
-        # -- 1. generate: rank 0 draws the batch, every client receives it
-        x_gen = gen.generate(cfg.train.batch_size) if gen is not None else None
-        x, lam = share_batch(comm, x_gen, gen.lam if gen is not None else None, shape, client.shard.images)
+        comm.step = step
+        # -- 1. generate: rank 0 draws a batch; without the pipeline the clients receive it now
+        drawn = generator.draw(cfg.train.batch_size, stash=cfg.train.pipeline) if generator is not None else None
+        lam_now = generator.lam if generator is not None else None
+        if not cfg.train.pipeline:
+            batch = share_batch(comm, drawn, lam_now, shape, like)
         # -- 2. D step: each client trains its own D_k on private data and the shared fakes
-        d_loss = client.d_step(x)
-        # -- 3. G step: the verdicts reach G by the exchange mode; rank 0 applies the rule's update
-        stats = torch.stack([d_loss, torch.tensor(float(step_bytes), dtype=d_loss.dtype, device=d_loss.device)])
+        d_loss = client.d_step(batch.x) if client is not None else like.new_zeros(())
+        # -- 3. verdicts: the clients' judgement of the batch reaches rank 0 by the exchange mode
+        inputs = rule_inputs(cfg, batch.lam.clone().requires_grad_(objective == "generator"), shares)
         if cfg.comm.exchange == "feedback":
-            inputs = rule_inputs(cfg, lam.clone().requires_grad_(objective == "generator"), shares)
-            verdict = by_feedback(comm, client.D, x, stats, algo.rule, inputs)
+            verdict = by_feedback(comm, layout, client and client.D, batch.x, d_loss, algo.rule, inputs, attack)
         else:
-            inputs = rule_inputs(cfg, gen.lam if gen is not None and objective == "generator" else lam, shares)
-            verdict = by_params(comm, client.D, x_gen, stats, algo.rule, inputs)
+            verdict = by_params(comm, layout, D, batch.drawn and batch.drawn.x, d_loss, algo.rule, inputs)
         lam_grad = verdict.lam_grad
         if objective == "discriminator":
-            lam_grad = distributed_lambda_grad(comm, client, verdict, lam, cfg.algo.loss)
-        if gen is not None:
-            if cfg.comm.exchange == "feedback":
-                gen.step(x_gen, grad_x=verdict.grad_x, lam_grad=lam_grad)
-            else:
-                gen.step(x_gen, loss=verdict.g_loss, lam_grad=lam_grad)
-        # -- 4. MD-GAN swap
+            lam_grad = distributed_lambda_grad(comm, layout, D, client, verdict, batch.lam, cfg.algo.loss)
+        health.observe(step, verdict.d_losses, verdict.g_loss, verdict.scores_finite)
+        # -- 4. G step; with the pipeline the next batch leaves first, so the clients' next D step overlaps it
+        judged = batch
+        if cfg.train.pipeline:
+            batch = share_batch(comm, drawn, lam_now, shape, like)
+        if generator is not None:
+            generator.step(judged.drawn, grad_x=verdict.grad_x, lam_grad=lam_grad,
+                           loss=verdict.g_loss if cfg.comm.exchange == "params" else None)
+            interval.add(verdict, judged.lam)
+        # -- 5. MD-GAN swap
         if cfg.algo.swap_every and step % cfg.algo.swap_every == 0:
-            swap_discriminators(comm, client, step, cfg.train.seed)
-        # -- 5. upkeep: metrics and progress (rank 0), sample grids, checkpoints (every rank)
-        if gen is not None:
-            interval.add(verdict, float(lam), comm.seconds - comm_at_start)
+            swap_discriminators(comm, layout, client, step, cfg.train.seed)
+        # -- 6. upkeep: metrics and progress, sample grids, NaN check, stop and checkpoints
         last = step == cfg.train.steps
-        if gen is not None and (step % cfg.run.log_every == 0 or last):
-            record = interval.record(step)
-            log.write(record)
-            print(rundir.progress_line(step, cfg.train.steps, record["steps_per_s"], {
-                "d_loss": sum(record["d_loss"]) / d.world, "g_loss": record["g_loss"], "lambda": record["lambda"]}),
-                flush=True)
-        if gen is not None and (step % cfg.run.sample_every == 0 or last):
-            rundir.save_grid(gen.samples(), run / "samples" / f"step_{step:07d}.png")
-        stopping = stop.check(comm, step)
-        if step % cfg.run.checkpoint_every == 0 or last or stopping:
-            checkpoint.save(run, step, _state(step, client, gen), cfg, comm, cfg.run.keep_checkpoints)
-        if stopping:
-            stop.clear()
+        if step % cfg.run.log_every == 0 or last:
+            health.check()
+            moved, since = traffic(comm, since, step), (step, comm.bytes_sent, comm.seconds)
+            if generator is not None:
+                record = {**interval.record(step), **moved}
+                log.write(record)
+                print(rundir.progress_line(step, cfg.train.steps, record["steps_per_s"], {
+                    "d_loss": sum(record["d_loss"]) / layout.clients, "g_loss": record["g_loss"],
+                    "lambda": record["lambda"]}), flush=True)
+        if generator is not None and (step % cfg.run.sample_every == 0 or last):
+            rundir.save_grid(generator.samples(), run / "samples" / f"step_{step:07d}.png")
+        pending = {"in_flight": _flight_state(batch)} if cfg.train.pipeline and generator is not None else {}
+        if checkpoint.at_step_end(run, cfg, comm, stop, step, lambda: role_state(step, client, generator, **pending),
+                                  health.check):
             break
-        step_bytes = comm.bytes_sent - bytes_at_start
     log.close()
-    if gen is not None:
+    if generator is not None:
         print(rundir.final_line(step, cfg.train.steps, run), flush=True)
     return record
 
 
-def _state(step: int, client: Client, gen: GeneratorSide | None) -> dict:
-    state = {"step": step, "client": client.state_dict()}
-    if gen is not None:
-        state["generator"] = gen.state_dict()
-    return state
+def _warn_if_batch_dependent(cfg: Config, is_main: bool) -> None:
+    algo = ALGORITHMS[cfg.algo.name]
+    if is_main and algo.compares_samples and cfg.model.d_norm in BATCH_DEPENDENT_NORMS:
+        print(f"warning: model.d_norm = {cfg.model.d_norm} makes each client's score of a sample depend on the rest "
+              f"of its batch, and {algo.name} compares those scores across clients per sample; use "
+              f"model.d_norm=spectral (README, \"Discriminator normalisation\")", file=sys.stderr, flush=True)
 
 
-def _resume(run, cfg: Config, comm: Comm, client: Client, gen: GeneratorSide | None) -> int:
-    """Collective: restore every role from the newest complete checkpoint; the step to continue after."""
+def _flight_state(batch: Batch) -> dict:
+    """What resumes the pipeline's batch in flight: its noise, the parameters and lambda it was drawn with."""
+    return {"z": batch.drawn.z, "stash": {k: v.detach() for k, v in batch.drawn.stash.items()}, "lam": batch.lam}
+
+
+def _resume(run, cfg: Config, comm: Comm, client: Client | None, generator: GeneratorSide | None
+            ) -> tuple[int, tuple[Drawn, Tensor] | None]:
+    """Collective: restore every role from the newest complete checkpoint; the step to continue
+    after, and (pipeline, generator rank) the batch in flight then with its lambda."""
     state = checkpoint.resume_or_start(run, cfg, comm)
     if state is None:
-        return 0
-    client.load_state_dict(state["client"])
-    if gen is not None:
-        gen.load_state_dict(state["generator"])
-    return int(state["step"])
+        return 0, None
+    step = load_role_state(state, client, generator)
+    flight = state.get("in_flight")
+    if generator is None or flight is None:
+        return step, None
+    device, dtype = generator.fixed_z.device, generator.fixed_z.dtype
+    drawn = generator.redraw(flight["z"].to(device), {k: v.to(device) for k, v in flight["stash"].items()})
+    return step, (drawn, flight["lam"].to(device=device, dtype=dtype))

@@ -6,7 +6,7 @@ Every rank is node k of the graph ``topology`` (:mod:`ddgan.topology`). Per cycl
   1. D step   - D_k trains on real-only and fake-only batches while its loss is above
                 algo.loss_threshold / epoch (epoch = the shard's, 1-based), at most algo.max_d_steps;
   2. G step   - one G_k step against D_k;
-  3. exchange - the nodes that consider a neighbour this cycle (a seeded coin of probability
+  3. share   - the nodes that consider a neighbour this cycle (a seeded coin of probability
                 algo.p_consider per node and cycle, which every rank can compute) receive every
                 neighbour's D; nodes send their D only to the neighbours whose coin came up;
   4. consult  - a considering node draws j0 by ``algo.select`` (:mod:`ddgan.select`) and takes one
@@ -27,7 +27,7 @@ from ddgan import nodes, seeds, select, topology
 from ddgan.config import Config
 from ddgan.distributed import Dist
 from ddgan.errors import TrainingError
-from ddgan.exchange import Comm, module_tensors, pack, unpack
+from ddgan.comm import Comm, copy_into, module_tensors
 from ddgan.losses import realness
 from ddgan.models import D_NORMS, ArchSpec, Discriminator, frozen_forward
 from ddgan.preemption import StopRequest
@@ -51,22 +51,19 @@ def _header(spec: ArchSpec) -> Tensor:
     return torch.tensor([spec.image_size, spec.channels, spec.width, spec.z_dim, D_NORMS.index(spec.d_norm)])
 
 
-def exchange(comm: Comm, sends: list[int], recvs: list[int], D: Discriminator,
-             peers: dict[int, Discriminator]) -> None:
+def share_discriminators(comm: Comm, sends: list[int], recvs: list[int], D: Discriminator,
+                         peers: dict[int, Discriminator]) -> None:
     """Point to point: D (its architecture spec, then its parameters and buffers) to each of
     ``sends``; each of ``recvs``'s D into ``peers[j]``, whose spec must match the one received."""
-    payload = pack([_header(D.spec), *module_tensors(D).values()])
     like = {j: [_header(peers[j].spec), *module_tensors(peers[j]).values()] for j in recvs}
-    buffers = {j: torch.empty_like(pack(like[j])) for j in recvs}
-    comm.exchange({j: payload for j in sends}, buffers, "discriminators")
-    with torch.no_grad():
-        for j in recvs:
-            header, *tensors = unpack(buffers[j], like[j])
-            if not torch.equal(header, like[j][0]):
-                raise TrainingError(f"step {comm.step}: node {j} sent a discriminator of spec {header.tolist()}, "
-                                    f"node {comm.rank} expected {like[j][0].tolist()} (configs differ?)")
-            for t, new in zip(like[j][1:], tensors):
-                t.copy_(new)
+    payload = [_header(D.spec), *module_tensors(D).values()]
+    received = comm.send_recv_tensors({j: payload for j in sends}, like, "discriminators")
+    for j in recvs:
+        header, *tensors = received[j]
+        if not torch.equal(header, like[j][0]):
+            raise TrainingError(f"step {comm.step}: node {j} sent a discriminator of spec {header.tolist()}, "
+                                f"node {comm.rank} expected {like[j][0].tolist()} (configs differ?)")
+        copy_into(like[j][1:], tensors)
 
 
 def consult(cfg: Config, node: nodes.Node, graph: topology.Graph, peers: dict[int, Discriminator],
@@ -74,35 +71,35 @@ def consult(cfg: Config, node: nodes.Node, graph: topology.Graph, peers: dict[in
     """Step 4: KL(D_j || D_k) on a fresh batch of G_k, the draw of j0, one G_k step against D_j0;
     returns (j0, the KL per neighbour, the G loss)."""
     nbrs = graph[node.k]
-    x = node.gen.generate(cfg.train.batch_size)
+    drawn = node.generator.draw(cfg.train.batch_size)
     with torch.no_grad():
-        p_own = realness(cfg.algo.loss, frozen_forward(node.client.D, x.detach()))
-        p_nbrs = torch.stack([realness(cfg.algo.loss, frozen_forward(peers[j], x.detach())) for j in nbrs])
+        p_own = realness(cfg.algo.loss, frozen_forward(node.client.D, drawn.x.detach()))
+        p_nbrs = torch.stack([realness(cfg.algo.loss, frozen_forward(peers[j], drawn.x.detach())) for j in nbrs])
     kls = select.kl(p_nbrs, p_own)
     probabilities = select.SELECTORS[cfg.algo.select].probabilities(kls)
     j0 = nbrs[select.draw(probabilities, seeds.torch_generator(cfg.train.seed, "gossip", node.k, cycle, 1))]
-    return j0, kls.tolist(), node.g_step(peers[j0], x)
+    return j0, kls.tolist(), node.g_step(peers[j0], drawn)
 
 
-def train(cfg: Config, d: Dist, comm: Comm) -> dict:
+def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
     """Run gossip training to ``cfg.train.steps`` cycles; returns the last metrics record."""
-    graph = topology.check(topology.graph_of(cfg), d.world)
-    comm.allowed_peers = frozenset(graph[d.rank])
-    run, node, start = nodes.start(cfg, d, comm)
+    graph = topology.check(topology.graph_of(cfg), ctx.world)
+    comm.allowed_peers = frozenset(graph[ctx.rank])
+    run, node, start = nodes.start(cfg, ctx, comm)
     # Receive buffers for the neighbours' Ds, built from their specs (every rank knows every width).
-    peers = {j: build_discriminator(cfg, j, d.device, nodes.widths(cfg, j)[1]).requires_grad_(False)
-             for j in graph[d.rank]}
-    log, stop, step = nodes.NodeLog(run, d, comm, graph), StopRequest(run, cfg.run.stop_check_every, d.is_main), start
+    peers = {j: build_discriminator(cfg, j, ctx.device).requires_grad_(False)
+             for j in graph[ctx.rank]}
+    log, stop, step = nodes.NodeLog(run, ctx, comm, graph), StopRequest(run, cfg.run.stop_check_every, ctx.is_main), start
     for step in range(start + 1, cfg.train.steps + 1):
         comm.step = step
         # -- 1. D_k until its loss is at most LossThres(epoch)
         d_loss, d_steps = node.train_d(step, cfg.algo.loss_threshold / node.client.shard.epoch, cfg.algo.max_d_steps)
         # -- 2. one G_k step against D_k
         g = node.g_step(node.client.D)
-        # -- 3. exchange: Ds travel only to the neighbours that consider one this cycle
-        sends, recvs = schedule(cfg, graph, d.rank, step)
+        # -- 3. share: Ds travel only to the neighbours that consider one this cycle
+        sends, recvs = schedule(cfg, graph, ctx.rank, step)
         bytes_before = comm.bytes_sent
-        exchange(comm, sends, recvs, node.client.D, peers)
+        share_discriminators(comm, sends, recvs, node.client.D, peers)
         sent = comm.bytes_sent - bytes_before
         # -- 4. consult: one more G_k step against the chosen neighbour's D
         j0, kls = -1, []
@@ -112,7 +109,7 @@ def train(cfg: Config, d: Dist, comm: Comm) -> dict:
         log.add({"d_loss": d_loss, "d_steps": d_steps, "g_loss": g, "bytes_sent": sent,
                  "considered": float(bool(recvs))})
         last = {"d_steps_last": d_steps, "chosen": j0, "bytes_sent_last": sent}
-        if nodes.upkeep(cfg, run, comm, node, log, stop, step, last, kls or [math.nan] * len(graph[d.rank])):
+        if nodes.upkeep(cfg, run, comm, node, log, stop, step, last, kls or [math.nan] * len(graph[ctx.rank])):
             break
     nodes.finish(cfg, run, comm, log, step)
     return log.last

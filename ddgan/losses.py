@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-LOSSES = ("bce", "ls")
+LOSSES = ("bce", "ls")     # ``algo.loss``
 
 
 def realness(loss: str, out: Tensor) -> Tensor:

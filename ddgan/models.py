@@ -3,7 +3,7 @@
 The networks start (G) or end (D) at a 4x4 map (7x7 for 28 pixels) and double/halve the side per
 stride-2 layer, so one pair of classes covers every supported size. An :class:`ArchSpec` fully
 describes a network, so a discriminator sent to another node can be rebuilt there even when the
-nodes use different widths. Nothing here communicates; see :mod:`ddgan.exchange`.
+nodes use different widths. Nothing here communicates; see :mod:`ddgan.comm`.
 """
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ class ArchSpec:
     width: int
     z_dim: int = 100
     d_norm: str = "spectral"
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.channels, self.image_size, self.image_size
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -121,11 +125,11 @@ class Discriminator(nn.Module):
         return (out, acts) if features else out
 
 
-def init_weights(module: nn.Module, gen: torch.Generator) -> nn.Module:
-    """DCGAN initialisation (conv ~ N(0, 0.02), norm scale ~ N(1, 0.02)) from ``gen``.
+def init_weights(module: nn.Module, rng: torch.Generator) -> nn.Module:
+    """DCGAN initialisation (conv ~ N(0, 0.02), norm scale ~ N(1, 0.02)) from ``rng``.
 
     Drawn in float32 whatever the default dtype, so float32 and float64 runs start alike. A
-    spectrally normalised conv gets its raw weight and its power-iteration vectors from ``gen``
+    spectrally normalised conv gets its raw weight and its power-iteration vectors from ``rng``
     too (torch draws those from the global stream), so every rank builds the same network.
     """
     with torch.no_grad():
@@ -133,23 +137,23 @@ def init_weights(module: nn.Module, gen: torch.Generator) -> nn.Module:
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
                 spectral = parametrize.is_parametrized(m, "weight")
                 weight = m.parametrizations.weight.original if spectral else m.weight
-                weight.copy_(torch.randn(weight.shape, generator=gen, dtype=torch.float32) * 0.02)
+                weight.copy_(torch.randn(weight.shape, generator=rng, dtype=torch.float32) * 0.02)
                 if spectral:
-                    _seed_power_iteration(m.parametrizations.weight[0], weight, gen)
+                    _seed_power_iteration(m.parametrizations.weight[0], weight, rng)
                 if m.bias is not None:
                     m.bias.zero_()
             elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
-                m.weight.copy_(1.0 + torch.randn(m.weight.shape, generator=gen, dtype=torch.float32) * 0.02)
+                m.weight.copy_(1.0 + torch.randn(m.weight.shape, generator=rng, dtype=torch.float32) * 0.02)
                 m.bias.zero_()
     return module
 
 
-def _seed_power_iteration(sn: nn.Module, weight: Tensor, gen: torch.Generator, iters: int = 15) -> None:
+def _seed_power_iteration(sn: nn.Module, weight: Tensor, rng: torch.Generator, iters: int = 15) -> None:
     """Spectral norm's singular vectors u, v for ``weight``: seeded, then ``iters`` power iterations
     (what torch does at construction, from a stream of ours)."""
     matrix = weight.flatten(1).float()
-    u = F.normalize(torch.randn(matrix.shape[0], generator=gen, dtype=torch.float32), dim=0, eps=sn.eps)
-    v = F.normalize(torch.randn(matrix.shape[1], generator=gen, dtype=torch.float32), dim=0, eps=sn.eps)
+    u = F.normalize(torch.randn(matrix.shape[0], generator=rng, dtype=torch.float32), dim=0, eps=sn.eps)
+    v = F.normalize(torch.randn(matrix.shape[1], generator=rng, dtype=torch.float32), dim=0, eps=sn.eps)
     for _ in range(iters):
         u = F.normalize(matrix @ v, dim=0, eps=sn.eps)
         v = F.normalize(matrix.T @ u, dim=0, eps=sn.eps)

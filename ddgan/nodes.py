@@ -21,41 +21,33 @@ from ddgan import checkpoint, rundir, seeds
 from ddgan.config import Config
 from ddgan.distributed import Dist
 from ddgan.errors import TrainingError
-from ddgan.exchange import Comm
+from ddgan.comm import Comm
 from ddgan.losses import g_loss
 from ddgan.models import Discriminator, frozen_forward
 from ddgan.preemption import StopRequest
-from ddgan.roles import DTYPES, Client, GeneratorSide
+from ddgan.roles import DTYPES, Client, Drawn, GeneratorSide, load_role_state, role_state
 from ddgan.shard import load_shard
-
-
-def widths(cfg: Config, node: int) -> tuple[int, int]:
-    """(G width, D width) of ``node``: model.node_g_width / node_d_width, else g_width / d_width."""
-    g, d = cfg.model.node_g_width, cfg.model.node_d_width
-    return (g[node] if g else cfg.model.g_width), (d[node] if d else cfg.model.d_width)
 
 
 @dataclass
 class Node:
     k: int
     client: Client
-    gen: GeneratorSide
+    generator: GeneratorSide
     cfg: Config
 
     @classmethod
     def build(cls, cfg: Config, k: int, device: torch.device, same_init: bool = False) -> "Node":
         """Node ``k``; ``same_init``: every node starts from node 0's weights (fedavg's replicas)."""
-        g_width, d_width = widths(cfg, k)
         init = 0 if same_init else k
         shard = load_shard(cfg, k, device, DTYPES[cfg.train.dtype])
-        return cls(k, Client.build(cfg, k, shard, device, d_width, init),
-                   GeneratorSide.build(cfg, device, False, k, g_width, init), cfg)
+        return cls(k, Client.build(cfg, k, shard, device, init), GeneratorSide.build(cfg, device, False, k, init), cfg)
 
     def fakes(self) -> Tensor:
         """A generated batch for D (no graph; G's batchnorm statistics do not move)."""
-        z = torch.randn(self.cfg.train.batch_size, self.gen.G.spec.z_dim, generator=self.gen.noise)
+        z = torch.randn(self.cfg.train.batch_size, self.generator.G.spec.z_dim, generator=self.generator.noise)
         with torch.no_grad():
-            return frozen_forward(self.gen.G, z.to(self.gen.fixed_z))
+            return frozen_forward(self.generator.G, z.to(self.generator.fixed_z))
 
     def train_d(self, cycle: int, threshold: float, max_steps: int) -> tuple[float, int]:
         """D steps on fresh real and fake batches until the loss is at most ``threshold`` (at least
@@ -64,34 +56,32 @@ class Node:
         sigma, n = self.cfg.algo.label_noise, self.cfg.train.batch_size
         steps, loss = 0, math.inf
         while steps < max_steps and (steps == 0 or loss > threshold):
-            noise = torch.randn(2, n, generator=labels).to(self.gen.fixed_z) * sigma
+            noise = torch.randn(2, n, generator=labels).to(self.generator.fixed_z) * sigma
             loss = float(self.client.d_step(self.fakes(), 1.0 + noise[0], noise[1]))
             steps += 1
         return loss, steps
 
-    def g_step(self, D: Discriminator, x: Tensor | None = None, state: dict | None = None) -> float:
-        """One G_k update against ``D`` (its weights, or ``state`` substituted) on ``x`` = G_k(z) (fresh
-        by default); D itself does not change."""
-        x = self.gen.generate(self.cfg.train.batch_size) if x is None else x
-        loss = g_loss(self.cfg.algo.loss, frozen_forward(D, x, state=state)).mean()
-        self.gen.step(x, loss=loss)
+    def g_step(self, D: Discriminator, drawn: Drawn | None = None) -> float:
+        """One G_k update against ``D`` on ``drawn`` (a fresh batch of G_k by default); D itself does
+        not change."""
+        drawn = self.generator.draw(self.cfg.train.batch_size) if drawn is None else drawn
+        loss = g_loss(self.cfg.algo.loss, frozen_forward(D, drawn.x)).mean()
+        self.generator.step(drawn, loss=loss)
         return float(loss.detach())
 
     def state(self, step: int) -> dict:
-        return {"step": step, "client": self.client.state_dict(), "generator": self.gen.state_dict()}
+        return role_state(step, self.client, self.generator)
 
     def load(self, state: dict) -> int:
-        self.client.load_state_dict(state["client"])
-        self.gen.load_state_dict(state["generator"])
-        return int(state["step"])
+        return load_role_state(state, self.client, self.generator)
 
 
 class NodeLog:
     """This node's per-cycle numbers, averaged over the log interval; rank 0 gathers every node's
     (one small all_gather per record: monitoring, never training data) and writes metrics.jsonl."""
 
-    def __init__(self, run: Path, d: Dist, comm: Comm, graph: list[list[int]] | None = None):
-        self.log, self.comm, self.is_main, self.graph = rundir.MetricsLog(run, d.is_main), comm, d.is_main, graph
+    def __init__(self, run: Path, ctx: Dist, comm: Comm, graph: list[list[int]] | None = None):
+        self.log, self.comm, self.is_main, self.graph = rundir.MetricsLog(run, ctx.is_main), comm, ctx.is_main, graph
         self.sums: dict[str, float] = {}
         self.cycles, self.start = 0, time.perf_counter()
         self.last: dict = {}              # the newest record (what the trainers return)
@@ -131,10 +121,10 @@ class NodeLog:
         self.log.close()
 
 
-def start(cfg: Config, d: Dist, comm: Comm, same_init: bool = False) -> tuple[Path, Node, int]:
+def start(cfg: Config, ctx: Dist, comm: Comm, same_init: bool = False) -> tuple[Path, Node, int]:
     """Collective: the run directory, this rank's node and the step to continue after (0 = fresh)."""
-    run = rundir.prepare(cfg, d.is_main)
-    node = Node.build(cfg, d.rank, d.device, same_init)
+    run = rundir.prepare(cfg, ctx.is_main)
+    node = Node.build(cfg, ctx.rank, ctx.device, same_init)
     state = checkpoint.resume_or_start(run, cfg, comm)
     return run, node, (node.load(state) if state is not None else 0)
 
@@ -150,13 +140,8 @@ def upkeep(cfg: Config, run: Path, comm: Comm, node: Node, log: NodeLog, stop: S
             mean = {k: sum(record[k]) / len(record[k]) for k in ("d_loss", "g_loss", "d_steps")}
             print(rundir.progress_line(step, cfg.train.steps, record["steps_per_s"], mean), flush=True)
     if step % cfg.run.sample_every == 0 or final:
-        rundir.save_grid(node.gen.samples(), run / "samples" / f"node_{node.k}" / f"step_{step:07d}.png")
-    stopping = stop.check(comm, step)
-    if step % cfg.run.checkpoint_every == 0 or final or stopping:
-        checkpoint.save(run, step, node.state(step), cfg, comm, cfg.run.keep_checkpoints)
-    if stopping:
-        stop.clear()
-    return stopping
+        rundir.save_grid(node.generator.samples(), run / "samples" / f"node_{node.k}" / f"step_{step:07d}.png")
+    return checkpoint.at_step_end(run, cfg, comm, stop, step, lambda: node.state(step))
 
 
 def finish(cfg: Config, run: Path, comm: Comm, log: NodeLog, step: int) -> None:

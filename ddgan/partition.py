@@ -9,19 +9,24 @@ are split between them as evenly as possible.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import sys
 
 import numpy as np
 
 from ddgan import seeds
-from ddgan.config import Config, PartitionConfig
 from ddgan.errors import DataError
+
+if TYPE_CHECKING:
+    from ddgan.config import Config, PartitionConfig
 
 # The F2U paper's 5-client splits of 10 classes (Yonetani et al. 2019).
 PRESETS = {
     "non_ovl": [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9]],
     "mod_ovl": [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7], [6, 7, 8, 9], [8, 9, 0, 1]],
 }
+SCHEMES = ("iid", "classes", "classes_per_client", "dirichlet", "disjoint_iid", *PRESETS)   # ``partition.scheme``
 
 
 def _split_classes(labels: np.ndarray, held: list[list[int]], rng: np.random.Generator) -> list[np.ndarray]:

@@ -8,19 +8,24 @@ tolerance; ``state_dict()`` makes both checkpointable.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from ddgan import seeds
-from ddgan.config import Config
 from ddgan.datasets import channels, image_size
 from ddgan.losses import d_loss
 from ddgan.models import ArchSpec, Discriminator, Generator, frozen_forward, init_weights
 from ddgan.shard import Shard
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
+if TYPE_CHECKING:
+    from ddgan.config import Config
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}     # ``train.dtype``
+OPTIMIZERS = ("adam", "sgd")                                       # ``train.d_optimizer``
 
 
 def arch(cfg: Config, width: int) -> ArchSpec:
@@ -33,16 +38,27 @@ def make_optimizer(params, cfg: Config, lr: float, kind: str = "adam") -> torch.
     return torch.optim.Adam(params, lr=lr, betas=(cfg.train.beta1, 0.999))
 
 
-def build_generator(cfg: Config, device: torch.device, width: int | None = None, node: int = 0) -> Generator:
-    g = Generator(arch(cfg, width or cfg.model.g_width))
-    init_weights(g, seeds.torch_generator(cfg.train.seed, "init", 0, node))
-    return g.to(device=device, dtype=DTYPES[cfg.train.dtype])
+def widths(cfg: Config, node: int | None = None) -> tuple[int, int]:
+    """(G width, D width) of ``node``: model.node_g_width / node_d_width (gossip, fedavg) where
+    given, else model.g_width / d_width (and always for the one generator, ``node`` None)."""
+    g, d = cfg.model.node_g_width, cfg.model.node_d_width
+    if node is None:
+        return cfg.model.g_width, cfg.model.d_width
+    return (g[node] if g else cfg.model.g_width), (d[node] if d else cfg.model.d_width)
 
 
-def build_discriminator(cfg: Config, client: int, device: torch.device, width: int | None = None) -> Discriminator:
-    d = Discriminator(arch(cfg, width or cfg.model.d_width))
-    init_weights(d, seeds.torch_generator(cfg.train.seed, "init", 1, client))
-    return d.to(device=device, dtype=DTYPES[cfg.train.dtype])
+def build_generator(cfg: Config, device: torch.device, node: int | None = None, init: int | None = None) -> Generator:
+    """``node``'s generator (None: the one generator), initialised like node ``init`` (default: itself)."""
+    G = Generator(arch(cfg, widths(cfg, node)[0]))
+    init_weights(G, seeds.torch_generator(cfg.train.seed, "init", 0, (node or 0) if init is None else init))
+    return G.to(device=device, dtype=DTYPES[cfg.train.dtype])
+
+
+def build_discriminator(cfg: Config, node: int, device: torch.device, init: int | None = None) -> Discriminator:
+    """Client (node) ``node``'s discriminator, initialised like node ``init`` (default: itself)."""
+    D = Discriminator(arch(cfg, widths(cfg, node)[1]))
+    init_weights(D, seeds.torch_generator(cfg.train.seed, "init", 1, node if init is None else init))
+    return D.to(device=device, dtype=DTYPES[cfg.train.dtype])
 
 
 @dataclass
@@ -55,10 +71,9 @@ class Client:
     real: Tensor | None = field(default=None, repr=False)   # the real batch of the newest D step
 
     @classmethod
-    def build(cls, cfg: Config, client: int, shard: Shard, device: torch.device, width: int | None = None,
-              init: int | None = None) -> "Client":
-        """``width``: D's width (default model.d_width); ``init``: whose initial weights (default ``client``'s)."""
-        D = build_discriminator(cfg, client if init is None else init, device, width)
+    def build(cls, cfg: Config, client: int, shard: Shard, device: torch.device, init: int | None = None) -> "Client":
+        """``init``: whose initial weights (default ``client``'s)."""
+        D = build_discriminator(cfg, client, device, init)
         return cls(shard, D, make_optimizer(D.parameters(), cfg, cfg.train.lr_d, cfg.train.d_optimizer),
                    cfg.algo.loss, cfg.train.batch_size)
 
@@ -81,6 +96,15 @@ class Client:
 
 
 @dataclass
+class Drawn:
+    """A generated batch and what the generator update needs of it."""
+
+    x: Tensor                                # G(z), with its graph
+    z: Tensor
+    stash: dict[str, Tensor] | None = None   # the parameters x was drawn with, if not G's own (pipeline)
+
+
+@dataclass
 class GeneratorSide:
     G: Generator
     opt: torch.optim.Optimizer
@@ -92,10 +116,10 @@ class GeneratorSide:
 
     @classmethod
     def build(cls, cfg: Config, device: torch.device, learns_lambda: bool, node: int | None = None,
-              width: int | None = None, init: int | None = None) -> "GeneratorSide":
+              init: int | None = None) -> "GeneratorSide":
         """The one generator (``node`` None), or node ``node``'s own (gossip, fedavg) with its width, its
         noise stream and the initial weights of node ``init`` (default: its own)."""
-        G = build_generator(cfg, device, width, (node or 0) if init is None else init)
+        G = build_generator(cfg, device, node, init)
         dtype = DTYPES[cfg.train.dtype]
         lam = torch.tensor(cfg.algo.lambda_init, dtype=dtype, device=device, requires_grad=learns_lambda)
         lam_opt = torch.optim.Adam([lam], lr=cfg.algo.lambda_lr) if learns_lambda else None
@@ -104,18 +128,30 @@ class GeneratorSide:
         return cls(G, make_optimizer(G.parameters(), cfg, cfg.train.lr_g), lam, lam_opt, cfg.algo.lambda_max,
                    seeds.torch_generator(cfg.train.seed, "noise", *([] if node is None else [node])), fixed)
 
-    def generate(self, n: int) -> Tensor:
-        """x = G(z) for fresh z, with the graph kept for the generator update."""
+    def draw(self, n: int, stash: bool = False) -> Drawn:
+        """A batch from fresh z. ``stash``: through a copy of the current parameters, so that the
+        update it leads to can be applied after G has moved on (the pipelined step)."""
         z = torch.randn(n, self.G.spec.z_dim, generator=self.noise, dtype=torch.float32)
-        return self.G(z.to(device=self.fixed_z.device, dtype=self.fixed_z.dtype))
+        z = z.to(device=self.fixed_z.device, dtype=self.fixed_z.dtype)
+        if not stash:
+            return Drawn(self.G(z), z)
+        params = {name: p.detach().clone().requires_grad_(True) for name, p in self.G.named_parameters()}
+        # the module's own buffers: batchnorm's running statistics move as in a plain forward
+        return Drawn(torch.func.functional_call(self.G, {**params, **dict(self.G.named_buffers())}, (z,)), z, params)
+
+    def redraw(self, z: Tensor, stash: dict[str, Tensor]) -> Drawn:
+        """The batch ``draw(stash=True)`` made from ``z`` with parameters ``stash``, again (after a
+        resume), without moving the running statistics a second time."""
+        params = {name: p.detach().clone().requires_grad_(True) for name, p in stash.items()}
+        return Drawn(frozen_forward(self.G, z, state={**params, **dict(self.G.named_buffers())}), z, params)
 
     @torch.no_grad()
     def samples(self) -> Tensor:
         return frozen_forward(self.G, self.fixed_z)
 
-    def step(self, x: Tensor, grad_x: Tensor | None = None, loss: Tensor | None = None,
+    def step(self, drawn: Drawn, grad_x: Tensor | None = None, loss: Tensor | None = None,
              lam_grad: Tensor | None = None) -> None:
-        """Update G from d loss / d x (feedback exchange) or from ``loss`` itself, and lambda from
+        """Update G from d loss / d x (feedback exchanges) or from ``loss`` itself, and lambda from
         ``lam_grad`` where given (else from ``loss``, when lambda is in its graph)."""
         self.opt.zero_grad(set_to_none=True)
         if self.lam_opt is not None:
@@ -123,7 +159,10 @@ class GeneratorSide:
         if loss is not None:
             loss.backward()
         else:
-            x.backward(grad_x)
+            drawn.x.backward(grad_x)
+        if drawn.stash is not None:
+            for p, used in zip(self.G.parameters(), drawn.stash.values()):
+                p.grad = used.grad
         if self.lam_opt is not None and lam_grad is not None:
             self.lam.grad = lam_grad
         self.opt.step()
@@ -144,3 +183,24 @@ class GeneratorSide:
         if self.lam_opt is not None:
             self.lam_opt.load_state_dict(state["lam_opt"])
         self.noise.set_state(state["noise"])
+
+
+def role_state(step: int, client: Client | None, generator: GeneratorSide | None, **extra) -> dict:
+    """A rank's checkpoint state, in every trainer: ``{"step", "client", "generator", **extra}``
+    (a role the rank does not hold is left out). ``ddgan.sample`` and the evaluation read
+    ``generator.G`` and ``client.D`` of it."""
+    state = {"step": step, **extra}
+    if client is not None:
+        state["client"] = client.state_dict()
+    if generator is not None:
+        state["generator"] = generator.state_dict()
+    return state
+
+
+def load_role_state(state: dict, client: Client | None, generator: GeneratorSide | None) -> int:
+    """Restore what :func:`role_state` saved; the step it was saved at."""
+    if client is not None:
+        client.load_state_dict(state["client"])
+    if generator is not None:
+        generator.load_state_dict(state["generator"])
+    return int(state["step"])

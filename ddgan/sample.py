@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ddgan.algorithms import ALGORITHMS
 from ddgan.checkpoint import complete_checkpoints, load_rank_file, read_manifest
 from ddgan.cli import run_cli
 from ddgan.config import Config, config_from_dict
@@ -40,8 +41,8 @@ def load_generator(where: Path, node: int = 0) -> tuple[Generator, Config]:
     state = load_rank_file(where, node, manifest)
     if "generator" not in state:
         raise CheckpointError(f"{where}: rank {node} holds no generator (forgiver-first runs keep it on rank 0)")
-    widths = cfg.model.node_g_width
-    G = build_generator(cfg, torch.device("cpu"), widths[node] if widths else None, node)
+    per_node = ALGORITHMS[cfg.algo.name].trainer != "forgiver"
+    G = build_generator(cfg, torch.device("cpu"), node if per_node else None)
     G.load_state_dict(state["generator"]["G"])
     return G, cfg
 
@@ -49,11 +50,11 @@ def load_generator(where: Path, node: int = 0) -> tuple[Generator, Config]:
 @torch.no_grad()
 def generate(G: Generator, n: int, seed: int = 0, batch: int = 500) -> torch.Tensor:
     """``n`` images in [-1, 1] from seeded z, in batches (batchnorm uses batch statistics, as in training)."""
-    gen = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     dtype = next(G.parameters()).dtype
     chunks = []
     for start in range(0, n, batch):
-        z = torch.randn(min(batch, n - start), G.spec.z_dim, generator=gen, dtype=torch.float32).to(dtype)
+        z = torch.randn(min(batch, n - start), G.spec.z_dim, generator=rng, dtype=torch.float32).to(dtype)
         chunks.append(frozen_forward(G, z).float())
     return torch.cat(chunks)
 

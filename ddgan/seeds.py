@@ -11,7 +11,7 @@ import zlib
 import numpy as np
 import torch
 
-PURPOSES = ("partition", "graph", "noise", "data", "fixed_noise", "swap", "gossip", "init", "labels")
+PURPOSES = ("partition", "graph", "noise", "data", "fixed_noise", "swap", "gossip", "init", "labels", "attack", "robust")
 
 
 def derive(seed: int, purpose: str, *keys: int) -> int:
@@ -27,6 +27,6 @@ def numpy_rng(seed: int, purpose: str, *keys: int) -> np.random.Generator:
 
 
 def torch_generator(seed: int, purpose: str, *keys: int, device: str | torch.device = "cpu") -> torch.Generator:
-    gen = torch.Generator(device=device)
-    gen.manual_seed(derive(seed, purpose, *keys))
-    return gen
+    rng = torch.Generator(device=device)
+    rng.manual_seed(derive(seed, purpose, *keys))
+    return rng

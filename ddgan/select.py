@@ -57,6 +57,6 @@ SELECTORS: dict[str, Selector] = {s.name: s for s in (
 )}
 
 
-def draw(probabilities: Tensor, gen: torch.Generator) -> int:
-    """Index of the chosen neighbour, drawn from ``probabilities`` with ``gen`` (CPU)."""
-    return int(torch.multinomial(probabilities.detach().double().cpu(), 1, generator=gen))
+def draw(probabilities: Tensor, rng: torch.Generator) -> int:
+    """Index of the chosen neighbour, drawn from ``probabilities`` with ``rng`` (CPU)."""
+    return int(torch.multinomial(probabilities.detach().double().cpu(), 1, generator=rng))

@@ -1,14 +1,18 @@
 """A client's private shard on its device, and a resumable, seeded batch sampler over it."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from ddgan import seeds
-from ddgan.config import Config
 from ddgan.datasets import Source, load_images, open_source
 from ddgan.partition import assign
+
+if TYPE_CHECKING:
+    from ddgan.config import Config
 
 
 class Shard:
@@ -34,8 +38,8 @@ class Shard:
 
     def _order_of(self, epoch: int) -> Tensor:
         if epoch != self._epoch:
-            gen = seeds.torch_generator(self.seed, "data", self.client, epoch)
-            self._epoch, self._order = epoch, torch.randperm(len(self), generator=gen)
+            rng = seeds.torch_generator(self.seed, "data", self.client, epoch)
+            self._epoch, self._order = epoch, torch.randperm(len(self), generator=rng)
         return self._order
 
     def next(self, n: int) -> Tensor:

@@ -3,7 +3,9 @@
 This is what a user would otherwise write (the public F2U and UA-GAN code do this), and it is
 the reference the distributed trainer is tested against: built from the same roles, seeds and
 rules, a step here must produce the generator and discriminators that K ranks produce, to float
-tolerance. ``bench/step_time.py`` uses it as the single-process baseline.
+tolerance, in either layout and with the pipelined step (``train.pipeline``: the clients judge the
+batch drawn a step earlier, and G applies that stale verdict). ``bench/step_time.py`` uses it as
+the single-process baseline.
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from ddgan.algorithms import ALGORITHMS, lambda_objective
 from ddgan.config import Config
 from ddgan.forgiver import client_shares, rule_inputs
 from ddgan.models import frozen_forward
-from ddgan.roles import DTYPES, Client, GeneratorSide
+from ddgan.roles import DTYPES, Client, Drawn, GeneratorSide
 from ddgan.shard import client_shards, load_shard
 from ddgan.temperature import lambda_grad
 
@@ -28,24 +30,31 @@ class Simulation:
         self.clients = [Client.build(cfg, k, load_shard(cfg, k, device, dtype, source), device)
                         for k in range(cfg.partition.clients)]
         self.objective = lambda_objective(cfg)
-        self.gen = GeneratorSide.build(cfg, device, self.objective is not None)
+        self.generator = GeneratorSide.build(cfg, device, self.objective is not None)
         self.shares = client_shares(cfg, [len(s) for s in shards], dtype).to(device)
         self.step_count = 0
+        self.in_flight: tuple[Drawn, Tensor] | None = None    # pipeline: the batch drawn a step earlier
 
     def step(self) -> tuple[Tensor, Tensor, Tensor]:
         """One step of every role; returns (D losses, generator loss, the rule's weights)."""
         self.step_count += 1
-        x_gen = self.gen.generate(self.cfg.train.batch_size)
-        d_losses = torch.stack([c.d_step(x_gen.detach()) for c in self.clients])
-        out = torch.stack([frozen_forward(c.D, x_gen) for c in self.clients])
-        lam = self.gen.lam if self.objective == "generator" else self.gen.lam.detach()
+        pipeline, n = self.cfg.train.pipeline, self.cfg.train.batch_size
+        if pipeline and self.in_flight is None:
+            self.in_flight = (self.generator.draw(n, stash=True), self.generator.lam.detach().clone())
+        drawn = (self.generator.draw(n, stash=pipeline), self.generator.lam.detach().clone())
+        (judged, lam_value), self.in_flight = (self.in_flight, drawn) if pipeline else (drawn, None)
+        d_losses = torch.stack([c.d_step(judged.x.detach()) for c in self.clients])
+        out = torch.stack([frozen_forward(c.D, judged.x) for c in self.clients])
+        lam = lam_value.clone().requires_grad_(self.objective == "generator")
         loss, weights = self.algo.rule(out, rule_inputs(self.cfg, lam, self.shares))
         lam_grad = None
-        if self.objective == "discriminator":
+        if self.objective == "generator":
+            (lam_grad,) = torch.autograd.grad(loss, lam, retain_graph=True)
+        elif self.objective == "discriminator":
             real = [lambda_grad(lam, self.cfg.algo.loss, torch.stack([frozen_forward(o.D, c.real) for o in self.clients]),
                                 None) for c in self.clients]
             lam_grad = sum(real) / len(real) + lambda_grad(lam, self.cfg.algo.loss, None, out)
-        self.gen.step(x_gen, loss=loss, lam_grad=lam_grad)
+        self.generator.step(judged, loss=loss, lam_grad=lam_grad)
         if self.cfg.algo.swap_every and self.step_count % self.cfg.algo.swap_every == 0:
             self._swap()
         return d_losses, loss.detach(), weights

@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 
 from ddgan.aggregate import f2a_discriminator_loss
-from ddgan.exchange import Comm
+from ddgan.comm import Comm
+from ddgan.layout import GENERATOR_RANK, Layout
 from ddgan.models import frozen_forward
 from ddgan.roles import Client
 from ddgan.verdicts import Verdict, gather_discriminators
@@ -41,14 +42,18 @@ def lambda_grad(lam: Tensor, loss: str, real_out: Tensor | None, fake_out: Tenso
     return grad
 
 
-def distributed_lambda_grad(comm: Comm, client: Client, verdict: Verdict, lam: Tensor, loss: str) -> Tensor | None:
+def distributed_lambda_grad(comm: Comm, layout: Layout, D: torch.nn.Module, client: Client | None, verdict: Verdict,
+                            lam: Tensor, loss: str) -> Tensor | None:
     """Collective (all_gather of the Ds unless the params exchange brought them, then a reduce):
-    d L_D / d lambda on the generator rank (rank 0), None elsewhere."""
-    states = verdict.states if verdict.states is not None else gather_discriminators(comm, client.D)[0]
-    with torch.no_grad():
-        real_out = torch.stack([frozen_forward(client.D, client.real, state=state) for state in states])
-    real_grad = lambda_grad(lam, loss, real_out, None).reshape(1)
-    comm.reduce_sum(real_grad, 0, "lambda gradient")
-    if comm.rank != 0:
+    d L_D / d lambda on the generator rank, None elsewhere. ``D`` is the client's own, or on a
+    dedicated generator rank a template of the clients' shapes."""
+    states = verdict.states if verdict.states is not None else layout.client_rows(gather_discriminators(comm, D)[0])
+    real_grad = lam.new_zeros(1)
+    if client is not None:
+        with torch.no_grad():
+            real_out = torch.stack([frozen_forward(D, client.real, state=state) for state in states])
+        real_grad = lambda_grad(lam, loss, real_out, None).reshape(1)
+    comm.reduce_sum(real_grad, GENERATOR_RANK, "lambda gradient")
+    if comm.rank != GENERATOR_RANK:
         return None
-    return real_grad[0] / comm.world + lambda_grad(lam, loss, None, verdict.out)
+    return real_grad[0] / layout.clients + lambda_grad(lam, loss, None, verdict.out)

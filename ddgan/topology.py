@@ -8,13 +8,18 @@ world size, each with a one-line :class:`ConfigError`.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from itertools import combinations
 
 from ddgan import seeds
-from ddgan.config import Config, TopologyConfig
 from ddgan.errors import ConfigError
 
+if TYPE_CHECKING:
+    from ddgan.config import Config, TopologyConfig
+
 Graph = list[list[int]]
+TOPOLOGIES = ("ring", "path", "star", "random_regular", "erdos_renyi", "edges")   # ``topology.kind``
 MAX_DRAWS = 1000   # random kinds: redraws before giving up on a connected (simple) graph
 
 

@@ -5,47 +5,56 @@
         partition.clients=2 partition.scheme=classes partition.classes='[[0,1,2,3,4],[5,6,7,8,9]]'
     python -m ddgan.train --config configs/centralized.yaml      # one client: no torchrun needed
 
-``partition.clients`` must equal the number of ranks. ``algo.name`` chooses the trainer through the
+``partition.clients`` must equal the number of ranks (one more with
+``train.generator_rank=dedicated``: ``python -m ddgan.layout --config ...`` prints it). ``algo.name`` chooses the trainer through the
 registry in :mod:`ddgan.algorithms`. Errors in the config or the data print one line and exit 2
 before any work; a failed peer, a timeout or a NaN loss exit 1 with the step and the rank.
 """
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import time
+from typing import TYPE_CHECKING, Callable
 
 from ddgan.algorithms import ALGORITHMS
 from ddgan.cli import config_parser, parse_args
 from ddgan.config import Config
 from ddgan.errors import ConfigError, UserError
+from ddgan.layout import world_size
 from ddgan.preemption import listen
+
+if TYPE_CHECKING:
+    from ddgan.comm import Comm
+    from ddgan.distributed import Dist
+
+
+# Algorithm.trainer -> the module whose ``train(cfg, ctx, comm)`` runs it.
+TRAINERS = {"forgiver": "ddgan.forgiver", "gossip": "ddgan.gossip", "fedavg": "ddgan.fedavg"}
+
+
+def trainer_for(cfg: Config) -> Callable[[Config, "Dist", "Comm"], dict]:
+    return importlib.import_module(TRAINERS[ALGORITHMS[cfg.algo.name].trainer]).train
 
 
 def check_world(cfg: Config, world: int) -> None:
-    if cfg.partition.clients != world:
+    need, clients = world_size(cfg), cfg.partition.clients
+    if need != world:
+        what = f"{clients}" if need == clients else f"{clients} with a dedicated generator rank needs {need} ranks,"
         raise ConfigError(
-            f"partition.clients = {cfg.partition.clients} but {world} rank(s) were started "
-            f"(WORLD_SIZE={world}); launch with torchrun --nproc_per_node {cfg.partition.clients} "
-            f"or set partition.clients={world}")
+            f"partition.clients = {what} but {world} rank(s) were started (WORLD_SIZE={world}); launch with "
+            f"torchrun --nproc_per_node {need} or set partition.clients={world - (need - clients)}")
 
 
 def run(cfg: Config) -> dict:
     """Train with the process group described by the environment; returns the last metrics record."""
+    from ddgan.comm import Comm
     from ddgan.distributed import process_group
-    from ddgan.exchange import Comm
 
     check_world(cfg, int(os.environ.get("WORLD_SIZE", 1)))
-    trainer = ALGORITHMS[cfg.algo.name].trainer
-    with process_group(cfg) as d:
-        comm = Comm(d.rank, d.world, cfg.comm.timeout_s, device=d.device)
-        if trainer == "forgiver":
-            from ddgan.forgiver import train
-        elif trainer == "gossip":
-            from ddgan.gossip import train
-        else:
-            from ddgan.fedavg import train
-        return train(cfg, d, comm)
+    with process_group(cfg) as ctx:
+        return trainer_for(cfg)(cfg, ctx, Comm(ctx.rank, ctx.world, cfg.comm.timeout_s, device=ctx.device))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -51,6 +51,20 @@ def spawn(fn, world: int, *args, timeout: float = 240.0) -> None:
         pytest.fail(f"{len(alive)} rank(s) hung; failures:\n{msg}" if alive else msg)
 
 
+def train_in_one_group(rank: int, cfgs) -> None:
+    """A spawn target: every rank runs ``ddgan.train.run`` on each config in turn, in one gloo
+    group (re-creating groups costs seconds)."""
+    import torch.distributed as dist
+
+    from ddgan.train import run
+    dist.init_process_group("gloo")
+    try:
+        for cfg in cfgs:
+            run(cfg)
+    finally:
+        dist.destroy_process_group()
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():

@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from ddgan.aggregate import RuleInputs, balanced_assignment, f2a, f2u, f2u_balanced, gman, mean
+from ddgan.aggregate import RuleInputs, balanced_assignment, f2a, f2a_discriminator_loss, f2u, f2u_balanced, gman, mean
 from ddgan.losses import d_loss, g_loss, mixture_loss
+from ddgan.temperature import lambda_grad
 
 
 def test_f2u_fools_the_most_forgiving_discriminator_per_sample():
@@ -112,3 +113,34 @@ def test_losses_by_hand():
     value = mixture_loss("bce", hard, torch.full((3, 2), 1 / 3)).sum()
     (g,) = torch.autograd.grad(value, hard)
     assert torch.isfinite(value) and torch.isfinite(g).all() and (g < 0).all()
+
+
+def test_f2a_as_a_discriminator_and_the_gradient_its_lambda_follows():
+    real_out = torch.tensor([[2.0, -1.0, 0.5], [-0.5, 1.5, 0.0]], dtype=torch.float64)   # K=2 Ds on a real batch
+    fake_out = torch.tensor([[1.0, -2.0], [-1.0, 0.3]], dtype=torch.float64)              # K=2 Ds on G's batch
+    # lambda = 0: D_agg is the plain mean of the realness scores
+    r = torch.sigmoid(real_out)
+    zero = torch.tensor(0.0, dtype=torch.float64)
+    assert f2a_discriminator_loss(real_out, zero, "bce", real=True).item() == pytest.approx(
+        -torch.log(r.mean(0)).mean().item())
+    assert f2a_discriminator_loss(fake_out, zero, "bce", real=False).item() == pytest.approx(
+        -torch.log(1 - torch.sigmoid(fake_out).mean(0)).mean().item())
+    # by hand: dD_agg/dlam = Var_w(r); the real term -log D_agg falls and the fake term -log(1 - D_agg)
+    # rises as lambda grows
+    lam = torch.tensor(1.3, dtype=torch.float64)
+
+    def parts(out):
+        p = torch.sigmoid(out)
+        w = torch.softmax(lam * p, 0)
+        agg = (w * p).sum(0)
+        return agg, (w * p * p).sum(0) - agg ** 2
+
+    agg_r, var_r = parts(real_out)
+    agg_f, var_f = parts(fake_out)
+    expected = (-var_r / agg_r).mean() + (var_f / (1 - agg_f)).mean()
+    assert lambda_grad(lam, "bce", real_out, fake_out).item() == pytest.approx(expected.item(), rel=1e-10)
+    assert lambda_grad(lam, "bce", real_out, None).item() < 0 < lambda_grad(lam, "bce", None, fake_out).item()
+    # least squares: D_agg regresses real to 1 and fake to 0
+    ls = f2a_discriminator_loss(fake_out, lam, "ls", real=False)
+    w = torch.softmax(lam * fake_out, 0)
+    assert ls.item() == pytest.approx((0.5 * (w * fake_out).sum(0) ** 2).mean().item())

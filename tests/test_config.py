@@ -48,6 +48,12 @@ def test_overrides_are_typed_yaml_values():
     ({"partition": {"scheme": "classes", "clients": 2, "classes": [[0], []]}}, None, "client 1 holds no class"),
     ({"data": {"image_size": 30}}, None, "data.image_size = 30"),
     ({"algo": {"name": "centralized"}}, None, "partition.clients = 5: algo centralized is one client"),
+    ({"model": {"d_norm": "instance"}}, None, "model.d_norm = 'instance': choose one of none, batch, spectral, layer"),
+    ({"model": {"d_batchnorm": True, "d_norm": "none"}}, None,
+     "model.d_batchnorm is deprecated and model.d_norm is set too; keep only model.d_norm"),
+    ({"algo": {"name": "gman", "lambda_objective": "discriminator"}}, None,
+     "algo.lambda_objective = 'discriminator': the discriminator-side objective is F2A's"),
+    ({"algo": {"lambda_objective": "both"}}, None, "algo.lambda_objective = 'both': choose generator or discriminator"),
     ({}, "train.stesp=3", "command line: unknown key 'train.stesp'; did you mean 'train.steps'?"),
     ({}, "train.steps=-3", "command line: train.steps = -3: must be >= 1"),
     ({}, "steps", "override 'steps' must look like section.key=value"),
@@ -93,3 +99,13 @@ def test_paper_configs_match_their_generator():
     assert len(files) == 36
     for name, text in files.items():
         assert (ROOT / "configs" / "paper" / name).read_text() == text, name
+
+
+@pytest.mark.parametrize("old, new", [(True, "batch"), (False, "none")])
+def test_the_old_batchnorm_key_still_loads_and_says_what_it_became(tmp_path, capsys, old, new):
+    """Configs and checkpoints written before model.d_norm keep working."""
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({"model": {"d_batchnorm": old}}))
+    assert load_config(path).model.d_norm == new
+    assert capsys.readouterr().err == (f"warning: {path}: model.d_batchnorm = {old} is deprecated; "
+                                       f"read as model.d_norm = '{new}'\n")

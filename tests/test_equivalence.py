@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import spawn
+from conftest import spawn, train_in_one_group
 from ddgan.checkpoint import complete_checkpoints, load_rank_file
 from ddgan.config import load_config
 from ddgan.simulate import Simulation
@@ -21,30 +21,18 @@ def small_config(run_dir, world: int, algo: str, exchange: str, extra: tuple[str
         f"run.dir={run_dir}", "run.log_every=1", "comm.timeout_s=60", *extra])
 
 
-def _train_all(rank, cfgs):
-    import torch.distributed as dist
-
-    from ddgan.train import run
-    dist.init_process_group("gloo")     # one group for every run: re-creating groups costs seconds
-    try:
-        for cfg in cfgs:
-            run(cfg)
-    finally:
-        dist.destroy_process_group()
-
-
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.double(), b.double()
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-def _assert_same_models(where, sim: Simulation, label) -> None:
+def _assert_same_models(where, sim: Simulation, label, first_client_rank: int = 0) -> None:
     gen_state = load_rank_file(where, 0)["generator"]
-    for name, ref in sim.gen.G.state_dict().items():
+    for name, ref in sim.generator.G.state_dict().items():
         assert _rel(gen_state["G"][name], ref) < 1e-5, (label, name)
-    assert _rel(gen_state["lam"], sim.gen.lam.detach()) < 1e-5, label
+    assert _rel(gen_state["lam"], sim.generator.lam.detach()) < 1e-5, label
     for k, c in enumerate(sim.clients):
-        d_state = load_rank_file(where, k)["client"]["D"]
+        d_state = load_rank_file(where, first_client_rank + k)["client"]["D"]
         for name, ref in c.D.state_dict().items():
             assert _rel(d_state[name], ref) < 1e-5, (label, k, name)
 
@@ -61,14 +49,40 @@ def test_distributed_update_equals_reference(tmp_path, world):
     runs = []
     for algo, extra in CASES:
         sim = Simulation(small_config(tmp_path / "ref", world, algo, "feedback", extra))
-        g0 = {k: v.clone() for k, v in sim.gen.G.state_dict().items()}
+        g0 = {k: v.clone() for k, v in sim.generator.G.state_dict().items()}
         for _ in range(STEPS):
             sim.step()
-        moved = max(_rel(sim.gen.G.state_dict()[k], g0[k]) for k in g0 if g0[k].is_floating_point())
+        moved = max(_rel(sim.generator.G.state_dict()[k], g0[k]) for k in g0 if g0[k].is_floating_point())
         assert moved > 1e-4, "the reference generator did not move; the comparison would prove nothing"
         for exchange in ("feedback", "params"):
             cfg = small_config(tmp_path / f"{algo}-{'-'.join(extra)}-{exchange}", world, algo, exchange, extra)
             runs.append((cfg, sim, f"{algo} {extra} {exchange}"))
-    spawn(_train_all, world, [cfg for cfg, _, _ in runs])
+    spawn(train_in_one_group, world, [cfg for cfg, _, _ in runs])
     for cfg, sim, label in runs:
         _assert_same_models(complete_checkpoints(cfg.run.dir)[0], sim, label)
+
+
+@pytest.mark.dist
+def test_dedicated_generator_rank_and_pipeline_equal_their_references(tmp_path):
+    """2 clients on ranks 1-2 and G alone on rank 0 give the shared layout's update (its reference),
+    for every rule and both exchange modes; the pipelined step equals the pipelined reference."""
+    runs = []
+    cases = [(algo, exchange, False) for algo in ("f2u", "f2u_balanced", "f2a", "mean", "gman")
+             for exchange in ("feedback", "params")]
+    cases += [(algo, exchange, True) for algo in ("f2u", "f2a") for exchange in ("feedback", "params")]
+    for algo, exchange, pipeline in cases:
+        extra = ("train.generator_rank=dedicated", f"train.pipeline={str(pipeline).lower()}")
+        sim = Simulation(small_config(tmp_path / "ref", 2, algo, exchange, extra))
+        for _ in range(STEPS):
+            sim.step()
+        cfg = small_config(tmp_path / f"{algo}-{exchange}-{pipeline}", 2, algo, exchange, extra)
+        runs.append((cfg, sim, f"{algo} {exchange} pipeline={pipeline}"))
+    spawn(train_in_one_group, 3, [cfg for cfg, _, _ in runs])
+    for cfg, sim, label in runs:
+        _assert_same_models(complete_checkpoints(cfg.run.dir)[0], sim, label, first_client_rank=1)
+    # the pipeline really is one step stale: its generator differs from the synchronous one
+    sync = Simulation(small_config(tmp_path / "ref", 2, "f2u", "feedback", ("train.generator_rank=dedicated",)))
+    for _ in range(STEPS):
+        sync.step()
+    piped = load_rank_file(complete_checkpoints(tmp_path / "f2u-feedback-True")[0], 0)["generator"]["G"]
+    assert max(_rel(piped[k], v) for k, v in sync.generator.G.state_dict().items() if v.is_floating_point()) > 1e-3

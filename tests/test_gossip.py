@@ -50,8 +50,8 @@ def test_infogain_falls_back_to_uniform_and_draws_follow_the_probabilities():
     assert select.uniform(torch.tensor([5.0, 1.0, 0.0, 2.0])).tolist() == [0.25] * 4
     assert not select.SELECTORS["none"].consults and select.SELECTORS["infogain"].consults
     assert set(select.SELECTORS) == {"infogain", "uniform", "none"}
-    gen = torch.Generator().manual_seed(0)
-    draws = [select.draw(torch.tensor([0.2, 0.0, 0.8]), gen) for _ in range(2000)]
+    rng = torch.Generator().manual_seed(0)
+    draws = [select.draw(torch.tensor([0.2, 0.0, 0.8]), rng) for _ in range(2000)]
     assert draws.count(1) == 0 and 0.75 < draws.count(2) / 2000 < 0.85
     # saturated discriminators give large but finite values
     assert math.isfinite(select.kl(torch.tensor([[1.0, 1.0]]), torch.tensor([0.0, 0.0])).item())
@@ -134,8 +134,8 @@ def _schedule_worker(rank, world, p_consider, out):
     import torch.distributed as dist
 
     from ddgan.errors import TrainingError
-    from ddgan.exchange import Comm, module_tensors
-    from ddgan.gossip import exchange, schedule
+    from ddgan.comm import Comm, module_tensors
+    from ddgan.gossip import schedule, share_discriminators
     from ddgan.roles import build_discriminator
 
     dist.init_process_group("gloo")
@@ -157,7 +157,7 @@ def _schedule_worker(rank, world, p_consider, out):
                     for t in module_tensors(mine).values():
                         t.fill_(rank * 100 + cycle)
                 sends, recvs = schedule(cfg, graph, rank, cycle)
-                exchange(comm, sends, recvs, mine, peers)
+                share_discriminators(comm, sends, recvs, mine, peers)
                 for j in recvs:      # what arrived is neighbour j's D of this very cycle
                     assert all(bool((t == j * 100 + cycle).all()) for t in module_tensors(peers[j]).values())
                 received += len(recvs)
@@ -165,9 +165,9 @@ def _schedule_worker(rank, world, p_consider, out):
             stranger = next((j for j in range(world) if j != rank and j not in graph[rank]), None)
             if stranger is not None:
                 with pytest.raises(TrainingError, match=f"tried to reach non-neighbours \\[{stranger}\\]"):
-                    exchange(comm, [stranger], [], mine, peers)
+                    share_discriminators(comm, [stranger], [], mine, peers)
                 with pytest.raises(TrainingError, match="non-neighbours"):
-                    comm.exchange({}, {stranger: torch.empty(4)}, "a receive from a stranger")
+                    comm.send_recv({}, {stranger: torch.empty(4)}, "a receive from a stranger")
             results[kind] = {"log": sorted(set(comm.log)), "received": received, "graph": graph}
         (out / f"rank_{rank}.json").write_text(json.dumps(results))
     finally:
@@ -192,22 +192,19 @@ def test_p2p_schedule_never_deadlocks_and_only_reaches_neighbours(tmp_path, worl
 # --------------------------------------------------------------------------- end to end
 
 def _train_worker(rank, jobs):
-    """Runs (trainer, cfg) jobs in one gloo group and records every rank's p2p log."""
+    """Runs configs in one gloo group, each by its trainer, and records every rank's p2p log."""
     import torch.distributed as dist
 
+    from ddgan.comm import Comm
     from ddgan.distributed import process_group
-    from ddgan.exchange import Comm
+    from ddgan.train import trainer_for
 
     dist.init_process_group("gloo")
     try:
-        for trainer, cfg in jobs:
-            with process_group(cfg) as d:
-                comm = Comm(d.rank, d.world, cfg.comm.timeout_s)
-                if trainer == "gossip":
-                    from ddgan.gossip import train
-                else:
-                    from ddgan.fedavg import train
-                train(cfg, d, comm)
+        for cfg in jobs:
+            with process_group(cfg) as ctx:
+                comm = Comm(ctx.rank, ctx.world, cfg.comm.timeout_s)
+                trainer_for(cfg)(cfg, ctx, comm)
                 (Path(cfg.run.dir) / f"p2p_rank_{rank}.json").write_text(json.dumps(comm.log))
     finally:
         dist.destroy_process_group()
@@ -245,15 +242,15 @@ E2E_STEPS = 6
 @pytest.mark.dist
 def test_three_node_runs_fedavg_consistency_and_exact_resume(tmp_path):
     """3 nodes: gossip with each selection rule, fedavg, and resume == uninterrupted for both."""
-    jobs = [("gossip", tiny(tmp_path / sel, 3, "algo.name=gossip", f"algo.select={sel}", f"train.steps={E2E_STEPS}"))
+    jobs = [tiny(tmp_path / sel, 3, "algo.name=gossip", f"algo.select={sel}", f"train.steps={E2E_STEPS}")
             for sel in ("infogain", "uniform", "none")]
     fed = ["algo.name=fedavg", "algo.sync_every=3", "run.checkpoint_every=2", "run.keep_checkpoints=5"]
-    jobs.append(("fedavg", tiny(tmp_path / "fedavg", 3, *fed, "train.steps=6")))
+    jobs.append(tiny(tmp_path / "fedavg", 3, *fed, "train.steps=6"))
     for trainer, extra in (("gossip", ["algo.name=gossip", "algo.select=infogain"]), ("fedavg", fed)):
         base = [*extra, "train.resume=auto", "algo.p_consider=0.7"]
-        jobs += [(trainer, tiny(tmp_path / f"{trainer}_straight", 3, *base, "train.steps=9")),
-                 (trainer, tiny(tmp_path / f"{trainer}_resumed", 3, *base, "train.steps=5")),
-                 (trainer, tiny(tmp_path / f"{trainer}_resumed", 3, *base, "train.steps=9"))]
+        jobs += [tiny(tmp_path / f"{trainer}_straight", 3, *base, "train.steps=9"),
+                 tiny(tmp_path / f"{trainer}_resumed", 3, *base, "train.steps=5"),
+                 tiny(tmp_path / f"{trainer}_resumed", 3, *base, "train.steps=9")]
     spawn(_train_worker, 3, jobs, timeout=300)
     for sel in ("infogain", "uniform", "none"):
         _check_gossip_run(tmp_path / sel, 3, sel, E2E_STEPS)
@@ -282,8 +279,8 @@ def test_three_node_runs_fedavg_consistency_and_exact_resume(tmp_path):
 @pytest.mark.dist
 def test_five_node_runs_with_different_widths_on_a_sparse_graph(tmp_path):
     widths = ["model.node_g_width=[4, 4, 2, 4, 6]", "model.node_d_width=[4, 2, 4, 6, 4]"]
-    jobs = [("gossip", tiny(tmp_path / sel, 5, "algo.name=gossip", f"algo.select={sel}", "topology.kind=ring",
-                            "algo.p_consider=0.8", f"train.steps={E2E_STEPS}", *widths))
+    jobs = [tiny(tmp_path / sel, 5, "algo.name=gossip", f"algo.select={sel}", "topology.kind=ring",
+                 "algo.p_consider=0.8", f"train.steps={E2E_STEPS}", *widths)
             for sel in ("infogain", "uniform", "none")]
     spawn(_train_worker, 5, jobs, timeout=300)
     for sel in ("infogain", "uniform", "none"):

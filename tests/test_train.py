@@ -5,12 +5,13 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import flat_state, free_port, spawn
+from conftest import flat_state, free_port, spawn, train_in_one_group
 from ddgan.checkpoint import complete_checkpoints, load_rank_file
 from ddgan.config import load_config
 from ddgan.rundir import read_metrics
@@ -69,18 +70,6 @@ def test_wrong_world_size_is_a_clear_error_said_once(tmp_path):
     assert not (tmp_path / "checkpoints").exists()
 
 
-def _runs(rank, cfgs):
-    import torch.distributed as dist
-
-    from ddgan.train import run
-    dist.init_process_group("gloo")
-    try:
-        for cfg in cfgs:
-            run(cfg)
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.mark.dist
 @pytest.mark.parametrize("algo, exchange", [("f2a", "feedback"), ("gman", "params")])
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, algo, exchange):
@@ -89,7 +78,7 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, algo, ex
     straight = load_config("configs/default.yaml", [*args, "train.steps=12", f"run.dir={tmp_path / 'a'}"])
     first = load_config("configs/default.yaml", [*args, "train.steps=7", f"run.dir={tmp_path / 'b'}"])
     resumed = load_config("configs/default.yaml", [*args, "train.steps=12", f"run.dir={tmp_path / 'b'}"])
-    spawn(_runs, 2, [straight, first, resumed])
+    spawn(train_in_one_group, 2, [straight, first, resumed])
     a, b = complete_checkpoints(tmp_path / "a")[0], complete_checkpoints(tmp_path / "b")[0]
     assert a.name == b.name == "step_0000012"
     for rank in range(2):
@@ -110,7 +99,7 @@ def test_both_exchange_modes_log_the_same_losses_and_real_byte_counts(tmp_path):
     args = [*TWO_CLIENTS, *SMALL, "algo.name=f2u", "train.steps=6", "run.log_every=3"]
     cfgs = [load_config("configs/default.yaml", [*args, f"comm.exchange={mode}", f"run.dir={tmp_path / mode}"])
             for mode in ("feedback", "params")]
-    spawn(_runs, 2, cfgs)
+    spawn(train_in_one_group, 2, cfgs)
     fb, pm = read_metrics(tmp_path / "feedback"), read_metrics(tmp_path / "params")
     for a, b in zip(fb, pm):
         np.testing.assert_allclose(a["d_loss"], b["d_loss"], rtol=1e-4)
@@ -118,3 +107,49 @@ def test_both_exchange_modes_log_the_same_losses_and_real_byte_counts(tmp_path):
     # from the second interval on, every rank has sent something; params mode sends D itself
     assert all(v > 0 for v in fb[1]["bytes_sent"] + pm[1]["bytes_sent"])
     assert min(pm[1]["bytes_sent"]) > max(fb[1]["bytes_sent"][1:])
+
+
+HOST_READS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
+
+
+def _host_reads_by_ddgan(monkeypatch, cfg) -> int:
+    """Run ``cfg`` in this process (a world of one) and count the calls from ddgan's own code that
+    read a tensor on the host (each one a stall of a GPU's stream)."""
+    import inspect
+
+    from ddgan.train import run
+    count = 0
+    package = str(Path(__file__).resolve().parents[1] / "ddgan")
+
+    def counting(name):
+        original = getattr(torch.Tensor, name)
+
+        def wrapper(self, *args, **kwargs):
+            nonlocal count
+            if inspect.currentframe().f_back.f_code.co_filename.startswith(package):
+                count += 1
+            return original(self, *args, **kwargs)
+        return wrapper
+
+    with monkeypatch.context() as patch:
+        for name in HOST_READS:
+            patch.setattr(torch.Tensor, name, counting(name))
+        run(cfg)
+    return count
+
+
+@pytest.mark.parametrize("extra", [
+    ["algo.name=f2a", "comm.exchange=feedback"],
+    ["algo.name=f2a", "comm.exchange=params", "algo.lambda_objective=discriminator"],
+    ["algo.name=f2u_balanced", "comm.exchange=feedback"],
+])
+def test_a_steady_state_step_reads_nothing_on_the_host(tmp_path, monkeypatch, extra):
+    """A run of 12 steps reads as often as one of 6: every read belongs to the start, the one log
+    record, grid and checkpoint at the end, not to the steps in between."""
+    args = ["partition.clients=1", "partition.scheme=iid", *SMALL, *extra, "run.log_every=1000",
+            "run.sample_every=1000", "run.checkpoint_every=1000", "run.stop_check_every=1000"]
+    reads = [_host_reads_by_ddgan(monkeypatch, load_config(None, [*args, f"train.steps={steps}",
+                                                                  f"run.dir={tmp_path / str(steps)}"]))
+             for steps in (6, 12)]
+    assert reads[0] > 0                      # the counter sees ddgan's reads (e.g. the log record's)
+    assert reads[1] == reads[0]

@@ -24,6 +24,7 @@ from ddgan.cli import run_cli
 from ddgan.config import config_from_dict
 from ddgan.datasets import open_source
 from ddgan.errors import CheckpointError
+from ddgan.layout import Layout
 from ddgan.eval import classifier, metrics, plots, report, svm
 from ddgan.roles import build_discriminator
 from ddgan.rundir import read_metrics, save_grid
@@ -73,11 +74,11 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
         train_x, train_y = classifier.real_split(cfg.data, train=True, limit=svm_train, seed=seed)
         test_x, test_y = real_x[:svm_test], real_y[:svm_test]
         errors = {}
-        for rank in range(world):
-            widths = cfg.model.node_d_width
-            D = build_discriminator(cfg, rank, torch.device("cpu"), widths[rank] if widths else None)
-            D.load_state_dict(load_rank_file(where, rank, manifest)["client"]["D"])
-            errors[str(rank)] = round(svm.svm_test_error(D, train_x, train_y, test_x, test_y, seed), 5)
+        layout = Layout(world) if per_node else Layout.of(cfg)
+        for k in range(layout.clients):
+            D = build_discriminator(cfg, k, torch.device("cpu"))
+            D.load_state_dict(load_rank_file(where, layout.rank_of(k), manifest)["client"]["D"])
+            errors[str(k)] = round(svm.svm_test_error(D, train_x, train_y, test_x, test_y, seed), 5)
         result["svm"] = {"train": len(train_y), "test": len(test_y), "test_error": errors}
     figures = plots.training_curves(read_metrics(run), out) if (run / "metrics.jsonl").exists() else []
     for node, m in generators.items():

@@ -78,15 +78,15 @@ def train(data: DataConfig, seed: int = 0, epochs: int | None = None, log=print)
     epochs = epochs or EPOCHS.get(data.name, 8)
     # a cosine-decaying rate: the last epochs settle into a minimum instead of bouncing around it
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    gen = torch.Generator().manual_seed(seed)
+    rng = torch.Generator().manual_seed(seed)
     labels = torch.as_tensor(y)
     for epoch in range(epochs):
         model.train()
-        order = torch.randperm(len(x), generator=gen)
+        order = torch.randperm(len(x), generator=rng)
         for start in range(0, len(x), 128):
             idx = order[start:start + 128]
             # small random shifts: the classifier must not depend on pixel-exact strokes
-            batch = torch.roll(x[idx], shifts=tuple(torch.randint(-1, 2, (2,), generator=gen).tolist()), dims=(2, 3))
+            batch = torch.roll(x[idx], shifts=tuple(torch.randint(-1, 2, (2,), generator=rng).tolist()), dims=(2, 3))
             loss = nn.functional.cross_entropy(model(batch), labels[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -149,7 +149,7 @@ class Comm:
         return self._in_place(f"all_reduce of {what}", sent, tensor, lambda t: dist.all_reduce(t, op=op))
 
     # ------------------------------------------------------------------ point to point
-    def exchange(self, sends: dict[int, Tensor], recvs: dict[int, Tensor], what: str) -> None:
+    def send_recv(self, sends: dict[int, Tensor], recvs: dict[int, Tensor], what: str) -> None:
         """Point to point: send ``sends[peer]`` and receive into ``recvs[peer]`` in one batch.
 
         ``batch_isend_irecv`` posts every transfer before waiting on any, so no ordering of the
@@ -171,3 +171,23 @@ class Comm:
                 req.wait()
 
         self._run(f"point-to-point {what}", sent, run)
+
+    def send_recv_tensors(self, sends: dict[int, Sequence[Tensor]], recvs: dict[int, Sequence[Tensor]],
+                          what: str) -> dict[int, list[Tensor]]:
+        """Point to point: each peer of ``sends`` gets its tensors as one packed message; from each
+        peer of ``recvs`` one message arrives, unpacked into tensors shaped like ``recvs[peer]``
+        (returned as views of the receive buffer; nothing is copied into ``recvs``)."""
+        packed: dict[int, Tensor] = {}      # one message per list, however many peers it goes to
+        for tensors in sends.values():
+            if id(tensors) not in packed:
+                packed[id(tensors)] = pack(tensors)
+        buffers = {peer: torch.empty_like(pack(like)) for peer, like in recvs.items()}
+        self.send_recv({peer: packed[id(tensors)] for peer, tensors in sends.items()}, buffers, what)
+        return {peer: unpack(buffers[peer], recvs[peer]) for peer in recvs}
+
+
+@torch.no_grad()
+def copy_into(targets: Sequence[Tensor], sources: Sequence[Tensor]) -> None:
+    """Overwrite each target with its source, in place (a module's tensors with received ones)."""
+    for target, source in zip(targets, sources, strict=True):
+        target.copy_(source)
