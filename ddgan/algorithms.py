@@ -20,7 +20,7 @@ class Algorithm:
     name: str
     trainer: str                     # "forgiver" (one G, K discriminators), "gossip" or "fedavg"
     rule: Callable | None = None     # forgiver trainer: the generator rule
-    has_lambda: bool = False         # the rule has a temperature lambda
+    lambda_objectives: tuple[str, ...] = ()   # what its temperature lambda may descend (first: when not f2a's choice)
     compares_samples: bool = False   # the rule compares the clients' scores of each sample
     summary: str = ""
 
@@ -28,12 +28,12 @@ class Algorithm:
 ALGORITHMS: dict[str, Algorithm] = {a.name: a for a in (
     Algorithm("f2u", "forgiver", aggregate.f2u, compares_samples=True,
               summary="fool the most forgiving D per sample"),
-    Algorithm("f2a", "forgiver", aggregate.f2a, has_lambda=True, compares_samples=True,
+    Algorithm("f2a", "forgiver", aggregate.f2a, lambda_objectives=("discriminator", "generator"), compares_samples=True,
               summary="fool the softmax(lambda * realness)-weighted mix of the Ds"),
     Algorithm("f2u_balanced", "forgiver", aggregate.f2u_balanced, compares_samples=True,
               summary="F2U with a balanced sample-to-client assignment (ours)"),
     Algorithm("mean", "forgiver", aggregate.mean, summary="average of the clients' G losses (MD-GAN)"),
-    Algorithm("gman", "forgiver", aggregate.gman, has_lambda=True,
+    Algorithm("gman", "forgiver", aggregate.gman, lambda_objectives=("generator",),
               summary="GMAN*: softmax-weighted mean of the clients' G losses"),
     Algorithm("centralized", "forgiver", aggregate.mean, summary="one client holding all data"),
     Algorithm("gossip", "gossip", summary="per-node GANs on a graph, neighbour D chosen by info gain"),
@@ -45,8 +45,10 @@ LAMBDA_OBJECTIVES = ("generator", "discriminator")
 
 
 def lambda_objective(cfg: "Config") -> str | None:
-    """What the rule's lambda descends: "generator" (G's loss), "discriminator" (D_agg's loss,
-    f2a only; see :mod:`ddgan.temperature`), or None when lambda stays fixed or the rule has none."""
-    if not (ALGORITHMS[cfg.algo.name].has_lambda and cfg.algo.learn_lambda):
+    """What the rule's lambda descends: "discriminator" (D_agg's loss, f2a only; see
+    :mod:`ddgan.temperature`) or "generator" (G's loss), as ``algo.lambda_objective`` says where the
+    rule offers it; None when lambda stays fixed or the rule has none."""
+    offered = ALGORITHMS[cfg.algo.name].lambda_objectives
+    if not (offered and cfg.algo.learn_lambda):
         return None
-    return cfg.algo.lambda_objective
+    return cfg.algo.lambda_objective if cfg.algo.lambda_objective in offered else offered[0]

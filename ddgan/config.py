@@ -143,10 +143,10 @@ class AlgoConfig:
     """f2a: initial temperature lambda >= 0 of the softmax over the clients' realness scores."""
     learn_lambda: bool = True
     """f2a / gman: update lambda by gradient descent on ``lambda_objective`` (false: keep lambda_init)."""
-    lambda_objective: str = "generator"
-    """f2a: what lambda descends: generator (G's loss on D_agg) or discriminator (D_agg's loss as a
-    discriminator of the clients' real data against G's samples; every client then receives every
-    D). gman: generator only. See README, "F2A's lambda"."""
+    lambda_objective: str = "discriminator"
+    """f2a: what lambda descends: discriminator (D_agg's loss as a discriminator of the clients'
+    real data against G's samples; every client then receives every D) or generator (G's loss on
+    D_agg). gman's lambda always descends G's objective (GMAN*). See README, "F2A's lambda"."""
     lambda_lr: float = 0.01
     """f2a / gman: Adam learning rate of lambda."""
     lambda_max: float = 100.0
@@ -189,9 +189,6 @@ class AlgoConfig:
             err("lambda_max", self.lambda_max, "must be >= lambda_init")
         if self.lambda_objective not in LAMBDA_OBJECTIVES:
             err("lambda_objective", self.lambda_objective, f"choose {' or '.join(LAMBDA_OBJECTIVES)}")
-        if self.lambda_objective == "discriminator" and self.name != "f2a":
-            err("lambda_objective", self.lambda_objective, f"the discriminator-side objective is F2A's "
-                f"(D_agg as a discriminator); {self.name} supports generator only")
         if self.lambda_lr < 0:
             err("lambda_lr", self.lambda_lr, "must be >= 0")
         if self.tau <= 0:

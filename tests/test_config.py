@@ -51,8 +51,6 @@ def test_overrides_are_typed_yaml_values():
     ({"model": {"d_norm": "instance"}}, None, "model.d_norm = 'instance': choose one of none, batch, spectral, layer"),
     ({"model": {"d_batchnorm": True, "d_norm": "none"}}, None,
      "model.d_batchnorm is deprecated and model.d_norm is set too; keep only model.d_norm"),
-    ({"algo": {"name": "gman", "lambda_objective": "discriminator"}}, None,
-     "algo.lambda_objective = 'discriminator': the discriminator-side objective is F2A's"),
     ({"algo": {"lambda_objective": "both"}}, None, "algo.lambda_objective = 'both': choose generator or discriminator"),
     ({}, "train.stesp=3", "command line: unknown key 'train.stesp'; did you mean 'train.steps'?"),
     ({}, "train.steps=-3", "command line: train.steps = -3: must be >= 1"),
