@@ -36,3 +36,12 @@ def run_cli(parse: Callable[[], argparse.Namespace], body: Callable[[argparse.Na
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return exc.exit_code
+
+
+def print_for_config(prog: str, description: str, show: Callable, argv: list[str] | None = None) -> int:
+    """A CLI that loads a config from the command line and prints ``show(config)``."""
+    def body(args: argparse.Namespace) -> int:
+        print(show(args.config))
+        return 0
+
+    return run_cli(lambda: parse_args(prog, description, argv), body)

@@ -7,8 +7,9 @@ times itself. When a peer dies or a collective exceeds ``comm.timeout_s``, it ra
 missing ranks. Every method that runs a collective must be called by every rank in the same order.
 
 Byte accounting is the payload each rank hands to the network, independent of the algorithm
-the backend uses: broadcast - the source sends (K-1) copies; all_gather - each rank sends its
-part to K-1 peers; reduce - each non-destination rank sends its tensor once; send - its size.
+the backend uses: broadcast and scatter - the source sends (K-1) parts; all_gather - each rank
+sends its part to K-1 peers; gather and reduce - each non-destination rank sends its tensor once;
+send - its size.
 """
 from __future__ import annotations
 
@@ -136,6 +137,25 @@ class Comm:
         sent = flat.numel() * flat.element_size() * (self.world - 1)
         self._run(f"all_gather of {what}", sent, lambda: dist.all_gather_single(out, flat))
         return out.view(self.world, *tensor.shape).to(tensor.device)
+
+    def gather(self, tensor: Tensor, dst: int, what: str) -> Tensor | None:
+        """Collective: every rank's ``tensor`` (same shape everywhere), stacked in rank order on
+        ``dst`` only (None elsewhere): unlike all_gather, no rank sees another's."""
+        device = tensor.device if self.device.type == "cpu" else self.device
+        flat = tensor.contiguous().reshape(-1).to(device)
+        out = [torch.empty_like(flat) for _ in range(self.world)] if self.rank == dst else None
+        sent = flat.numel() * flat.element_size() if self.rank != dst else 0
+        self._run(f"gather of {what}", sent, lambda: dist.gather(flat, out, dst))
+        return torch.stack(out).view(self.world, *tensor.shape).to(tensor.device) if out is not None else None
+
+    def scatter(self, rows: Tensor | None, like: Tensor, src: int, what: str) -> Tensor:
+        """Collective: row r of ``rows`` (on ``src``; world x ``like``'s shape) lands on rank r."""
+        device = like.device if self.device.type == "cpu" else self.device
+        out = torch.empty(like.numel(), dtype=like.dtype, device=device)
+        parts = list(rows.reshape(self.world, -1).to(device).unbind()) if self.rank == src else None
+        sent = out.numel() * out.element_size() * (self.world - 1) if self.rank == src else 0
+        self._run(f"scatter of {what}", sent, lambda: dist.scatter(out, parts, src))
+        return out.view(like.shape).to(like.device)
 
     def reduce_sum(self, tensor: Tensor, dst: int, what: str) -> Tensor:
         """Collective: the sum over ranks of ``tensor`` lands in place on ``dst``."""

@@ -279,6 +279,9 @@ class CommConfig:
     params = clients send their discriminators' parameters to the generator rank."""
     timeout_s: float = 300.0
     """A collective that does not complete in this many seconds fails the run with a message."""
+    robust: bool = False
+    """feedback only: the robust exchange - hidden canaries and probes, per-client suspicion, a named
+    client's voice removed, gradients bounded (the defence section; README, "Dishonest clients")."""
 
     def check(self, err) -> None:
         if self.backend not in ("auto", "gloo", "nccl"):
@@ -338,6 +341,35 @@ class TopologyConfig:
 
 
 @dataclass
+class DefenceConfig:
+    """The robust exchange's checks (comm.robust; ddgan/robust.py)."""
+
+    canaries: int = 4
+    """Scrambled generated images hidden in every batch; a client that calls them real is suspect."""
+    probes: int = 2
+    """Probe triples (x, x + eps u, x - eps u) per batch; a client whose gradient disagrees with its
+    own central difference is suspect."""
+    clip: float = 5.0
+    """A gradient row may be at most clip x the median steepness x its coefficient."""
+    threshold: float = 0.5
+    """Suspicion (exponential average of the evidence, 0..1) above which a client is named."""
+    warmup: int = 50
+    """Steps before anyone can be named (the discriminators first learn what is fake)."""
+    seed: int = -1
+    """The generator rank's secret stream of positions and directions; -1 = the OS's randomness.
+    A fixed seed makes runs reproducible; never give it to the clients."""
+
+    def check(self, err) -> None:
+        for name in ("canaries", "probes", "warmup"):
+            if getattr(self, name) < 0:
+                err(name, getattr(self, name), "must be >= 0")
+        if not self.clip > 0:
+            err("clip", self.clip, "must be > 0")
+        if not 0 < self.threshold < 1:
+            err("threshold", self.threshold, "must be in (0, 1)")
+
+
+@dataclass
 class AttackConfig:
     """A dishonest client, to test and measure the defences (README, "Dishonest clients")."""
 
@@ -371,6 +403,7 @@ class Config:
     comm: CommConfig = field(default_factory=CommConfig)
     run: RunConfig = field(default_factory=RunConfig)
     topology: TopologyConfig = field(default_factory=TopologyConfig)
+    defence: DefenceConfig = field(default_factory=DefenceConfig)
     attack: AttackConfig = field(default_factory=AttackConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -496,6 +529,11 @@ def _check_across_sections(cfg: Config, sources: dict[str, str]) -> None:
     if cfg.train.generator_rank != "shared" and trainer != "forgiver":
         err("train.generator_rank", cfg.train.generator_rank, f"{cfg.algo.name} has a generator per node; "
             "a generator rank belongs to the forgiver-first algorithms")
+    if cfg.comm.robust and (trainer != "forgiver" or cfg.comm.exchange != "feedback"):
+        err("comm.robust", cfg.comm.robust, "the robust exchange is a form of the feedback exchange of the "
+            "forgiver-first algorithms (comm.exchange=feedback)")
+    if cfg.comm.robust and cfg.train.pipeline:
+        err("comm.robust", cfg.comm.robust, "the robust exchange does not run pipelined (train.pipeline=false)")
     if cfg.attack.kind != "none":
         if trainer != "forgiver" or cfg.comm.exchange != "feedback":
             err("attack.kind", cfg.attack.kind, "attacks act on what a client sends in the feedback exchange "

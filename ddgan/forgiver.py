@@ -37,6 +37,7 @@ from ddgan.health import Health
 from ddgan.layout import GENERATOR_RANK, Layout
 from ddgan.models import BATCH_DEPENDENT_NORMS
 from ddgan.preemption import StopRequest
+from ddgan.robust import Defence, Plan, by_robust, checks
 from ddgan.roles import DTYPES, Client, Drawn, GeneratorSide, build_discriminator, load_role_state, role_state
 from ddgan.shard import client_shards, load_shard
 from ddgan.temperature import distributed_lambda_grad
@@ -61,18 +62,23 @@ class Batch:
     x: Tensor
     lam: Tensor
     drawn: Drawn | None
+    plan: Plan | None = None      # robust: where the checks hide in x (generator rank)
 
 
-def share_batch(comm: Comm, drawn: Drawn | None, lam: Tensor | None, shape: tuple[int, ...],
-                like: Tensor) -> Batch:
-    """Collective (broadcast): the generated batch and the lambda it is judged with, from rank 0."""
-    numel = int(torch.Size(shape).numel())
+def share_batch(comm: Comm, drawn: Drawn | None, lam: Tensor | None, shape: tuple[int, ...], like: Tensor,
+                defence: Defence | None = None) -> Batch:
+    """Collective (broadcast): the generated batch (robust: with its hidden checks) and the lambda it
+    is judged with, from rank 0."""
+    numel, plan = int(torch.Size(shape).numel()), None
     if drawn is not None:
-        payload = torch.cat([drawn.x.detach().reshape(-1), lam.detach().reshape(1)])
+        x = drawn.x.detach()
+        if defence is not None:
+            x, plan = defence.compose(x)
+        payload = torch.cat([x.reshape(-1), lam.detach().reshape(1)])
     else:
         payload = torch.empty(numel + 1, dtype=like.dtype, device=like.device)
     comm.broadcast(payload, GENERATOR_RANK, "generated batch")
-    return Batch(payload[:numel].view(shape), payload[numel], drawn)
+    return Batch(payload[:numel].view(shape), payload[numel], drawn, plan)
 
 
 def swap_discriminators(comm: Comm, layout: Layout, client: Client | None, step: int, seed: int) -> None:
@@ -147,9 +153,11 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
     # a rank without a client still needs D's shapes for the params exchange
     D = client.D if client is not None else build_discriminator(cfg, 0, ctx.device)
     shares = client_shares(cfg, [len(s) for s in shards], dtype).to(ctx.device)
-    start, in_flight = _resume(run, cfg, comm, client, generator)
+    defence = Defence(cfg, layout.clients, generator.G) if cfg.comm.robust and generator is not None else None
+    start, in_flight = _resume(run, cfg, comm, client, generator, defence)
     _warn_if_batch_dependent(cfg, ctx.is_main)
-    shape, like = (cfg.train.batch_size, *D.spec.image_shape), torch.empty(0, dtype=dtype, device=ctx.device)
+    shape = (cfg.train.batch_size + checks(cfg), *D.spec.image_shape)
+    like = torch.empty(0, dtype=dtype, device=ctx.device)
     attack = Attack.of(cfg, me)
     log, interval, health = rundir.MetricsLog(run, ctx.is_main), Interval(layout.clients), Health(layout.clients, ctx.device)
     stop, step, record, since = StopRequest(run, cfg.run.stop_check_every, ctx.is_main), start, {}, (start, 0, 0.0)
@@ -164,12 +172,15 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
         drawn = generator.draw(cfg.train.batch_size, stash=cfg.train.pipeline) if generator is not None else None
         lam_now = generator.lam if generator is not None else None
         if not cfg.train.pipeline:
-            batch = share_batch(comm, drawn, lam_now, shape, like)
+            batch = share_batch(comm, drawn, lam_now, shape, like, defence)
         # -- 2. D step: each client trains its own D_k on private data and the shared fakes
         d_loss = client.d_step(batch.x) if client is not None else like.new_zeros(())
         # -- 3. verdicts: the clients' judgement of the batch reaches rank 0 by the exchange mode
         inputs = rule_inputs(cfg, batch.lam.clone().requires_grad_(objective == "generator"), shares)
-        if cfg.comm.exchange == "feedback":
+        if cfg.comm.robust:
+            verdict = by_robust(comm, layout, client and client.D, batch.x, d_loss, algo.rule, inputs, attack,
+                                defence, batch.plan)
+        elif cfg.comm.exchange == "feedback":
             verdict = by_feedback(comm, layout, client and client.D, batch.x, d_loss, algo.rule, inputs, attack)
         else:
             verdict = by_params(comm, layout, D, batch.drawn and batch.drawn.x, d_loss, algo.rule, inputs)
@@ -185,6 +196,8 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
             generator.step(judged.drawn, grad_x=verdict.grad_x, lam_grad=lam_grad,
                            loss=verdict.g_loss if cfg.comm.exchange == "params" else None)
             interval.add(verdict, judged.lam)
+        if defence is not None:
+            defence.name_suspects(step)
         # -- 5. MD-GAN swap
         if cfg.algo.swap_every and step % cfg.algo.swap_every == 0:
             swap_discriminators(comm, layout, client, step, cfg.train.seed)
@@ -194,7 +207,7 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
             health.check()
             moved, since = traffic(comm, since, step), (step, comm.bytes_sent, comm.seconds)
             if generator is not None:
-                record = {**interval.record(step), **moved}
+                record = {**interval.record(step), **moved, **({"named": defence.named} if defence else {})}
                 log.write(record)
                 print(rundir.progress_line(step, cfg.train.steps, record["steps_per_s"], {
                     "d_loss": sum(record["d_loss"]) / layout.clients, "g_loss": record["g_loss"],
@@ -202,6 +215,7 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
         if generator is not None and (step % cfg.run.sample_every == 0 or last):
             rundir.save_grid(generator.samples(), run / "samples" / f"step_{step:07d}.png")
         pending = {"in_flight": _flight_state(batch)} if cfg.train.pipeline and generator is not None else {}
+        pending.update({"defence": defence.state_dict()} if defence is not None else {})
         if checkpoint.at_step_end(run, cfg, comm, stop, step, lambda: role_state(step, client, generator, **pending),
                                   health.check):
             break
@@ -224,14 +238,16 @@ def _flight_state(batch: Batch) -> dict:
     return {"z": batch.drawn.z, "stash": {k: v.detach() for k, v in batch.drawn.stash.items()}, "lam": batch.lam}
 
 
-def _resume(run, cfg: Config, comm: Comm, client: Client | None, generator: GeneratorSide | None
-            ) -> tuple[int, tuple[Drawn, Tensor] | None]:
+def _resume(run, cfg: Config, comm: Comm, client: Client | None, generator: GeneratorSide | None,
+            defence: Defence | None) -> tuple[int, tuple[Drawn, Tensor] | None]:
     """Collective: restore every role from the newest complete checkpoint; the step to continue
     after, and (pipeline, generator rank) the batch in flight then with its lambda."""
     state = checkpoint.resume_or_start(run, cfg, comm)
     if state is None:
         return 0, None
     step = load_role_state(state, client, generator)
+    if defence is not None:
+        defence.load_state_dict(state["defence"])
     flight = state.get("in_flight")
     if generator is None or flight is None:
         return step, None

@@ -62,13 +62,9 @@ def world_size(cfg: "Config") -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ddgan.cli import parse_args, run_cli
+    from ddgan.cli import print_for_config
 
-    def body(args) -> int:
-        print(world_size(args.config))
-        return 0
-
-    return run_cli(lambda: parse_args("ddgan.layout", "Print how many ranks a config needs.", argv), body)
+    return print_for_config("ddgan.layout", "Print how many ranks a config needs.", world_size, argv)
 
 
 if __name__ == "__main__":

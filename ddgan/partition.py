@@ -132,13 +132,9 @@ def describe(cfg: Config) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ddgan.cli import parse_args, run_cli
+    from ddgan.cli import print_for_config
 
-    def body(args) -> int:
-        print(describe(args.config))
-        return 0
-
-    return run_cli(lambda: parse_args("ddgan.partition", "Print how a config splits the data between clients.", argv), body)
+    return print_for_config("ddgan.partition", "Print how a config splits the data between clients.", describe, argv)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
-# Sourced by launch/cpu.sh and launch/gpu.sh: one torchrun rank per client on this machine.
+# Sourced by launch/cpu.sh and launch/gpu.sh: one torchrun rank per client on this machine (plus
+# one for a dedicated generator rank, train.generator_rank=dedicated).
 #   local_train DEVICE BACKEND CONFIG [overrides...]
-# partition.clients (after overrides) sets the number of ranks; the run directory's newest sample
-# grid and metrics are printed at the end.
+# The config (after overrides) sets the number of ranks (python -m ddgan.layout prints it); the run
+# directory's newest sample grid and metrics are printed at the end.
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 resolved() {   # resolved KEY CONFIG [overrides...]: one field of the resolved config, or a one-line error
@@ -19,13 +20,13 @@ PY
 local_train() {
     local device="$1" backend="$2" config="$3"; shift 3
     local nproc run_dir
-    nproc="$(resolved partition.clients "$config" "$@")" || exit 2
+    nproc="$(python -m ddgan.layout --config "$config" "$@")" || exit 2
     run_dir="$(resolved run.dir "$config" "$@")" || exit 2
     if [ "$device" = cuda ]; then
         local gpus
         gpus="$(python -c 'import torch; print(torch.cuda.device_count())')"
         if [ "$gpus" -lt "$nproc" ]; then
-            echo "error: partition.clients = $nproc needs $nproc GPUs (one client per GPU); this machine has $gpus" >&2
+            echo "error: this config needs $nproc ranks, one per GPU; this machine has $gpus GPUs" >&2
             exit 2
         fi
     else

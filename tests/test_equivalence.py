@@ -86,3 +86,20 @@ def test_dedicated_generator_rank_and_pipeline_equal_their_references(tmp_path):
         sync.step()
     piped = load_rank_file(complete_checkpoints(tmp_path / "f2u-feedback-True")[0], 0)["generator"]["G"]
     assert max(_rel(piped[k], v) for k, v in sync.generator.G.state_dict().items() if v.is_floating_point()) > 1e-3
+
+
+@pytest.mark.dist
+def test_robust_exchange_with_honest_clients_equals_the_reference(tmp_path):
+    """With nothing hidden in the batch, the robust exchange (gather, scatter, gather, bounded
+    gradients) gives the plain feedback update to 1e-5: honest gradients are never cut."""
+    runs = []
+    for algo in ("f2u", "f2u_balanced", "f2a", "mean", "gman"):
+        sim = Simulation(small_config(tmp_path / "ref", 3, algo, "feedback"))
+        for _ in range(STEPS):
+            sim.step()
+        cfg = small_config(tmp_path / f"robust-{algo}", 3, algo, "feedback",
+                           ("comm.robust=true", "defence.canaries=0", "defence.probes=0"))
+        runs.append((cfg, sim, f"{algo} robust"))
+    spawn(train_in_one_group, 3, [cfg for cfg, _, _ in runs])
+    for cfg, sim, label in runs:
+        _assert_same_models(complete_checkpoints(cfg.run.dir)[0], sim, label)

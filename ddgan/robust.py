@@ -1,0 +1,221 @@
+"""The robust exchange (``comm.robust: true``): a dishonest client can neither capture nor poison G.
+
+F2U trusts every client's word, and the plain feedback exchange lets the generator rank see only
+the sum of the clients' gradients. Here the generator rank is the only one that sees scores and
+gradients, and it checks them:
+
+1. **Hidden checks in the batch.** The broadcast batch holds, at positions only the generator rank
+   knows, ``defence.canaries`` *canaries* (generated samples with their pixels scrambled: no honest
+   D trained against G calls them real, and every client trains on them as fakes like the rest)
+   and ``defence.probes`` *probes*: a fresh sample x_p and x_p +- eps u for a random unit direction
+   u. A client's scores go to the generator rank alone (a gather); the rule runs there; each client
+   receives only its own coefficients (a scatter) and returns its gradient w.r.t. the batch (a
+   gather), with coefficient 1 on every probe centre. An honest client's gradient at x_p along u
+   matches its own central difference (s(x_p + eps u) - s(x_p - eps u)) / 2 eps.
+2. **Suspicion.** Per client and step, the evidence is the larger of the fraction of canaries it
+   finds realer, by more than 1/2, than the median of the other clients does, and the fraction of
+   probes whose ratio of central difference to gradient lies outside [1/2, 2] (a constant or
+   random score fails it as surely as a scaled or flipped gradient); the suspicion is its
+   exponential average (memory 0.9, about ten steps). It is logged (``suspicion`` in metrics.jsonl). After ``defence.warmup`` steps a client
+   whose suspicion exceeds ``defence.threshold`` is *named*: one log line says who, when and why,
+   and from then on its scores leave the rule and its gradients are discarded (``named`` in
+   metrics.jsonl). The generator rank looks every ``CHECK_EVERY`` steps (one host read).
+3. **Gradient bound.** Every gradient row g_ki (client k, sample i) is divided by the coefficient
+   c_ki it was asked for; the median of these norms over the active clients bounds each row at
+   ``defence.clip`` x median x |c_ki|. A client that scales its gradient by 100 moves G no more
+   than a client ``clip`` times steeper than the typical one.
+
+Cost: ``canaries + 3 probes`` more images per batch (every client's D step and scoring; 10 of 74
+by default), and per step the generator rank receives K score rows and K gradient batches
+separately (a gather instead of a reduce: the same bytes per client, K times the received bytes
+at the generator rank), plus one scatter of K x N coefficients. The canary positions and probe
+directions come from a stream only the generator rank knows (``defence.seed``, or the OS's
+randomness); a client that learned to spot scrambled images or near-duplicate triples could
+answer them honestly while lying elsewhere: the checks raise the bar, they do not prove honesty.
+Needs a discriminator whose score of a sample depends on that sample alone (not d_norm batch).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable
+
+import torch
+from torch import Tensor
+
+from ddgan.aggregate import RuleInputs
+from ddgan.attacks import Attack
+from ddgan.comm import Comm
+from ddgan.layout import GENERATOR_RANK, Layout
+from ddgan.losses import realness
+from ddgan.models import frozen_forward
+from ddgan.verdicts import Verdict
+
+if TYPE_CHECKING:
+    from ddgan.config import Config
+
+MEMORY = 0.9          # suspicion's exponential average keeps 0.9 of yesterday: about ten steps
+CHECK_EVERY = 10      # steps between the generator rank's host reads of the suspicion
+PROBE_EPS = 1.0       # L2 norm of a probe's step (an image's norm is about 20 on MNIST)
+PROBE_BAND = (0.5, 2.0)
+CANARY_MARGIN = 0.5   # realness above the peers' median that makes a canary answer a lie
+
+
+@dataclass
+class Plan:
+    """Where the checks sit in one broadcast batch (generator rank only). Items in order: B generated,
+    C canaries, P probe centres, P centres + eps u, P centres - eps u; ``perm[i]`` is item i's position."""
+
+    perm: Tensor
+    generated: int
+    canaries: int
+    probes: int
+    u: Tensor                          # P x C x H x W unit directions
+
+    def items(self, rows: Tensor) -> Tensor:
+        """Per-client rows (K x N x ...) from batch order to item order."""
+        return rows[:, self.perm]
+
+    def split(self, items: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        b, c, p = self.generated, self.canaries, self.probes
+        cuts = [b, c, p, p, p]
+        return tuple(items.split(cuts, dim=1))
+
+
+def checks(cfg: "Config") -> int:
+    """Images the robust exchange adds to every batch."""
+    return cfg.defence.canaries + 3 * cfg.defence.probes if cfg.comm.robust else 0
+
+
+class Defence:
+    """The generator rank's side: the secret stream, the checks, the suspicion and who is named."""
+
+    def __init__(self, cfg: "Config", clients: int, G: torch.nn.Module):
+        self.cfg, self.k, self.G = cfg.defence, clients, G
+        seed = cfg.defence.seed if cfg.defence.seed >= 0 else int.from_bytes(os.urandom(8), "little") >> 1
+        self.rng = torch.Generator().manual_seed(seed)
+        self.suspicion = torch.zeros(clients, dtype=torch.float64, device=next(G.parameters()).device)
+        self.named: dict[int, int] = {}            # client -> the step it was named at
+
+    @property
+    def active(self) -> list[int]:
+        return [k for k in range(self.k) if k not in self.named]
+
+    def compose(self, x: Tensor) -> tuple[Tensor, Plan]:
+        """The broadcast batch: the generated ``x`` with canaries and probes hidden in it."""
+        b, c, p = x.shape[0], self.cfg.canaries, self.cfg.probes
+        pixels = x[0].numel()
+        with torch.no_grad():
+            picks = torch.randint(b, (c,), generator=self.rng)
+            scrambled = torch.stack([x[i].reshape(-1)[torch.randperm(pixels, generator=self.rng).to(x.device)]
+                                     for i in picks.tolist()]).view(c, *x.shape[1:]) if c else x[:0]
+            z = torch.randn(p, self.G.spec.z_dim, generator=self.rng, dtype=torch.float32).to(x)
+            centres = frozen_forward(self.G, z) if p else x[:0]
+            u = torch.randn(p, *x.shape[1:], generator=self.rng, dtype=torch.float32).to(x)
+            u = u / u.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
+            items = torch.cat([x.detach(), scrambled, centres, centres + PROBE_EPS * u, centres - PROBE_EPS * u])
+        perm = torch.randperm(len(items), generator=self.rng).to(x.device)
+        batch = torch.empty_like(items)
+        batch[perm] = items
+        return batch, Plan(perm, b, c, p, u)
+
+    def observe(self, loss: str, plan: Plan, scores: Tensor, grads: Tensor) -> None:
+        """No host read: fold this step's evidence (K x N scores, K x N x image gradients, item order)
+        into the suspicion."""
+        _, canary, _, plus, minus = plan.split(scores)
+        evidence = torch.zeros_like(self.suspicion)
+        if plan.canaries and len(self.active) > 1:
+            r = realness(loss, canary)
+            # the median of the other active clients: a weak honest D may find canaries half real,
+            # but not much realer than its peers do
+            peers = torch.stack([r[[j for j in self.active if j != k]].median(0).values for k in range(self.k)])
+            evidence = (r - peers > CANARY_MARGIN).double().mean(1)
+        if plan.probes:
+            start = plan.generated + plan.canaries
+            g_centre = grads[:, start:start + plan.probes].flatten(2)                    # K x P x pixels
+            along = (g_centre * plan.u.flatten(1)[None]).sum(-1)                        # K x P
+            ratio = (plus - minus) / (2 * PROBE_EPS) / along
+            off = ~((ratio > PROBE_BAND[0]) & (ratio < PROBE_BAND[1]))                  # NaN and inf are off too
+            evidence = torch.maximum(evidence, off.double().mean(1))
+        self.suspicion = MEMORY * self.suspicion + (1 - MEMORY) * evidence
+
+    def name_suspects(self, step: int) -> None:
+        """Host read, every CHECK_EVERY steps after the warm-up: name the clients above the threshold."""
+        if step <= self.cfg.warmup or step % CHECK_EVERY:
+            return
+        for k, level in enumerate(self.suspicion.tolist()):
+            if k not in self.named and level > self.cfg.threshold and len(self.active) > 1:
+                self.named[k] = step
+                print(f"defence: step {step}: client {k} named (suspicion {level:.2f} > defence.threshold = "
+                      f"{self.cfg.threshold:g}: it found canaries realer than its peers did, or its gradients disagree with its own scores "
+                      f"on the probes); its scores and gradients no longer reach G", file=sys.stderr, flush=True)
+
+    def bound(self, grads: Tensor, coef: Tensor, active: list[int]) -> Tensor:
+        """Each row g_ki scaled down to at most clip x median_k'i'(|g_k'i'| / |c_k'i'|) x |c_ki|."""
+        norms = grads.flatten(2).norm(dim=2)                                         # K x B
+        steep = torch.where(coef != 0, norms / coef.abs(), torch.full_like(norms, float("nan")))
+        typical = torch.nanmedian(steep[active])
+        cap = self.cfg.clip * typical * coef.abs()
+        scale = torch.where(norms > cap, cap / norms, torch.ones_like(norms))
+        return grads * torch.nan_to_num(scale, nan=1.0).view(*scale.shape, *[1] * (grads.dim() - 2))
+
+    def state_dict(self) -> dict:
+        return {"rng": self.rng.get_state(), "suspicion": self.suspicion, "named": dict(self.named)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.set_state(state["rng"])
+        self.suspicion = state["suspicion"].to(self.suspicion)
+        self.named = {int(k): int(v) for k, v in state["named"].items()}
+
+
+def by_robust(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, d_loss: Tensor, rule: Callable,
+              inputs: RuleInputs, attack: Attack | None, defence: Defence | None, plan: Plan | None) -> Verdict:
+    """Collective (gather, scatter, gather): the robust exchange; ``defence`` and ``plan`` live on
+    the generator rank. See the module docstring."""
+    n, k = x.shape[0], layout.clients
+    x_req = x.detach().requires_grad_(True)
+    own = frozen_forward(D, x_req) if D is not None else x.new_zeros(n)
+    sent = own.detach() if attack is None else attack.scores(own.detach(), comm.step)
+    rows = comm.gather(torch.cat([sent, d_loss.reshape(1)]), GENERATOR_RANK, "realness scores")
+    # every rank's row: its coefficients on the batch, then the round's status (so all ranks see
+    # the same losses and stop together on a NaN)
+    status_width = 1 + 2 * k
+    out = weights = lam_grad = coef = scores = None
+    to_send = None
+    if comm.rank == GENERATOR_RANK:
+        rows = layout.client_rows(rows)
+        scores, d_losses = plan.items(rows[:, :n]), rows[:, n]
+        out = scores[:, :plan.generated].clone().requires_grad_(True)
+        active = defence.active
+        shares = inputs.shares[active] / inputs.shares[active].sum() if inputs.shares is not None else None
+        g_loss, w_active = rule(out[active], replace(inputs, shares=shares))
+        learn = inputs.lam is not None and inputs.lam.requires_grad
+        grads = torch.autograd.grad(g_loss, [out, inputs.lam] if learn else [out])
+        coef, lam_grad = grads[0], grads[1] if learn else None
+        weights = out.new_zeros(out.shape)
+        weights[active] = w_active
+        probe = [coef.new_ones(k, plan.probes)] if plan.probes else []
+        items = torch.cat([coef, coef.new_zeros(k, plan.canaries), *probe, coef.new_zeros(k, 2 * plan.probes)], 1)
+        batch_coef = torch.empty_like(items)
+        batch_coef[:, plan.perm] = items
+        status = torch.cat([g_loss.detach().reshape(1), d_losses, torch.isfinite(scores).all(1).to(d_losses.dtype)])
+        to_send = torch.cat([batch_coef, status[None].expand(k, -1)], 1)
+        to_send = torch.cat([to_send.new_zeros(layout.first_client_rank, n + status_width), to_send])
+    mine = comm.scatter(to_send, x.new_empty(n + status_width), GENERATOR_RANK, "coefficients")
+    grad_x = torch.zeros_like(x)
+    if D is not None:
+        (grad_x,) = torch.autograd.grad(own, x_req, mine[:n])
+        if attack is not None:
+            grad_x = attack.gradient(grad_x, comm.step)
+    gathered = comm.gather(grad_x, GENERATOR_RANK, "gradients w.r.t. the generated batch")
+    status = mine[n:]
+    verdict = Verdict(status[1:1 + k], status[0], status[1 + k:] > 0, None if out is None else out.detach(), weights,
+                      lam_grad=lam_grad)
+    if comm.rank == GENERATOR_RANK:
+        per_client = plan.items(layout.client_rows(gathered))
+        defence.observe(inputs.loss, plan, scores, per_client)
+        bounded = defence.bound(per_client[:, :plan.generated], coef.detach(), defence.active)
+        verdict.grad_x = bounded[defence.active].sum(0)
+        verdict.suspicion = defence.suspicion
+    return verdict

@@ -1,0 +1,80 @@
+"""Dishonest clients: what each attack changes, and the robust exchange's detection and containment."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import spawn, train_in_one_group
+from ddgan.attacks import Attack
+from ddgan.checkpoint import complete_checkpoints, load_rank_file
+from ddgan.config import load_config
+from ddgan.robust import Defence
+from ddgan.rundir import read_metrics
+
+SMALL = ["model.g_width=16", "model.d_width=16", "model.z_dim=32", "train.batch_size=32", "comm.timeout_s=60"]
+THREE = ["partition.clients=3", "partition.scheme=classes", "partition.classes=[[0,1,2],[3,4,5,6],[7,8,9]]"]
+
+
+def attack(kind: str, start: int = 5) -> Attack:
+    return Attack(kind, start, 100.0, "bce", 0)
+
+
+@pytest.mark.parametrize("kind", ["always_real", "inverted", "noise", "gradient_scale", "gradient_flip"])
+def test_each_attack_changes_what_it_should_and_only_from_its_start(kind):
+    honest_scores = torch.tensor([-2.0, 0.5, 3.0])
+    honest_grad = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    lie = attack(kind)
+    assert torch.equal(lie.scores(honest_scores, 4), honest_scores)        # before its start: honest
+    assert torch.equal(lie.gradient(honest_grad, 4), honest_grad)
+    scores, grad = lie.scores(honest_scores, 5), lie.gradient(honest_grad, 5)
+    expected_scores = {"always_real": torch.full((3,), 10.0), "inverted": -honest_scores}.get(kind, honest_scores)
+    if kind == "noise":
+        assert not torch.equal(scores, honest_scores)
+        assert torch.equal(scores, lie.scores(honest_scores, 5))           # seeded by (seed, step)
+        assert not torch.equal(scores, lie.scores(honest_scores, 6))
+    else:
+        assert torch.equal(scores, expected_scores)
+    expected_grad = {"always_real": 0 * honest_grad, "noise": 0 * honest_grad, "inverted": -honest_grad,
+                     "gradient_scale": 100 * honest_grad, "gradient_flip": -honest_grad}[kind]
+    assert torch.equal(grad, expected_grad)
+
+
+def test_no_attack_configured_means_every_client_is_honest():
+    cfg = load_config(None, [])
+    assert all(Attack.of(cfg, k) is None for k in range(5))
+    liar = load_config(None, ["attack.kind=inverted", "attack.client=2"])
+    assert [Attack.of(liar, k) is not None for k in range(5)] == [False, False, True, False, False]
+
+
+def test_the_gradient_bound_caps_a_scaled_row_and_leaves_honest_ones_alone():
+    G = torch.nn.Linear(1, 1)
+    defence = Defence(load_config(None, ["defence.clip=5"]), 3, G)
+    grads = torch.ones(3, 4, 2, 2)              # every row has norm 2, coefficient 1: steepness 2
+    coef = torch.ones(3, 4)
+    grads[1] *= 100                            # client 1 scales its gradient
+    bounded = defence.bound(grads, coef, [0, 1, 2])
+    assert torch.equal(bounded[0], grads[0]) and torch.equal(bounded[2], grads[2])
+    assert torch.allclose(bounded[1].flatten(1).norm(dim=1), torch.full((4,), 10.0))   # 5 x median steepness 2
+
+
+def _runs(tmp_path, extra, steps=110):
+    base = [*THREE, *SMALL, "algo.name=f2u", "comm.robust=true", f"train.steps={steps}", "run.log_every=10",
+            "defence.warmup=40", "defence.seed=3"]
+    return [load_config(None, [*base, *e, f"run.dir={tmp_path / name}"]) for name, e in extra.items()]
+
+
+@pytest.mark.dist
+def test_an_always_real_client_is_named_and_silenced_and_an_honest_run_names_nobody(tmp_path):
+    cfgs = _runs(tmp_path, {"honest": [], "liar": ["attack.kind=always_real", "attack.client=1", "attack.start=50"]})
+    spawn(train_in_one_group, 3, cfgs)
+    honest, liar = read_metrics(tmp_path / "honest"), read_metrics(tmp_path / "liar")
+    assert all(r["named"] == {} for r in honest)
+    assert all(max(r["suspicion"]) < 0.5 for r in honest if r["step"] > 40)
+    named = [r for r in liar if r["named"]]
+    assert named and set(named[0]["named"]) == {"1"}
+    assert 50 < named[0]["named"]["1"] <= 150                   # within 100 steps of the attack's start
+    # contained: from the record after the naming on, client 1 has no weight in G's objective
+    after = [r for r in liar if r["step"] > named[0]["named"]["1"] + 10]
+    assert after and all(r["weight_share"][1] == 0 for r in after)
+    # and its D still trains: the liar only lies in what it sends
+    assert load_rank_file(complete_checkpoints(tmp_path / "liar")[0], 1)["client"]["D"]
