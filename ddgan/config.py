@@ -276,7 +276,8 @@ class CommConfig:
     """auto = nccl on CUDA devices, gloo on CPU; or gloo / nccl."""
     exchange: str = "feedback"
     """feedback = clients send realness scores and gradients w.r.t. the generated images;
-    params = clients send their discriminators' parameters to the generator rank."""
+    params = clients send their discriminators' parameters to the generator rank;
+    secure = f2a / mean from masked sums only (secure aggregation; README, "Secure aggregation")."""
     timeout_s: float = 300.0
     """A collective that does not complete in this many seconds fails the run with a message."""
     robust: bool = False
@@ -519,6 +520,7 @@ def _build(raw: dict[str, Any], sources: dict[str, str]) -> Config:
 def _check_across_sections(cfg: Config, sources: dict[str, str]) -> None:
     """Checks that involve more than one section."""
     from ddgan.algorithms import ALGORITHMS
+    from ddgan.secure import check as secure_check
 
     def err(key: str, value: Any, why: str) -> None:
         raise ConfigError(f"{sources.get(key, 'default')}: {key} = {value!r}: {why}")
@@ -529,6 +531,8 @@ def _check_across_sections(cfg: Config, sources: dict[str, str]) -> None:
     if cfg.train.generator_rank != "shared" and trainer != "forgiver":
         err("train.generator_rank", cfg.train.generator_rank, f"{cfg.algo.name} has a generator per node; "
             "a generator rank belongs to the forgiver-first algorithms")
+    if cfg.comm.exchange == "secure":
+        secure_check(cfg, err)
     if cfg.comm.robust and (trainer != "forgiver" or cfg.comm.exchange != "feedback"):
         err("comm.robust", cfg.comm.robust, "the robust exchange is a form of the feedback exchange of the "
             "forgiver-first algorithms (comm.exchange=feedback)")

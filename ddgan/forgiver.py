@@ -38,6 +38,7 @@ from ddgan.layout import GENERATOR_RANK, Layout
 from ddgan.models import BATCH_DEPENDENT_NORMS
 from ddgan.preemption import StopRequest
 from ddgan.robust import Defence, Plan, by_robust, checks
+from ddgan.secure import Masks, by_secure
 from ddgan.roles import DTYPES, Client, Drawn, GeneratorSide, build_discriminator, load_role_state, role_state
 from ddgan.shard import client_shards, load_shard
 from ddgan.temperature import distributed_lambda_grad
@@ -112,8 +113,7 @@ class Interval:
             values["forgiver_share"] = (verdict.out.argmax(0)[None] == clients[:, None]).double().mean(1)
         if verdict.weights is not None:
             values["weight_share"] = verdict.weights.double().mean(1)
-        if verdict.suspicion is not None:
-            values["suspicion"] = verdict.suspicion
+        values.update(verdict.logged)
         for key, value in values.items():
             self.sums[key] = self.sums.get(key, 0) + value.double()
         self.steps += 1
@@ -155,11 +155,13 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
     shares = client_shares(cfg, [len(s) for s in shards], dtype).to(ctx.device)
     defence = Defence(cfg, layout.clients, generator.G) if cfg.comm.robust and generator is not None else None
     start, in_flight = _resume(run, cfg, comm, client, generator, defence)
+    masks = Masks.agree(comm, layout) if cfg.comm.exchange == "secure" else None
     _warn_if_batch_dependent(cfg, ctx.is_main)
     shape = (cfg.train.batch_size + checks(cfg), *D.spec.image_shape)
     like = torch.empty(0, dtype=dtype, device=ctx.device)
     attack = Attack.of(cfg, me)
-    log, interval, health = rundir.MetricsLog(run, ctx.is_main), Interval(layout.clients), Health(layout.clients, ctx.device)
+    health = Health(1 if masks else layout.clients, ctx.device, hidden=cfg.comm.exchange == "secure")
+    log, interval = rundir.MetricsLog(run, ctx.is_main), Interval(layout.clients)
     stop, step, record, since = StopRequest(run, cfg.run.stop_check_every, ctx.is_main), start, {}, (start, 0, 0.0)
     batch = None
     if cfg.train.pipeline:   # the first batch in flight (after a resume: the one in flight at the checkpoint)
@@ -182,6 +184,8 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
                                 defence, batch.plan)
         elif cfg.comm.exchange == "feedback":
             verdict = by_feedback(comm, layout, client and client.D, batch.x, d_loss, algo.rule, inputs, attack)
+        elif cfg.comm.exchange == "secure":
+            verdict = by_secure(comm, layout, client and client.D, batch.x, d_loss, cfg.algo.name, inputs, masks)
         else:
             verdict = by_params(comm, layout, D, batch.drawn and batch.drawn.x, d_loss, algo.rule, inputs)
         lam_grad = verdict.lam_grad
@@ -210,7 +214,7 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
                 record = {**interval.record(step), **moved, **({"named": defence.named} if defence else {})}
                 log.write(record)
                 print(rundir.progress_line(step, cfg.train.steps, record["steps_per_s"], {
-                    "d_loss": sum(record["d_loss"]) / layout.clients, "g_loss": record["g_loss"],
+                    "d_loss": sum(record["d_loss"]) / len(record["d_loss"]), "g_loss": record["g_loss"],
                     "lambda": record["lambda"]}), flush=True)
         if generator is not None and (step % cfg.run.sample_every == 0 or last):
             rundir.save_grid(generator.samples(), run / "samples" / f"step_{step:07d}.png")

@@ -18,8 +18,9 @@ from ddgan.errors import TrainingError
 
 
 class Health:
-    def __init__(self, clients: int, device: torch.device):
-        self.k = clients
+    def __init__(self, clients: int, device: torch.device, hidden: bool = False):
+        """``hidden``: secure aggregation, where only sums are known (one "client", the sum)."""
+        self.k, self.hidden = clients, hidden
         # [first bad step (0 = none yet), generator loss, K discriminator losses, K "scores not finite" flags]
         self.record = torch.zeros(2 + 2 * clients, dtype=torch.float64, device=device)
 
@@ -38,6 +39,9 @@ class Health:
             return
         d_losses, scores_bad = rest[:self.k], rest[self.k:]
         kept = "stopping, the newest complete checkpoint is kept"
+        if self.hidden:
+            raise TrainingError(f"step {int(step)}: a client's discriminator loss or scores were not finite or left "
+                                f"the fixed-point range (secure aggregation hides whose); {kept}", same_on_all_ranks=True)
         bad_d = [k for k, v in enumerate(d_losses) if not math.isfinite(v)]
         if bad_d:
             raise TrainingError(f"step {int(step)}: the discriminator loss of client(s) {bad_d} is "

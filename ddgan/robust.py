@@ -217,5 +217,5 @@ def by_robust(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, 
         defence.observe(inputs.loss, plan, scores, per_client)
         bounded = defence.bound(per_client[:, :plan.generated], coef.detach(), defence.active)
         verdict.grad_x = bounded[defence.active].sum(0)
-        verdict.suspicion = defence.suspicion
+        verdict.logged["suspicion"] = defence.suspicion
     return verdict

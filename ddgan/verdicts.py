@@ -10,7 +10,8 @@ float64 against a one-process reference):
   carries B scores and one image-sized gradient per client, whatever the size of D.
 * ``params``: every client's discriminator parameters and buffers are all-gathered; the generator
   rank evaluates each D_k on x itself and back-propagates the rule's loss directly.
-* ``secure``: F2A and mean from masked sums only (:mod:`ddgan.secure`).
+* ``secure``: F2A and mean from masked sums only (:mod:`ddgan.secure`); the generator rank and
+  the clients see sums over clients, never one client's scores or gradient.
 
 ``comm.robust`` turns feedback into the robust exchange (:mod:`ddgan.robust`). A dedicated
 generator rank (:mod:`ddgan.layout`) holds no client: it contributes an empty row to the gathers
@@ -19,7 +20,7 @@ the same order; none reads a value on the host (see :mod:`ddgan.health` for NaNs
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -46,7 +47,7 @@ class Verdict:
     grad_x: Tensor | None = None     # d loss / d x, summed over clients (generator rank)
     lam_grad: Tensor | None = None   # d loss / d lambda (generator rank; None where lambda is not learned here)
     states: list[dict[str, Tensor]] | None = None   # params: every client's D, on every rank
-    suspicion: Tensor | None = None  # robust: per-client suspicion (generator rank)
+    logged: dict[str, Tensor] = field(default_factory=dict)   # more per-step values for metrics.jsonl (generator rank)
 
 
 def by_feedback(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, d_loss: Tensor,

@@ -71,17 +71,23 @@ def test_wrong_world_size_is_a_clear_error_said_once(tmp_path):
 
 
 @pytest.mark.dist
-@pytest.mark.parametrize("algo, exchange", [("f2a", "feedback"), ("gman", "params")])
-def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, algo, exchange):
-    args = [*TWO_CLIENTS, *SMALL, f"algo.name={algo}", f"comm.exchange={exchange}", "algo.swap_every=3",
-            "run.checkpoint_every=5", "run.log_every=5"]
+@pytest.mark.parametrize("world, extra", [
+    (2, ["algo.name=f2a", "comm.exchange=feedback"]),
+    (2, ["algo.name=gman", "comm.exchange=params"]),
+    (2, ["algo.name=f2a", "comm.exchange=secure", "algo.lambda_objective=generator", "algo.lambda_max=20"]),
+    (2, ["algo.name=f2u", "comm.robust=true", "defence.seed=5", "defence.warmup=2", "attack.kind=noise",
+         "attack.client=1", "attack.start=3"]),
+    (3, ["algo.name=f2u_balanced", "train.generator_rank=dedicated", "train.pipeline=true"]),
+], ids=["f2a-feedback", "gman-params", "f2a-secure", "f2u-robust-attacked", "dedicated-pipeline"])
+def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, world, extra):
+    args = [*TWO_CLIENTS, *SMALL, *extra, "algo.swap_every=3", "run.checkpoint_every=5", "run.log_every=5"]
     straight = load_config("configs/default.yaml", [*args, "train.steps=12", f"run.dir={tmp_path / 'a'}"])
     first = load_config("configs/default.yaml", [*args, "train.steps=7", f"run.dir={tmp_path / 'b'}"])
     resumed = load_config("configs/default.yaml", [*args, "train.steps=12", f"run.dir={tmp_path / 'b'}"])
-    spawn(train_in_one_group, 2, [straight, first, resumed])
+    spawn(train_in_one_group, world, [straight, first, resumed])
     a, b = complete_checkpoints(tmp_path / "a")[0], complete_checkpoints(tmp_path / "b")[0]
     assert a.name == b.name == "step_0000012"
-    for rank in range(2):
+    for rank in range(world):
         sa, sb = load_rank_file(a, rank), load_rank_file(b, rank)
         flat_a, flat_b = flat_state(sa), flat_state(sb)
         assert flat_a.keys() == flat_b.keys()
