@@ -82,8 +82,11 @@ class Results:
     def cells(self) -> dict:
         return json.loads(self.path.read_text()) if self.path.exists() else {}
 
-    def get(self, cell: Cell) -> dict | None:
-        return self.cells.get(cell.name)
+    def get(self, cell: Cell, root: Path = SHARED_DATA) -> dict | None:
+        """The cell's result, if it was trained with the config the cell resolves to today (a
+        changed default makes it stale: it is trained again)."""
+        done = self.cells.get(cell.name)
+        return done if done is not None and done.get("config") == resolved(cell, root) else None
 
     def add(self, name: str, result: dict) -> None:
         cells = self.cells
@@ -95,15 +98,23 @@ class Results:
 
     def run(self, cell: Cell, root: Path, n: int = 10000, svm_train: int = 0, cache: Path = CLASSIFIERS) -> dict:
         """Train and evaluate ``cell`` under this file's folder unless it is already done."""
-        done = self.get(cell)
+        done = self.get(cell, root)
         if done is not None:
             return done
         print(f"[{self.path.parent.name}] {cell.name} ...", flush=True)
         run_dir = self.path.parent / cell.name
         shutil.rmtree(run_dir, ignore_errors=True)     # an interrupted attempt starts over, clean
         result = train_and_evaluate(cell.config, cell.overrides(root), run_dir, n, svm_train, cache)
+        result["config"] = resolved(cell, root)
         self.add(cell.name, result)
         return result
+
+
+def resolved(cell: Cell, root: Path) -> dict:
+    """The config a cell trains with, where it runs aside."""
+    cfg = load_config(cell.config, cell.overrides(root)).to_dict()
+    cfg["run"].pop("dir")
+    return cfg
 
 
 def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int, svm_train: int,

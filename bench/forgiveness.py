@@ -73,10 +73,10 @@ def command(part: str) -> str:
     return f"python bench/forgiveness.py --parts {part}"
 
 
-def row(results: Results, cells: list[Cell], part: str) -> str:
+def row(results: Results, cells: list[Cell], part: str, root: Path) -> str:
     first = cells[0]
     label = (f"| {first.dataset} | {first.rule} | {first.norm} | {first.variant or '-'} | ")
-    done = [r for r in map(results.get, cells) if r is not None]
+    done = [r for r in (results.get(c, root) for c in cells) if r is not None]
     if not done:
         return label + f"not run: `{command(part)}` |" + " |" * 8
     m = [generator_metrics(r) for r in done]
@@ -96,10 +96,10 @@ HEADER = ("| data | rule | d_norm | variant | seeds | classes (argmax) | classes
           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 
 
-def targets(results: Results) -> str:
+def targets(results: Results, root: Path) -> str:
     """The issue's targets on MNIST Non-OVL with the default D, mean of 2 seeds."""
     def mean_of(rule: str, key: str) -> float | None:
-        done = [results.get(rule_cell("mnist", rule, DEFAULT_NORM, s, 1500)) for s in (0, 1)]
+        done = [results.get(rule_cell("mnist", rule, DEFAULT_NORM, s, 1500), root) for s in (0, 1)]
         done = [generator_metrics(r)[key] for r in done if r is not None]
         return sum(done) / len(done) if len(done) == 2 else None
 
@@ -148,9 +148,9 @@ def main() -> int:
                     results.run(cell, args.root, n=1000 if args.quick else 10000)
     sections = []
     for part in (chosen if args.quick else ["lambda", "digits", "mnist", "skew"]):
-        sections += [f"**{part}**", "", HEADER, *(row(results, cells, part) for cells in all_parts[part]), ""]
+        sections += [f"**{part}**", "", HEADER, *(row(results, cells, part, args.root) for cells in all_parts[part]), ""]
     if not args.quick:
-        sections += ["**targets**", "", targets(results)]
+        sections += ["**targets**", "", targets(results, args.root)]
     publish_table("forgiveness", "Forgiveness: D normalisation, F2A's lambda, balance", "\n".join(sections),
                   args.quick)
     return 0

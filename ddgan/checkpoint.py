@@ -29,7 +29,7 @@ from ddgan.comm import Comm
 from ddgan.preemption import StopRequest
 
 # Fields a resumed run may change: how long and where it runs, how it logs and talks.
-RESUMABLE_CHANGES = ("train.steps", "train.resume", "run", "comm.timeout_s", "comm.backend", "train.device")
+RESUMABLE_CHANGES = ("train.steps", "train.resume", "run", "comm.timeout_s", "comm.backend", "train.device", "eval")
 
 
 def step_dir(run_dir: Path, step: int) -> Path:

@@ -1,7 +1,8 @@
-"""DCGAN generator and discriminator for 8, 16, 28, 32 and 64 pixel images with 1 or 3 channels.
+"""DCGAN generator and discriminator for 8, 16, 20, 28, 32 and 64 pixel images with 1 or 3 channels.
 
-The networks start (G) or end (D) at a 4x4 map (7x7 for 28 pixels) and double/halve the side per
-stride-2 layer, so one pair of classes covers every supported size. An :class:`ArchSpec` fully
+The networks start (G) or end (D) at a 4x4 map (7x7 for 28 pixels, 5x5 for Kosmopoulos' 20
+pixels: 5 -> 10 -> 20) and double/halve the side per stride-2 layer, so one pair of classes
+covers every supported size. An :class:`ArchSpec` fully
 describes a network, so a discriminator sent to another node can be rebuilt there even when the
 nodes use different widths. Nothing here communicates; see :mod:`ddgan.comm`.
 """
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import spectral_norm
 
-SIZES = (8, 16, 28, 32, 64)
+SIZES = (8, 16, 20, 28, 32, 64)      # ``data.image_size``
 
 # How D normalises its hidden layers (``model.d_norm``). Only ``batch`` makes a sample's score
 # depend on the rest of its batch (training mode normalises by the batch's statistics), which
@@ -48,7 +49,7 @@ def _plan(image_size: int) -> tuple[int, int]:
     """(side of the smallest map, number of stride-2 layers) for an image size."""
     if image_size not in SIZES:
         raise ValueError(f"image size {image_size} not supported; choose one of {SIZES}")
-    base = 7 if image_size == 28 else 4
+    base = {28: 7, 20: 5}.get(image_size, 4)
     return base, int(math.log2(image_size // base))
 
 

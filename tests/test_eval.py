@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -12,9 +13,13 @@ import torch
 from conftest import ROOT
 from ddgan.config import load_config
 from ddgan.eval import metrics
+from ddgan.eval.__main__ import evaluate
 from ddgan.eval.classifier import load_or_train, real_split
+from ddgan.eval.inception import WEIGHTS_FILE, features
+from ddgan.eval.metrics import frechet_distance
 from ddgan.eval.svm import svm_test_error
 from ddgan.roles import build_discriminator
+from ddgan.sample import generate, load_generator, newest_checkpoint
 
 
 def test_frechet_distance_matches_the_closed_form():
@@ -102,7 +107,7 @@ def test_eval_cli_on_a_two_rank_run_writes_eval_json_and_report(tmp_path, digits
     assert subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True).returncode == 0
     proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run), "--n", "500", "--cache",
                            str(clf.path.parent), "--svm-train", "300", "--svm-test", "200"],
-                          cwd=ROOT, capture_output=True, text=True)
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TORCH_HOME": str(tmp_path / "th")})
     assert proc.returncode == 0, proc.stderr
     result = json.loads((run / "eval.json").read_text())
     m = result["generators"]["0"]
@@ -112,10 +117,33 @@ def test_eval_cli_on_a_two_rank_run_writes_eval_json_and_report(tmp_path, digits
     assert m["fid_classifier"] > 0 and 0 <= m["precision"] <= 1
     assert set(result["svm"]["test_error"]) == {"0", "1"}
     assert result["inception_fid"]["value"] is None
+    reason = result["inception_fid"]["reason"]
+    assert reason.startswith("not computed") and WEIGHTS_FILE in reason and str(tmp_path / "th" / "hub") in reason
+    assert "never downloads" in reason
     text = (run / "report.md").read_text()
     assert "fid_classifier" in text and "eval/classes_node_0.png" in text
     assert (run / "eval" / "losses.png").exists() and (run / "eval" / "samples_node_0.png").exists()
     assert "generator 0:" in proc.stdout and "discriminator 1: SVM test error" in proc.stdout
+
+
+    # Inception FID through the very code path eval uses, with a tiny stand-in network
+    class StandIn(torch.nn.Module):
+        """InceptionV3's interface: a list whose first item is N x D x 1 x 1 pool features."""
+
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 6, 3)
+
+        def forward(self, x):
+            return [torch.nn.functional.adaptive_avg_pool2d(self.conv(x), 1)]
+
+    net = StandIn()
+    fid = evaluate(run, n=300, cache=clf.path.parent, svm_train=0, inception_network=net, log=lambda *_: None)
+    fake = generate(load_generator(newest_checkpoint(run))[0], 300, seed=0)
+    real, _ = real_split(load_config(run / "config.yaml").data, train=False, limit=300, seed=0)
+    expected = frechet_distance(features(net, fake), features(net, real))
+    assert fid["inception_fid"] == {"value": {"0": pytest.approx(expected, abs=1e-3)}, "samples": 300}
+    assert expected > 0
 
 
 def test_eval_of_a_directory_without_checkpoints_is_one_line(tmp_path):

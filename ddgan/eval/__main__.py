@@ -25,7 +25,7 @@ from ddgan.config import config_from_dict
 from ddgan.datasets import open_source
 from ddgan.errors import CheckpointError
 from ddgan.layout import Layout
-from ddgan.eval import classifier, metrics, plots, report, svm
+from ddgan.eval import classifier, inception, metrics, plots, report, svm
 from ddgan.roles import build_discriminator
 from ddgan.rundir import read_metrics, save_grid
 from ddgan.sample import generate, load_generator, newest_checkpoint
@@ -41,7 +41,10 @@ def target_classes(cfg) -> list[int]:
 
 
 def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path = DEFAULT_CACHE, seed: int = 0,
-             svm_train: int = 2000, svm_test: int = 1000, log=print) -> dict:
+             svm_train: int = 2000, svm_test: int = 1000, log=print, inception_weights: str | None = None,
+             inception_network=None) -> dict:
+    """``inception_network``: a stand-in for the FID Inception network (tests); by default it is
+    loaded from ``inception_weights`` (else the run's eval.inception_weights, else torch's hub cache)."""
     run = Path(run)
     where = Path(where) if where else newest_checkpoint(run)
     manifest = read_manifest(where)
@@ -57,18 +60,21 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
 
     per_node = ALGORITHMS[cfg.algo.name].trainer != "forgiver"
     nodes = range(world) if per_node else [0]
-    generators, grids = {}, {}
+    network, why_not = (inception_network, "") if inception_network is not None else \
+        inception.load_network(inception_weights or cfg.eval.inception_weights)
+    generators, grids, fids = {}, {}, {}
     for node in nodes:
         fake = generate(load_generator(where, node)[0], n, seed=seed)
         probs, features = clf.run(fake)
         generators[str(node)] = metrics.summarize(probs, features, real_features, target)
+        if network is not None:
+            fids[str(node)] = round(inception.inception_fid(network, fake, real_x), 4)
         grids[node] = out / f"samples_node_{node}.png"
         save_grid(fake[:64], grids[node])
     result = {"run": str(run), "checkpoint": str(where), "step": manifest["step"], "world_size": world,
               "algo": cfg.algo.name, "dataset": cfg.data.name,
               "classifier": {"accuracy": clf.accuracy, "path": str(clf.path), "n_classes": clf.n_classes},
-              "inception_fid": {"value": None, "reason": "not computed: ddgan ships no Inception weights "
-                                                          "and never downloads them"},
+              "inception_fid": {"value": fids, "samples": n} if network is not None else {"value": None, "reason": why_not},
               "generators": generators}
     if svm_train > 0:
         train_x, train_y = classifier.real_split(cfg.data, train=True, limit=svm_train, seed=seed)
@@ -102,15 +108,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--svm-train", type=int, default=2000,
                         help="training images for the SVM on D's features; 0 skips the SVM (default 2000)")
     parser.add_argument("--svm-test", type=int, default=1000, help="test images for the SVM (default 1000)")
+    parser.add_argument("--inception-weights", type=Path,
+                        help=f"the FID Inception weights ({inception.WEIGHTS_FILE}); default: the run's "
+                             f"eval.inception_weights, else torch's hub cache. Never downloaded")
 
     def body(args) -> int:
         if not args.run.is_dir():
             raise CheckpointError(f"--run {args.run}: no such run directory")
-        r = evaluate(args.run, args.checkpoint, args.n, args.cache, args.seed, args.svm_train, args.svm_test)
+        r = evaluate(args.run, args.checkpoint, args.n, args.cache, args.seed, args.svm_train, args.svm_test,
+                     inception_weights=args.inception_weights)
         for node, m in r["generators"].items():
             print(f"generator {node}: {m['classes_covered']} classes covered ({m['confident_classes_covered']} "
                   f"confidently, {100 * m['confident_fraction']:.1f} % confident), fid_classifier "
                   f"{m['fid_classifier']:.3f}, precision {m['precision']:.3f}, recall {m['recall']:.3f}")
+        print(f"inception_fid: {r['inception_fid']['value'] or r['inception_fid']['reason']}")
         for rank, err in r.get("svm", {}).get("test_error", {}).items():
             print(f"discriminator {rank}: SVM test error {100 * err:.2f} %")
         return 0

@@ -13,7 +13,7 @@ def write(run: Path, result: dict, figures: list[Path], grids: dict[int, Path]) 
              f"{result['world_size']} rank(s) on {result['dataset']}.", "",
              f"Domain classifier: test accuracy {result['classifier']['accuracy']:.4f} "
              f"(`{result['classifier']['path']}`). `fid_classifier` is the Frechet distance in this "
-             f"classifier's 128-d features, not Inception FID ({result['inception_fid']['reason']}).", "",
+             f"classifier's 128-d features, not Inception FID ({_inception(result['inception_fid'])}).", "",
              "| generator | samples | classes covered | confident fraction | confident classes | KL to target | "
              "fid_classifier | precision | recall |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for node, m in result["generators"].items():
@@ -30,3 +30,9 @@ def write(run: Path, result: dict, figures: list[Path], grids: dict[int, Path]) 
     md_path = run / "report.md"
     md_path.write_text("\n".join(lines) + "\n")
     return json_path, md_path
+
+
+def _inception(fid: dict) -> str:
+    if fid["value"] is None:
+        return fid["reason"]
+    return "Inception FID on the same samples: " + ", ".join(f"generator {k} {v:.2f}" for k, v in fid["value"].items())
