@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ddgan.config import load_config
+from ddgan.layout import world_size
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -119,15 +120,15 @@ def resolved(cell: Cell, root: Path) -> dict:
 
 def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int, svm_train: int,
                        cache: Path) -> dict:
-    """Train ``config`` with as many torchrun ranks as it has clients, then ``ddgan.eval`` it; the
+    """Train ``config`` with as many torchrun ranks as it needs, then ``ddgan.eval`` it; the
     result is eval.json plus the training time and the clients' shares over the last fifth."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     args = ["--config", str(config), *overrides, f"run.dir={run_dir}"]
-    clients = load_config(config, overrides).partition.clients
-    if clients == 1:
+    ranks = world_size(load_config(config, overrides))
+    if ranks == 1:
         cmd = [sys.executable, "-m", "ddgan.train", *args]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(clients),
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
                "-m", "ddgan.train", *args]
     start = time.perf_counter()
     run_dir.parent.mkdir(parents=True, exist_ok=True)

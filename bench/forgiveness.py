@@ -1,6 +1,6 @@
 """Which discriminator normalisation and which F2A lambda let the forgiver rules keep every client.
 
-    python bench/forgiveness.py                  # every part below (~7 h on 2 cores), resumable
+    python bench/forgiveness.py                  # every part below (~8 h on 2 cores), resumable
     python bench/forgiveness.py --parts lambda digits
     python bench/forgiveness.py --report         # only rebuild the tables from the stored cells
     python bench/forgiveness.py --quick          # a smoke run in about a minute, printed only
@@ -16,6 +16,10 @@ kept in runs/bench/cells/results.json, shared with bench/reproduce_f2u.py):
   seed 0, plus seed 1 with the default D (the targets are means of 2 seeds).
 * ``skew``: f2u_balanced with equal or shard-size shares on a Dirichlet(0.3) split (digits, 2
   seeds; MNIST, seed 0).
+* ``variants``: F2A with the pipelined step (dedicated generator rank, feedback one step stale;
+  digits 2 seeds, MNIST seed 0), to hold against the synchronous rows above; and F2A in secure
+  mode against plain feedback with the same settings (lambda on G's objective, at most 20; digits,
+  seed 0): they should agree to the fixed-point quantisation.
 
 The tables (one per part, and the targets) go to stdout and to BENCHMARKS.md; a cell not yet run
 shows the command that fills it.
@@ -37,9 +41,13 @@ F2A_OBJECTIVE = AlgoConfig().lambda_objective
 LAMBDA = {"lam-generator": ("algo.learn_lambda=true", "algo.lambda_objective=generator"),
           "lam-discriminator": ("algo.learn_lambda=true", "algo.lambda_objective=discriminator"),
           **{f"lam-fixed{v}": ("algo.learn_lambda=false", f"algo.lambda_init={v}") for v in (0, 1, 5, 20)}}
+VARIANTS = {"pipeline": ("train.generator_rank=dedicated", "train.pipeline=true"),
+            "lam-generator-max20": ("algo.lambda_objective=generator", "algo.lambda_max=20"),
+            "secure": ("algo.lambda_objective=generator", "algo.lambda_max=20", "comm.exchange=secure")}
 SKEW = {"balance-equal": ("partition.alpha=0.3", "algo.balance=equal"),
         "balance-shard": ("partition.alpha=0.3", "algo.balance=shard_size")}
 TARGET_RULES = ("f2u", "f2a", "f2u_balanced", "mdgan", "gman")
+PARTS = ["lambda", "mnist", "digits", "skew", "variants"]
 
 
 def parts(quick: bool) -> dict[str, list[list[Cell]]]:
@@ -56,6 +64,12 @@ def parts(quick: bool) -> dict[str, list[list[Cell]]]:
         "digits": [[rule_cell("digits", rule, norm, s, 600) for s in seeds] for rule in RULES for norm in D_NORMS],
         "mnist": [[rule_cell("mnist", rule, norm, s, 1500) for s in ((0, 1) if norm == DEFAULT_NORM else (0,))]
                   for rule in RULES for norm in ("batch", DEFAULT_NORM)],
+        "variants": [[Cell("digits", "non_ovl", "f2a", DEFAULT_NORM, s, 600, "pipeline",
+                           (*VARIANTS["pipeline"], *LAMBDA[f"lam-{F2A_OBJECTIVE}"])) for s in seeds],
+                     [Cell("mnist", "non_ovl", "f2a", DEFAULT_NORM, 0, 1500, "pipeline",
+                           (*VARIANTS["pipeline"], *LAMBDA[f"lam-{F2A_OBJECTIVE}"]))]]
+        + [[Cell("digits", "non_ovl", "f2a", DEFAULT_NORM, 0, 600, v, VARIANTS[v])] for v in ("lam-generator-max20",
+                                                                                            "secure")],
         "skew": [[Cell("digits", "dirichlet", "f2u_balanced", DEFAULT_NORM, s, 600, v, SKEW[v]) for s in seeds]
                  for v in SKEW] + [[Cell("mnist", "dirichlet", "f2u_balanced", DEFAULT_NORM, 0, 1500, v,
                                          SKEW[v])] for v in SKEW],
@@ -130,8 +144,7 @@ def targets(results: Results, root: Path) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", nargs="+", default=["lambda", "digits", "mnist", "skew"],
-                        choices=["lambda", "digits", "mnist", "skew"])
+    parser.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS)
     parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (torchvision layout)")
     parser.add_argument("--out", type=Path, default=CELLS, help="runs and results.json")
     parser.add_argument("--report", action="store_true", help="only rebuild the tables from stored cells")
@@ -147,7 +160,7 @@ def main() -> int:
                 for cell in cells:
                     results.run(cell, args.root, n=1000 if args.quick else 10000)
     sections = []
-    for part in (chosen if args.quick else ["lambda", "digits", "mnist", "skew"]):
+    for part in (chosen if args.quick else PARTS):
         sections += [f"**{part}**", "", HEADER, *(row(results, cells, part, args.root) for cells in all_parts[part]), ""]
     if not args.quick:
         sections += ["**targets**", "", targets(results, args.root)]

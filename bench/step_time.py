@@ -1,16 +1,24 @@
-"""Step time, bytes on the wire and memory per rank, against the one-process simulation.
+"""Step time, bytes on the wire and memory per rank: layouts, exchange modes, and the one-process baseline.
 
-    python bench/step_time.py                 # the full table (about 10 minutes on 2 cores)
-    python bench/step_time.py --quick         # fewer steps, K in {1, 2}: a smoke run
+    python bench/step_time.py                 # every table (about 15 minutes on 2 quiet cores)
+    python bench/step_time.py --quick         # K in {1, 2}, fewer steps: a smoke run
     python bench/step_time.py --profile       # torch.profiler table of one 2-rank run's rank 0
 
-For K in {1, 2, 4, 5} clients it runs the real trainer under torchrun (gloo on the CPU; NCCL with
-``--device cuda`` on a GPU machine) with the default MNIST-size models (28 x 28, widths 64,
-batch 64) and reads what the trainer logs: per-interval step time, time rank 0 spent inside
-collectives, bytes each rank sent. A poller samples every worker's resident memory. The baseline,
-in the same run, is :class:`ddgan.simulate.Simulation`: the same K-client algorithm in one process,
-clients one after another, with all of the machine's cores. Results go to stdout and to the
-``step_time`` section of BENCHMARKS.md (ratios are only comparable within one run).
+Run it on a quiet machine: every number is a time. It trains the default MNIST-size models (28 x
+28, widths 64, batch 64) under torchrun (gloo on the CPU; NCCL with ``--device cuda``) and reads
+what the trainer logs: per-interval step time, and per rank the bytes it sent and the seconds it
+spent inside collectives (the rest of its step is computing). Tables, all from one run:
+
+* layouts: K in {1, 2, 4} clients, shared generator rank, dedicated, dedicated + pipeline
+  (``train.pipeline``), per rank compute and collective time; target: dedicated + pipeline >=
+  1.2x the shared layout's steps/s at K = 2;
+* exchange modes: feedback, params and secure at K in {2, 4, 5}: steps/s and bytes per rank (F2A
+  with lambda on the generator's objective, which secure needs);
+* the one-process simulation (:class:`ddgan.simulate.Simulation`, all clients one after another)
+  as the baseline, bytes independent of D's size, gossip bytes, peak memory, and wave 1's targets.
+
+Results go to stdout and to the ``step_time`` section of BENCHMARKS.md (ratios are only comparable
+within one run).
 """
 from __future__ import annotations
 
@@ -21,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -54,16 +61,29 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+LAYOUTS = {"shared": [], "dedicated": ["train.generator_rank=dedicated"],
+           "pipeline": ["train.generator_rank=dedicated", "train.pipeline=true"]}
+MODES = {"feedback": ["comm.exchange=feedback"], "params": ["comm.exchange=params"],
+         "secure": ["comm.exchange=secure"]}
+F2A_SECURE = ["algo.name=f2a", "algo.lambda_objective=generator", "algo.lambda_max=20"]
+
+
 def distributed(k: int, steps: int, warmup: int, extra: list[str], device: str) -> dict:
-    """One torchrun run of k ranks; medians over the intervals after warm-up."""
+    """One torchrun run of k clients (k + 1 ranks with a dedicated generator rank); medians over the
+    5-step intervals after warm-up, per rank where the trainer logs per rank."""
+    from ddgan.config import load_config
+    from ddgan.layout import world_size
+
     with tempfile.TemporaryDirectory() as run:
         backend = "nccl" if device == "cuda" else "gloo"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(k),
-               "-m", "ddgan.train", f"partition.clients={k}", *extra, f"train.steps={warmup + steps}",
-               "run.log_every=5", f"run.sample_every={10 ** 6}", f"run.checkpoint_every={10 ** 6}",
-               f"run.dir={run}", f"train.device={device}", f"comm.backend={backend}"]
+        args = [f"partition.clients={k}", *extra, f"train.steps={warmup + steps}", "run.log_every=5",
+                f"run.sample_every={10 ** 6}", f"run.checkpoint_every={10 ** 6}", f"run.dir={run}",
+                f"train.device={device}", f"comm.backend={backend}"]
         if k == 1:
-            cmd[cmd.index("algo.name=f2u")] = "algo.name=centralized"
+            args = [a for a in args if not a.startswith("algo.name")] + ["algo.name=centralized"]
+        ranks = world_size(load_config(ROOT / "configs" / "default.yaml", args))
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
+               "-m", "ddgan.train", *args]
         agent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
         peak: dict[int, int] = {}
@@ -76,9 +96,10 @@ def distributed(k: int, steps: int, warmup: int, extra: list[str], device: str) 
         records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
     kept = [r for r in records if r["step"] > warmup and r["step"] % 5 == 0]
     step_time = statistics.median(r["step_time"] for r in kept)
-    comm = statistics.median(r["comm_seconds"] / r["step_time"] for r in kept)
-    sent = [statistics.median(r["bytes_sent"][i] for r in kept) for i in range(k)]
-    return {"k": k, "step_time": step_time, "steps_per_s": 1 / step_time, "comm_fraction": comm,
+    comm = [statistics.median(r["comm_seconds"][i] for r in kept) for i in range(ranks)]
+    sent = [statistics.median(r["bytes_sent"][i] for r in kept) for i in range(ranks)]
+    return {"k": k, "ranks": ranks, "step_time": step_time, "steps_per_s": 1 / step_time, "comm_seconds": comm,
+            "compute_seconds": [max(0.0, step_time - c) for c in comm], "comm_fraction": comm[0] / step_time,
             "bytes_per_rank": sent, "peak_rss_mb": sorted(v / 1024 for v in peak.values())}
 
 
@@ -141,6 +162,34 @@ if os.environ['RANK'] == '0':
     return proc.stdout
 
 
+def layout_table(extra: list[str], ks: list[int], steps: int, warmup: int, device: str) -> tuple[list[str], dict]:
+    """Shared, dedicated and pipelined layouts at each K: steps/s and each rank's split of its step."""
+    runs = {(k, name): distributed(k, steps, warmup, [*extra, *LAYOUTS[name]], device) for k in ks for name in LAYOUTS}
+    lines = ["| K | layout | ranks | steps/s | vs shared | rank 0 (G): compute / in collectives, ms | "
+             "clients: compute / in collectives, ms |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for (k, name), r in runs.items():
+        shared = runs[(k, "shared")]["steps_per_s"]
+        ms = [(1000 * c, 1000 * w) for c, w in zip(r["compute_seconds"], r["comm_seconds"])]
+        clients = ms[1:] if name != "shared" else ms
+        lines.append(f"| {k} | {name} | {r['ranks']} | {r['steps_per_s']:.2f} | {r['steps_per_s'] / shared:.2f}x | "
+                     f"{ms[0][0]:.0f} / {ms[0][1]:.0f} | "
+                     f"{_range([c for c, _ in clients], '.0f')} / {_range([w for _, w in clients], '.0f')} |")
+    return lines, runs
+
+
+def mode_table(ks: list[int], steps: int, warmup: int, device: str) -> list[str]:
+    """Feedback, params and secure exchange: steps/s and bytes per step per rank."""
+    lines = ["| K | exchange | steps/s | bytes/step, rank 0 | bytes/step, each client 1..K-1 | all ranks |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for k in ks:
+        for name, mode in MODES.items():
+            r = distributed(k, steps, warmup, [*model_args(), *F2A_SECURE, *mode], device)
+            sent = r["bytes_per_rank"]
+            lines.append(f"| {k} | {name} | {r['steps_per_s']:.2f} | {sent[0]:,.0f} | {_bytes(sent[1:])} | "
+                         f"{sum(sent):,.0f} |")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="K in {1, 2}, 20 measured steps")
@@ -155,9 +204,14 @@ def main() -> int:
         print(profile(30, extra))
         return 0
     ks, steps = ([1, 2], 20) if args.quick else ([1, 2, 4, 5], args.steps)
+    layout_lines, layouts = layout_table(extra, [k for k in ks if k <= 4], steps, args.warmup, args.device)
+    print("\n".join(layout_lines), flush=True)
+    mode_lines = mode_table([2] if args.quick else [2, 4, 5], steps // 2, args.warmup, args.device)
+    print("\n".join(mode_lines), flush=True)
     rows = []
     for k in ks:
-        dist_fb = distributed(k, steps, args.warmup, [*extra, "comm.exchange=feedback"], args.device)
+        dist_fb = layouts[(k, "shared")] if (k, "shared") in layouts else \
+            distributed(k, steps, args.warmup, [*extra, "comm.exchange=feedback"], args.device)
         sim = simulated(k, steps, args.warmup, extra, os.cpu_count() or 1)
         sim1 = simulated(k, steps, args.warmup, extra, 1)
         rows.append((k, dist_fb, sim, sim1))
@@ -170,7 +224,10 @@ def main() -> int:
     one_client_rss = rows[0][1]["peak_rss_mb"][0]
 
     cores = os.cpu_count() or 1
-    lines = [f"| K | distributed steps/s | simulated steps/s ({cores} threads) | speed-up | simulated, 1 thread | "
+    lines = ["**Layouts** (f2u, feedback; compute = the rank's step minus its time in collectives):", "",
+             *layout_lines, "", "**Exchange modes** (f2a, lambda on the generator's objective):", "", *mode_lines,
+             "", "**Against the one-process simulation** (shared layout, feedback):", "",
+             f"| K | distributed steps/s | simulated steps/s ({cores} threads) | speed-up | simulated, 1 thread | "
              "speed-up vs 1 thread | in collectives (rank 0) | bytes/step per rank (feedback) | "
              "peak RSS per rank (MB) | RSS / one-client process |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -191,11 +248,14 @@ def main() -> int:
               f"| gossip (ring, p = 0.5), per node per cycle | 64 | {gossip['bytes_per_node'][0]:,.0f} | "
               f"{_bytes(gossip['bytes_per_node'][1:])} | {sum(gossip['bytes_per_node']):,.0f} |",
               "", f"Params mode at K = {k_big}: {params['steps_per_s']:.2f} steps/s, "
-              f"{100 * params['comm_fraction']:.1f} % in collectives.", ""]
+              f"{100 * params['comm_fraction']:.1f} % in collectives at rank 0.", ""]
     k2 = next((r for r in rows if r[0] == 2), None)
     k4 = next((r for r in rows if r[0] == 4), None)
     worst_rss = max(m / one_client_rss for _, r, _, _ in rows for m in r["peak_rss_mb"])
-    targets = [("K = 2 distributed / simulated steps/s >= 1.6", k2 and k2[1]["steps_per_s"] * k2[2], 1.6, ">="),
+    pipelined = layouts.get((2, "pipeline"))
+    targets = [("K = 2 dedicated + pipeline / shared steps/s >= 1.2",
+                pipelined and pipelined["steps_per_s"] / layouts[(2, "shared")]["steps_per_s"], 1.2, ">="),
+               ("K = 2 distributed / simulated steps/s >= 1.6", k2 and k2[1]["steps_per_s"] * k2[2], 1.6, ">="),
                ("in collectives at K = 4, feedback <= 10 %", k4 and 100 * k4[1]["comm_fraction"], 10, "<="),
                (f"feedback / params bytes at K = {k_big}, all ranks <= 0.2", total["fb"] / total["params"], 0.2, "<="),
                (f"feedback / params bytes at K = {k_big}, busiest rank <= 0.2",
@@ -210,14 +270,14 @@ def main() -> int:
         lines.append(f"| {name} | {value:.3g} | {'yes' if met else 'no'} |")
     table = "\n".join(lines)
     print(table)
-    if not args.no_write:
+    if not args.no_write and not args.quick:
         import platform
 
         import torch
-        command = "python bench/step_time.py" + (" --quick" if args.quick else "")
-        update_section("step_time", f"`{command}` on {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-                       f"torch {torch.__version__}, {args.device}, {time.strftime('%Y-%m-%d')}; "
-                       f"{args.warmup} warm-up + {steps} measured steps per run, medians of 5-step intervals.\n\n" + table)
+        update_section("step_time", f"`python bench/step_time.py` on {os.cpu_count()} CPU cores "
+                       f"({platform.processor() or platform.machine()}), torch {torch.__version__}, {args.device}, "
+                       f"{time.strftime('%Y-%m-%d')}, nothing else running; {args.warmup} warm-up + {steps} measured "
+                       f"steps per run (exchange modes: {steps // 2}), medians of 5-step intervals.\n\n" + table)
     return 0
 
 
