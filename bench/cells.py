@@ -20,11 +20,16 @@ from pathlib import Path
 
 from ddgan.config import load_config
 from ddgan.layout import world_size
+from ddgan.partition import SCHEMES
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CELLS = ROOT / "runs" / "bench" / "cells"
-CLASSIFIERS = ROOT / "runs" / "bench" / "classifiers"
+CLASSIFIERS = Path(os.environ.get("DDGAN_BENCH_CLASSIFIERS", ROOT / "runs" / "bench" / "classifiers"))
+
+# What a --quick smoke run shrinks: small models on a small batch (the plumbing, not the numbers).
+QUICK = ("model.g_width=16", "model.d_width=16", "model.z_dim=32", "train.batch_size=32")
+QUICK_CLIENTS = ("partition.clients=2", "partition.classes=[[0,1,2,3,4],[5,6,7,8,9]]")    # with split "classes"
 
 # Rule name in the tables -> the algo settings it stands for (MD-GAN is the mean rule with swaps).
 RULES = {
@@ -58,18 +63,21 @@ class Cell:
 
     @property
     def config(self) -> Path:
+        if self.split == "kosmopoulos":      # the MNIST experiment's configs (digits: their smoke run)
+            return ROOT / "configs" / "paper" / f"mnist_kosmopoulos_{self.rule}.yaml"
         if self.dataset == "digits":
             return ROOT / "configs" / "default.yaml"
         paper_split = self.split if self.split in ("non_ovl", "mod_ovl") else "non_ovl"   # the scheme is overridden
         return ROOT / "configs" / "paper" / f"{self.dataset}_{paper_split}_{self.rule}.yaml"
 
     def overrides(self, root: Path) -> list[str]:
-        rule = RULES[self.rule] if self.dataset == "digits" else []
-        split = [] if self.rule == "centralized" else [f"partition.scheme={self.split}"]
+        rule = RULES[self.rule] if self.config.name == "default.yaml" else []
+        split = [] if self.rule == "centralized" or self.split not in SCHEMES else [f"partition.scheme={self.split}"]
         every = max(1, self.steps // 20)
-        return [*rule, *split, f"data.root={root}", f"model.d_norm={self.norm}",
-                f"train.seed={self.seed}", f"train.steps={self.steps}", *self.extra, f"run.log_every={every}",
-                f"run.checkpoint_every={self.steps}", f"run.sample_every={self.steps}", "train.resume=never"]
+        dataset = [f"data.name={self.dataset}"] if self.split == "kosmopoulos" else []
+        return [*rule, *split, *dataset, f"data.root={root}", f"model.d_norm={self.norm}", f"train.seed={self.seed}",
+                f"train.steps={self.steps}", f"run.log_every={every}", f"run.checkpoint_every={self.steps}",
+                f"run.sample_every={self.steps}", "train.resume=never", *self.extra]
 
 
 class Results:
@@ -97,7 +105,8 @@ class Results:
         tmp.write_text(json.dumps(cells, indent=1))
         tmp.replace(self.path)
 
-    def run(self, cell: Cell, root: Path, n: int = 10000, svm_train: int = 0, cache: Path = CLASSIFIERS) -> dict:
+    def run(self, cell: Cell, root: Path, n: int = 10000, svm_train: int = 0, cache: Path = CLASSIFIERS,
+            eval_args: list[str] = ()) -> dict:
         """Train and evaluate ``cell`` under this file's folder unless it is already done."""
         done = self.get(cell, root)
         if done is not None:
@@ -105,7 +114,7 @@ class Results:
         print(f"[{self.path.parent.name}] {cell.name} ...", flush=True)
         run_dir = self.path.parent / cell.name
         shutil.rmtree(run_dir, ignore_errors=True)     # an interrupted attempt starts over, clean
-        result = train_and_evaluate(cell.config, cell.overrides(root), run_dir, n, svm_train, cache)
+        result = train_and_evaluate(cell.config, cell.overrides(root), run_dir, n, svm_train, cache, eval_args)
         result["config"] = resolved(cell, root)
         self.add(cell.name, result)
         return result
@@ -119,7 +128,7 @@ def resolved(cell: Cell, root: Path) -> dict:
 
 
 def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int, svm_train: int,
-                       cache: Path) -> dict:
+                       cache: Path, eval_args: list[str] = ()) -> dict:
     """Train ``config`` with as many torchrun ranks as it needs, then ``ddgan.eval`` it; the
     result is eval.json plus the training time and the clients' shares over the last fifth."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -141,7 +150,7 @@ def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int
                          + "\n".join(errors[:20]))
     train_seconds = time.perf_counter() - start
     proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run_dir), "--n", str(n),
-                           "--cache", str(cache), "--svm-train", str(svm_train)],
+                           "--cache", str(cache), "--svm-train", str(svm_train), *eval_args],
                           cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode:
         raise SystemExit(f"evaluation of {run_dir} failed:\n{proc.stderr[-3000:]}")
@@ -163,6 +172,8 @@ def late_shares(run_dir: Path) -> dict:
             out[key] = [round(statistics.mean(r[key][k] for r in late), 4) for k in range(len(late[0][key]))]
     if late and "lambda" in late[0]:
         out["lambda_end"] = round(late[-1]["lambda"], 3)
+    if records and "named" in records[-1]:
+        out["named"] = records[-1]["named"]
     return out
 
 

@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import CELLS, RULES, SHARED_DATA, Cell, Results, generator_metrics, mean_spread  # noqa: E402
+from bench.cells import CELLS, QUICK, QUICK_CLIENTS, RULES, SHARED_DATA, Cell, Results, generator_metrics, mean_spread  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 from ddgan.config import AlgoConfig, ModelConfig  # noqa: E402
 from ddgan.models import D_NORMS  # noqa: E402
@@ -53,8 +53,7 @@ PARTS = ["lambda", "mnist", "digits", "skew", "variants"]
 def parts(quick: bool) -> dict[str, list[list[Cell]]]:
     """Each part's table rows; a row is the cells (seeds) averaged into it."""
     if quick:
-        return {"quick": [[Cell("digits", "non_ovl", rule, norm, 0, 20, extra=("partition.clients=2",
-                 "partition.scheme=classes", "partition.classes=[[0,1,2,3,4],[5,6,7,8,9]]"))]
+        return {"quick": [[Cell("digits", "classes", rule, norm, 0, 20, extra=(*QUICK, *QUICK_CLIENTS))]
                           for rule, norm in (("f2u", DEFAULT_NORM), ("f2a", "batch"))]}
     seeds = (0, 1)
     return {
@@ -76,11 +75,13 @@ def parts(quick: bool) -> dict[str, list[list[Cell]]]:
     }
 
 
-def rule_cell(dataset: str, rule: str, norm: str, seed: int, steps: int) -> Cell:
-    """A rule's cell on the Non-OVL split; F2A's lambda descends the default objective (named in
-    the cell, so that cells of another objective are never mistaken for it)."""
+def rule_cell(dataset: str, rule: str, norm: str, seed: int, steps: int, split: str = "non_ovl") -> Cell:
+    """A rule's cell (the centralized baseline's is the same for every split); F2A's lambda
+    descends the default objective (named in the cell, so that cells of another objective are never
+    mistaken for it)."""
     variant = f"lam-{F2A_OBJECTIVE}" if rule == "f2a" else ""
-    return Cell(dataset, "non_ovl", rule, norm, seed, steps, variant, LAMBDA.get(variant, ()))
+    split = "non_ovl" if rule == "centralized" else split
+    return Cell(dataset, split, rule, norm, seed, steps, variant, LAMBDA.get(variant, ()))
 
 
 def command(part: str) -> str:
@@ -148,7 +149,7 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (torchvision layout)")
     parser.add_argument("--out", type=Path, default=CELLS, help="runs and results.json")
     parser.add_argument("--report", action="store_true", help="only rebuild the tables from stored cells")
-    parser.add_argument("--quick", action="store_true", help="2 digits cells of 20 steps; printed, not stored")
+    parser.add_argument("--quick", action="store_true", help="2 small digits cells of 20 steps; printed, not stored")
     args = parser.parse_args()
     all_parts = parts(args.quick)
     chosen = ["quick"] if args.quick else args.parts

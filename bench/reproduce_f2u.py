@@ -1,18 +1,22 @@
 """Reproduce the F2U paper's comparison: MNIST / Fashion-MNIST, Non-OVL / Mod-OVL, 5 clients.
 
-    python bench/reproduce_f2u.py                                   # the full table (~2 h on 2 cores)
-    python bench/reproduce_f2u.py --datasets mnist --splits non_ovl   # the headline row (~1 h)
-    python bench/reproduce_f2u.py --quick                           # a smoke table in a few minutes
+    python bench/reproduce_f2u.py                                     # all 24 cells (~5 h on 2 cores), resumable
+    python bench/reproduce_f2u.py --datasets mnist --splits non_ovl   # one row
+    python bench/reproduce_f2u.py --report                            # only rebuild the tables and figures
+    python bench/reproduce_f2u.py --quick                             # a smoke run on digits, printed only
 
-Every cell trains the paper config (configs/paper/<dataset>_<split>_<algo>.yaml) for real with
-torchrun, 5 ranks (the centralized baseline: 1 process with all data), every algorithm with the same
-step budget: ``--steps`` for MNIST Non-OVL, ``--other-steps`` elsewhere; then runs ``ddgan.eval``.
-Results are kept per cell in ``--out`` (JSON); a rerun skips the cells already there. The table
-goes to stdout and to BENCHMARKS.md.
+Every cell trains the paper config (configs/paper/<dataset>_<split>_<rule>.yaml, the default D
+for every rule) with torchrun, 5 ranks (the centralized GAN: 1 process with all data, the same
+cell for both splits), 1,500 steps of batch 64, then runs ``ddgan.eval`` on 10,000 samples; the
+Non-OVL rows with seeds 0 and 1 (mean and range), Mod-OVL with seed 0. Cells are kept in
+runs/bench/cells/results.json, shared with bench/forgiveness.py (its MNIST Non-OVL cells are these).
+Tables go to stdout and BENCHMARKS.md: the comparison, the poster's orderings (f2a <= f2u < mdgan,
+gman on fid_classifier, and on Inception FID where it was computed) with whether each holds, and
+one figure per row with the six rules' sample grids (docs/figures/).
 
-The paper's poster reports Inception FID after up to 80 epochs; ours is the Frechet distance in a
-small MNIST/Fashion classifier's features after 400-1,500 steps of batch 64 (2-8 passes over one
-client's 12,000-image shard), so compare the ordering and the class coverage, not the values.
+The poster reports Inception FID after up to 80 epochs; ours is the Frechet distance in a small
+MNIST/Fashion classifier's features after 1,500 steps (8 passes over one client's 12,000-image
+shard), so compare the orderings and the class coverage, not the values.
 """
 from __future__ import annotations
 
@@ -21,71 +25,140 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import ROOT, SHARED_DATA, Results  # noqa: E402
+from bench.cells import CELLS, QUICK, QUICK_CLIENTS, ROOT, SHARED_DATA, Cell, Results, generator_metrics, mean_spread  # noqa: E402
+from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 
-ALGOS = ["f2u", "f2u_balanced", "f2a", "mdgan", "gman", "centralized"]
+RULES = ["f2u", "f2a", "f2u_balanced", "mdgan", "gman", "centralized"]
 POSTER = {("mnist", "non_ovl"): {"mdgan": 38.42, "gman": 67.69, "f2u": 22.19, "f2a": 18.96},
           ("fashion_mnist", "non_ovl"): {"mdgan": 56.09, "gman": 56.79, "f2u": 43.67, "f2a": 37.16}}
+FIGURES = ROOT / "docs" / "figures"
+
+
+def cells(dataset: str, split: str, rule: str, steps: int, quick: bool) -> list[Cell]:
+    if quick:
+        return [Cell("digits", "classes", rule, DEFAULT_NORM, 0, steps, "", (*QUICK, *QUICK_CLIENTS))]
+    seeds = (0, 1) if split == "non_ovl" else (0,)
+    return [rule_cell(dataset, rule, DEFAULT_NORM, s, steps, split) for s in seeds]
+
+
+def fids(results: Results, cs: list[Cell], root: Path, key: str) -> list[float]:
+    done = [results.get(c, root) for c in cs]
+    if key == "inception_fid":
+        return [r["inception_fid"]["value"]["0"] for r in done if r is not None and r["inception_fid"]["value"]]
+    return [generator_metrics(r)[key] for r in done if r is not None]
+
+
+def comparison(results: Results, args) -> str:
+    lines = ["| dataset | split | rule | seeds | fid_classifier | classes (argmax) | classes (confident) | "
+             "precision | recall | Inception FID | poster Inception FID |", "| --- | --- | --- | --- | --- | --- | --- | "
+             "--- | --- | --- | --- |"]
+    for dataset in args.datasets:
+        for split in args.splits:
+            for rule in args.rules:
+                cs = cells(dataset, split, rule, args.steps, args.quick)
+                done = [r for r in (results.get(c, args.root) for c in cs) if r is not None]
+                label = f"| {dataset} | {split} | {rule} | "
+                if not done:
+                    lines.append(label + f"not run: `{command(dataset, split, rule)}` |" + " |" * 7)
+                    continue
+                m = [generator_metrics(r) for r in done]
+                inception = fids(results, cs, args.root, "inception_fid")
+                lines.append(label + " | ".join([
+                    str(len(done)), mean_spread([x["fid_classifier"] for x in m], ".1f"),
+                    mean_spread([x["classes_covered"] for x in m], ".1f"),
+                    mean_spread([x["confident_classes_covered"] for x in m], ".1f"),
+                    mean_spread([x["precision"] for x in m], ".2f"), mean_spread([x["recall"] for x in m], ".2f"),
+                    mean_spread(inception, ".1f") if inception else "not computed",
+                    str(POSTER.get((dataset, split), {}).get(rule, "-"))]) + " |")
+    return "\n".join(lines)
+
+
+def orderings(results: Results, args) -> str:
+    """The poster's orderings, per dataset and split, on the means over seeds."""
+    lines = ["| dataset | split | metric | f2a <= f2u | f2u < mdgan | f2u < gman | values (f2a / f2u / mdgan / gman) |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for dataset in args.datasets:
+        for split in args.splits:
+            for key in ("fid_classifier", "inception_fid"):
+                means = {}
+                for rule in ("f2a", "f2u", "mdgan", "gman"):
+                    values = fids(results, cells(dataset, split, rule, args.steps, args.quick), args.root, key)
+                    means[rule] = sum(values) / len(values) if values else None
+                if key == "inception_fid" and all(v is None for v in means.values()):
+                    continue
+                if any(v is None for v in means.values()):
+                    lines.append(f"| {dataset} | {split} | {key} | incomplete | | | `{command(dataset, split)}` |")
+                    continue
+                holds = [means["f2a"] <= means["f2u"], means["f2u"] < means["mdgan"], means["f2u"] < means["gman"]]
+                lines.append(f"| {dataset} | {split} | {key} | " + " | ".join("holds" if h else "does not hold"
+                                                                               for h in holds)
+                             + " | " + " / ".join(f"{means[r]:.1f}" for r in ("f2a", "f2u", "mdgan", "gman")) + " |")
+    return "\n".join(lines)
+
+
+def figures(results: Results, args) -> list[str]:
+    """One figure per row: the six rules' sample grids (seed 0) side by side; the markdown links."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.image as mpimg
+    import matplotlib.pyplot as plt
+
+    links = []
+    for dataset in args.datasets:
+        for split in args.splits:
+            grids = [(rule, results.path.parent / cells(dataset, split, rule, args.steps, args.quick)[0].name
+                      / "eval" / "samples_node_0.png") for rule in args.rules]
+            grids = [(rule, g) for rule, g in grids if g.exists()]
+            if not grids:
+                continue
+            fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 2.9))
+            for ax, (rule, grid) in zip(list(axes) if len(grids) > 1 else [axes], grids):
+                ax.imshow(mpimg.imread(grid), cmap="gray")
+                ax.set_title(rule, fontsize=10)
+                ax.axis("off")
+            fig.suptitle(f"{dataset}, {split}: 64 samples per rule (seed 0, {args.steps} steps)", fontsize=10)
+            fig.tight_layout()
+            path = (Path(args.figures) / f"f2u_{dataset}_{split}.png")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fig.savefig(path, dpi=90)
+            plt.close(fig)
+            links.append(f"![{dataset} {split}]({path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})")
+    return links
+
+
+def command(dataset: str, split: str, rule: str | None = None) -> str:
+    return f"python bench/reproduce_f2u.py --datasets {dataset} --splits {split}" + (f" --rules {rule}" if rule else "")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=["mnist", "fashion_mnist"])
     parser.add_argument("--splits", nargs="+", default=["non_ovl", "mod_ovl"])
-    parser.add_argument("--algos", nargs="+", default=ALGOS, choices=ALGOS)
-    parser.add_argument("--steps", type=int, default=1500,
-                        help="training steps per MNIST Non-OVL cell, the headline row (default 1500)")
-    parser.add_argument("--other-steps", type=int, default=400, help="training steps per other cell (default 400)")
-    parser.add_argument("--n", type=int, default=10000, help="generated samples evaluated per cell")
+    parser.add_argument("--rules", nargs="+", default=RULES, choices=RULES)
+    parser.add_argument("--steps", type=int, default=1500, help="training steps per cell (default 1500)")
     parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (torchvision layout)")
-    parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench" / "f2u", help="runs and results.json")
-    parser.add_argument("--cache", type=Path, default=ROOT / "runs" / "bench" / "classifiers",
-                        help="where the domain classifiers are cached")
+    parser.add_argument("--out", type=Path, default=CELLS, help="runs and results.json")
+    parser.add_argument("--figures", type=Path, default=FIGURES, help="where the sample-grid figures go")
+    parser.add_argument("--report", action="store_true", help="only rebuild tables and figures from stored cells")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: MNIST Non-OVL, f2u/f2u_balanced/f2a, 60 steps; printed, not stored")
+                        help="smoke run: small models on digits, f2u and f2a, 20 steps; printed, not stored")
     args = parser.parse_args()
     if args.quick:
-        args.datasets, args.splits, args.algos, args.steps, args.n = ["mnist"], ["non_ovl"], ["f2u", "f2u_balanced", "f2a"], 60, 2000
-        args.out = args.out.with_name(args.out.name + "_quick")
+        args.datasets, args.splits, args.rules, args.steps = ["digits"], ["classes"], ["f2u", "f2a"], 20
+        args.out, args.figures = args.out.with_name(args.out.name + "_quick"), args.out.with_name("figures_quick")
     results = Results(args.out / "results.json")
-    for dataset in args.datasets:
-        for split in args.splits:
-            for algo in args.algos:
-                config = ROOT / "configs" / "paper" / f"{dataset}_{split}_{algo}.yaml"
-                steps = budget(args, dataset, split)
-                results.run(f"{dataset}_{split}_{algo}_{steps}", config, args.root, steps, [], args.n, 0, args.cache)
-    table = render(results, args)
-    publish_table("reproduce_f2u", "F2U reproduction", table, args.quick)
+    if not args.report:
+        for dataset in args.datasets:
+            for split in args.splits:
+                for rule in args.rules:
+                    for cell in cells(dataset, split, rule, args.steps, args.quick):
+                        results.run(cell, args.root, n=1000 if args.quick else 10000)
+    body = "\n".join([comparison(results, args), "", "**Orderings** (the poster: f2a <= f2u < mdgan, gman; means over "
+                      "seeds):", "", orderings(results, args), "", *figures(results, args)])
+    publish_table("reproduce_f2u", "F2U reproduction", body, args.quick)
     return 0
-
-
-def budget(args, dataset: str, split: str) -> int:
-    return args.steps if (dataset, split) == ("mnist", "non_ovl") or args.quick else args.other_steps
-
-
-def render(results: Results, args) -> str:
-    lines = [f"Budget per cell: the steps column x batch 64 (the paper: up to 80 epochs); {args.n} samples "
-             "evaluated. fid_classifier: Frechet distance in the domain classifier's features (lower is better; "
-             "not comparable to Inception FID). Covered: classes with >= 1/(2C) of the samples (argmax / "
-             "confident only).", "",
-             "| dataset | split | algorithm | steps | fid_classifier | covered | covered (confident) | confident fraction | "
-             "precision | recall | poster Inception FID | classifier acc. | train time |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    for dataset in args.datasets:
-        for split in args.splits:
-            for algo in args.algos:
-                steps = budget(args, dataset, split)
-                r = results.cells.get(f"{dataset}_{split}_{algo}_{steps}")
-                if r is None:
-                    continue
-                m = r["generators"]["0"]
-                poster = POSTER.get((dataset, split), {}).get(algo)
-                lines.append(f"| {dataset} | {split} | {algo} | {steps} | {m['fid_classifier']:.2f} | {m['classes_covered']} | "
-                             f"{m['confident_classes_covered']} | {m['confident_fraction']:.2f} | {m['precision']:.2f} | "
-                             f"{m['recall']:.2f} | {poster if poster is not None else '-'} | "
-                             f"{r['classifier']['accuracy']:.4f} | {r['train_seconds']:.0f} s |")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -42,9 +42,10 @@ def target_classes(cfg) -> list[int]:
 
 def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path = DEFAULT_CACHE, seed: int = 0,
              svm_train: int = 2000, svm_test: int = 1000, log=print, inception_weights: str | None = None,
-             inception_network=None) -> dict:
+             inception_network=None, classes: list[int] | None = None, svm_scale: bool = True) -> dict:
     """``inception_network``: a stand-in for the FID Inception network (tests); by default it is
-    loaded from ``inception_weights`` (else the run's eval.inception_weights, else torch's hub cache)."""
+    loaded from ``inception_weights`` (else the run's eval.inception_weights, else torch's hub cache).
+    ``classes``: also report fid_classifier on these classes alone (``fid_classifier_classes``)."""
     run = Path(run)
     where = Path(where) if where else newest_checkpoint(run)
     manifest = read_manifest(where)
@@ -67,6 +68,9 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
         fake = generate(load_generator(where, node)[0], n, seed=seed)
         probs, features = clf.run(fake)
         generators[str(node)] = metrics.summarize(probs, features, real_features, target)
+        if classes:
+            fid = metrics.fid_on_classes(probs, features, real_features, real_y, classes)
+            generators[str(node)].update(classes=sorted(classes), fid_classifier_classes=fid and round(fid, 4))
         if network is not None:
             fids[str(node)] = round(inception.inception_fid(network, fake, real_x), 4)
         grids[node] = out / f"samples_node_{node}.png"
@@ -78,14 +82,14 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
               "generators": generators}
     if svm_train > 0:
         train_x, train_y = classifier.real_split(cfg.data, train=True, limit=svm_train, seed=seed)
-        test_x, test_y = real_x[:svm_test], real_y[:svm_test]
+        test_x, test_y = classifier.real_split(cfg.data, train=False, limit=svm_test, seed=seed)
         errors = {}
         layout = Layout(world) if per_node else Layout.of(cfg)
         for k in range(layout.clients):
             D = build_discriminator(cfg, k, torch.device("cpu"))
             D.load_state_dict(load_rank_file(where, layout.rank_of(k), manifest)["client"]["D"])
-            errors[str(k)] = round(svm.svm_test_error(D, train_x, train_y, test_x, test_y, seed), 5)
-        result["svm"] = {"train": len(train_y), "test": len(test_y), "test_error": errors}
+            errors[str(k)] = round(svm.svm_test_error(D, train_x, train_y, test_x, test_y, seed, svm_scale), 5)
+        result["svm"] = {"train": len(train_y), "test": len(test_y), "standardised": svm_scale, "test_error": errors}
     figures = plots.training_curves(read_metrics(run), out) if (run / "metrics.jsonl").exists() else []
     for node, m in generators.items():
         figures.append(plots.class_histogram(m["class_histogram"], m["confident_histogram"], target,
@@ -108,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--svm-train", type=int, default=2000,
                         help="training images for the SVM on D's features; 0 skips the SVM (default 2000)")
     parser.add_argument("--svm-test", type=int, default=1000, help="test images for the SVM (default 1000)")
+    parser.add_argument("--svm-no-scale", action="store_true", help="do not standardise the SVM's features")
+    parser.add_argument("--classes", type=int, nargs="+",
+                        help="also report fid_classifier on these classes alone (e.g. the honest clients')")
     parser.add_argument("--inception-weights", type=Path,
                         help=f"the FID Inception weights ({inception.WEIGHTS_FILE}); default: the run's "
                              f"eval.inception_weights, else torch's hub cache. Never downloaded")
@@ -116,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.run.is_dir():
             raise CheckpointError(f"--run {args.run}: no such run directory")
         r = evaluate(args.run, args.checkpoint, args.n, args.cache, args.seed, args.svm_train, args.svm_test,
-                     inception_weights=args.inception_weights)
+                     inception_weights=args.inception_weights, classes=args.classes, svm_scale=not args.svm_no_scale)
         for node, m in r["generators"].items():
             print(f"generator {node}: {m['classes_covered']} classes covered ({m['confident_classes_covered']} "
                   f"confidently, {100 * m['confident_fraction']:.1f} % confident), fid_classifier "

@@ -11,6 +11,9 @@
   Computed on the domain classifier's features it is ``fid_classifier``, not Inception FID.
   tr sqrt(S1 S2) = tr sqrt(S1^1/2 S2 S1^1/2), the latter symmetric PSD, so both square roots come
   from ``numpy.linalg.eigh`` (no scipy).
+* ``fid_on_classes``: fid_classifier restricted to some classes: the generated samples the
+  classifier assigns to them against the real test images labelled with them (e.g. the honest
+  clients' classes when one client lied).
 * ``precision_recall``: Kynkaenniemi et al. (2019): a sample is inside a set's manifold when it is
   within the k-th nearest-neighbour radius (k = 3) of one of the set's points; precision is the
   fraction of generated samples inside the real manifold, recall the fraction of real samples
@@ -107,3 +110,12 @@ def summarize(probs: np.ndarray, fake_features: np.ndarray, real_features: np.nd
         "precision": round(precision, 4),
         "recall": round(recall, 4),
     }
+
+
+def fid_on_classes(probs: np.ndarray, fake_features: np.ndarray, real_features: np.ndarray,
+                   real_labels: np.ndarray, classes: list[int]) -> float | None:
+    """Frechet distance of the samples classified into ``classes`` to the real images of them (None
+    when fewer than 2 generated samples fall into them)."""
+    fake = fake_features[np.isin(probs.argmax(1), classes)]
+    real = real_features[np.isin(real_labels, classes)]
+    return frechet_distance(fake, real) if len(fake) > 1 else None

@@ -35,10 +35,10 @@ def d_features(D: Discriminator, images: torch.Tensor, batch: int = 500) -> np.n
 
 
 def svm_test_error(D: Discriminator, train_x: torch.Tensor, train_y: np.ndarray,
-                   test_x: torch.Tensor, test_y: np.ndarray, seed: int = 0) -> float:
-    """Test error (fraction) of a linear SVM on D's features."""
+                   test_x: torch.Tensor, test_y: np.ndarray, seed: int = 0, scale: bool = True) -> float:
+    """Test error (fraction) of a linear SVM on D's features (``scale``: standardised first)."""
     # tol=None: exactly max_iter epochs, so the cost is known and the result does not hinge on a stopping test
-    svm = make_pipeline(StandardScaler(), SGDClassifier(loss="hinge", alpha=1e-3, max_iter=10, tol=None,
-                                                        random_state=seed))
+    steps = [StandardScaler()] if scale else []
+    svm = make_pipeline(*steps, SGDClassifier(loss="hinge", alpha=1e-3, max_iter=10, tol=None, random_state=seed))
     svm.fit(d_features(D, train_x), train_y)
     return float((svm.predict(d_features(D, test_x)) != test_y).mean())

@@ -1,0 +1,125 @@
+"""One dishonest client against the robust exchange: what each attack does, with and without defences.
+
+    python bench/robustness.py                    # the whole table (~9 h on 2 cores), resumable
+    python bench/robustness.py --rules f2u f2u_balanced
+    python bench/robustness.py --report           # only rebuild the table from the stored cells
+    python bench/robustness.py --quick            # a smoke run on digits in about a minute, printed only
+
+MNIST Non-OVL, 5 ranks, 1,500 steps, the default D. Client 2 (digits 4 and 5) lies from step 200
+(``attack.start``): ``always_real``, ``inverted``, ``noise``, ``gradient_scale`` (x100) or
+``gradient_flip``, in the plain feedback exchange ("none") and in the robust one
+(``comm.robust=true``, "robust"). References: the honest run in both exchanges (the robust one
+counts false alarms) and the honest run without client 2 (4 clients, its classes never seen).
+Columns: classes covered (argmax / confident), ``fid_classifier`` on the honest clients' classes
+(the generated samples classified into them against their real test images), who was named and
+when (steps after the attack's start), and false alarms (honest clients named). Targets with
+defences: fid_classifier on the honest classes within 15 % of the 4-client run, every honest
+client's classes covered, no false alarm. Cells are kept in runs/bench/cells/results.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.cells import CELLS, CLASSIFIERS, QUICK, ROOT, SHARED_DATA, Cell, Results, generator_metrics  # noqa: E402
+from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
+from bench.report import publish_table  # noqa: E402
+
+ATTACKS = ["always_real", "inverted", "noise", "gradient_scale", "gradient_flip"]
+RULES = ["f2u", "f2a", "f2u_balanced", "mdgan"]
+LIAR, START = 2, 200
+HONEST_CLASSES = [0, 1, 2, 3, 6, 7, 8, 9]          # all but client 2's {4, 5} on Non-OVL
+DEFENCE = {"none": (), "robust": ("comm.robust=true",)}
+
+
+def cell(rule: str, attack: str, defence: str, dataset: str = "mnist", steps: int = 1500, start: int = START,
+         quick: bool = False) -> Cell:
+    """A table cell; the honest undefended one is the forgiveness bench's own cell (shared)."""
+    base = rule_cell(dataset, rule, DEFAULT_NORM, 0, steps)
+    if quick:
+        base = Cell(*[getattr(base, f) for f in ("dataset", "split", "rule", "norm", "seed", "steps", "variant")],
+                    (*base.extra, *QUICK, "defence.warmup=10"))
+    if attack == "honest" and defence == "none":
+        return base
+    if attack == "without-2":
+        clients = "[[0,1],[2,3],[6,7],[8,9]]"
+        return Cell(dataset, "non_ovl", rule, DEFAULT_NORM, 0, steps, f"{base.variant}-without-2".strip("-"),
+                    (*base.extra, "partition.clients=4", "partition.scheme=classes", f"partition.classes={clients}"))
+    lie = () if attack == "honest" else (f"attack.kind={attack}", f"attack.client={LIAR}", f"attack.start={start}")
+    variant = "-".join(v for v in (base.variant, attack, defence) if v)
+    return Cell(dataset, "non_ovl", rule, DEFAULT_NORM, 0, steps, variant, (*base.extra, *DEFENCE[defence], *lie))
+
+
+def plan(rules: list[str]) -> list[tuple[str, str, str]]:
+    """(rule, attack, defence) in the order worth running first: the references and the defended
+    runs, then the damage without defences."""
+    first = [(r, a, d) for r in rules for a, d in (("without-2", "none"), ("honest", "robust"),
+                                                   *((a, "robust") for a in ATTACKS))]
+    return first + [(r, a, "none") for r in rules for a, d in (("honest", "none"), *((a, "none") for a in ATTACKS))]
+
+
+def classes_result(results: Results, c: Cell, root: Path) -> dict | None:
+    """The cell's result with fid_classifier on the honest classes (evaluated again if it lacks it)."""
+    r = results.get(c, root)
+    if r is None or "fid_classifier_classes" in generator_metrics(r):
+        return r
+    run = results.path.parent / c.name
+    proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run), "--svm-train", "0", "--cache",
+                           str(CLASSIFIERS), "--classes", *map(str, HONEST_CLASSES)], cwd=ROOT, capture_output=True,
+                          text=True)
+    if proc.returncode:
+        raise SystemExit(f"evaluation of {run} failed:\n{proc.stderr[-2000:]}")
+    r = {**r, **{k: v for k, v in json.loads((run / "eval.json").read_text()).items() if k != "seconds"}}
+    results.add(c.name, r)
+    return r
+
+
+def row(results: Results, rule: str, attack: str, defence: str, root: Path, args) -> str:
+    c = cell(rule, attack, defence, *args.shape)
+    r = classes_result(results, c, root)
+    label = f"| {rule} | {attack} | {defence} | "
+    if r is None:
+        return label + f"not run: `python bench/robustness.py --rules {rule}` |" + " |" * 4
+    m = generator_metrics(r)
+    named = {int(k): v for k, v in r.get("named", {}).items()}
+    caught = f"client {LIAR} after {named[LIAR] - args.start} steps" if LIAR in named and attack not in (
+        "honest", "without-2") else "-"
+    false_alarms = sorted(k for k in named if k != LIAR or attack in ("honest", "without-2"))
+    fid = m.get("fid_classifier_classes")
+    return label + " | ".join([f"{m['classes_covered']} / {m['confident_classes_covered']}",
+                               f"{fid:.1f}" if fid is not None else "-", caught,
+                               str(false_alarms) if false_alarms else "0"]) + " |"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rules", nargs="+", default=RULES, choices=RULES)
+    parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (torchvision layout)")
+    parser.add_argument("--out", type=Path, default=CELLS, help="runs and results.json")
+    parser.add_argument("--report", action="store_true", help="only rebuild the table from stored cells")
+    parser.add_argument("--quick", action="store_true", help="f2u on digits, small models, 40 steps, an always_real "
+                        "client from step 20; printed, not stored")
+    args = parser.parse_args()
+    args.shape, args.start = (("digits", 40, 20, True), 20) if args.quick else (("mnist", 1500, START), START)
+    if args.quick:
+        args.rules, args.out = ["f2u"], args.out.with_name(args.out.name + "_quick")
+    results = Results(args.out / "results.json")
+    todo = [(r, a, d) for r, a, d in plan(args.rules)
+            if not args.quick or (a, d) in (("honest", "robust"), ("always_real", "robust"))]
+    if not args.report:
+        for rule, attack, defence in todo:
+            results.run(cell(rule, attack, defence, *args.shape), args.root, n=2000 if args.quick else 10000,
+                        eval_args=["--classes", *map(str, HONEST_CLASSES)])
+    lines = ["| rule | attack on client 2 | defence | classes (argmax / confident) | fid_classifier, honest classes | "
+             "named | false alarms |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [row(results, r, a, d, args.root, args) for r, a, d in sorted(todo, key=lambda t: RULES.index(t[0]))]
+    publish_table("robustness", "Robustness: one dishonest client", "\n".join(lines), args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
