@@ -23,9 +23,9 @@ from typing import Any, Callable
 
 import torch
 
+from ddgan.comm import Comm
 from ddgan.config import Config, config_diff, config_from_dict
 from ddgan.errors import CheckpointError, ConfigError, TrainingError
-from ddgan.comm import Comm
 from ddgan.preemption import StopRequest
 
 # Fields a resumed run may change: how long and where it runs, how it logs and talks.

@@ -33,7 +33,6 @@ from ddgan.roles import DTYPES, OPTIMIZERS
 from ddgan.topology import TOPOLOGIES, graph_of
 
 
-
 @dataclass
 class DataConfig:
     name: str = "digits"

@@ -19,10 +19,10 @@ import torch
 from torch import Tensor
 
 from ddgan import nodes
+from ddgan.comm import Comm, module_tensors, pack
 from ddgan.config import Config
 from ddgan.distributed import Dist
 from ddgan.errors import TrainingError
-from ddgan.comm import Comm, module_tensors, pack
 from ddgan.preemption import StopRequest
 
 

@@ -38,8 +38,8 @@ from ddgan.layout import GENERATOR_RANK, Layout
 from ddgan.models import BATCH_DEPENDENT_NORMS
 from ddgan.preemption import StopRequest
 from ddgan.robust import Defence, Plan, by_robust, checks
-from ddgan.secure import Masks, by_secure
 from ddgan.roles import DTYPES, Client, Drawn, GeneratorSide, build_discriminator, load_role_state, role_state
+from ddgan.secure import Masks, by_secure
 from ddgan.shard import client_shards, load_shard
 from ddgan.temperature import distributed_lambda_grad
 from ddgan.verdicts import Verdict, by_feedback, by_params

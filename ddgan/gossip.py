@@ -24,10 +24,10 @@ import torch
 from torch import Tensor
 
 from ddgan import nodes, seeds, select, topology
+from ddgan.comm import Comm, copy_into, module_tensors
 from ddgan.config import Config
 from ddgan.distributed import Dist
 from ddgan.errors import TrainingError
-from ddgan.comm import Comm, copy_into, module_tensors
 from ddgan.losses import realness
 from ddgan.models import D_NORMS, ArchSpec, Discriminator, frozen_forward
 from ddgan.preemption import StopRequest

@@ -18,10 +18,10 @@ import torch
 from torch import Tensor
 
 from ddgan import checkpoint, rundir, seeds
+from ddgan.comm import Comm
 from ddgan.config import Config
 from ddgan.distributed import Dist
 from ddgan.errors import TrainingError
-from ddgan.comm import Comm
 from ddgan.losses import g_loss
 from ddgan.models import Discriminator, frozen_forward
 from ddgan.preemption import StopRequest

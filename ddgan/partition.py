@@ -9,9 +9,8 @@ are split between them as evenly as possible.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import sys
+from typing import TYPE_CHECKING
 
 import numpy as np
 

@@ -8,9 +8,8 @@ tolerance; ``state_dict()`` makes both checkpointable.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor

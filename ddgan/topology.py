@@ -8,9 +8,8 @@ world size, each with a one-line :class:`ConfigError`.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from itertools import combinations
+from typing import TYPE_CHECKING
 
 from ddgan import seeds
 from ddgan.errors import ConfigError

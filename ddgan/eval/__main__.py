@@ -24,8 +24,8 @@ from ddgan.cli import run_cli
 from ddgan.config import config_from_dict
 from ddgan.datasets import open_source
 from ddgan.errors import CheckpointError
-from ddgan.layout import Layout
 from ddgan.eval import classifier, inception, metrics, plots, report, svm
+from ddgan.layout import Layout
 from ddgan.roles import build_discriminator
 from ddgan.rundir import read_metrics, save_grid
 from ddgan.sample import generate, load_generator, newest_checkpoint
