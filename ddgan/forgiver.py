@@ -141,92 +141,131 @@ def traffic(comm: Comm, since: tuple[int, int, float], step: int) -> dict:
     return {"bytes_sent": [r[0] for r in rows], "comm_seconds": [r[1] for r in rows]}
 
 
+@dataclass
+class Rank:
+    """What this rank holds (:mod:`ddgan.layout`): a client, the generator, or both."""
+
+    layout: Layout
+    client: Client | None
+    generator: GeneratorSide | None
+    D: torch.nn.Module              # the client's D; on a dedicated generator rank a template of its shapes
+    shares: Tensor                  # f2u_balanced's share of the batch per client
+    attack: Attack | None = None    # this client lies (attack.*)
+    defence: Defence | None = None  # the robust exchange's checks (generator rank)
+    masks: Masks | None = None      # the secure exchange's pairwise masks (clients)
+
+    @classmethod
+    def build(cls, cfg: Config, ctx: Dist) -> "Rank":
+        layout, dtype = Layout.of(cfg), DTYPES[cfg.train.dtype]
+        source, shards = client_shards(cfg)
+        me = layout.client_of(ctx.rank)
+        client = Client.build(cfg, me, load_shard(cfg, me, ctx.device, dtype, source), ctx.device) if me is not None else None
+        generator = GeneratorSide.build(cfg, ctx.device, lambda_objective(cfg) is not None) if ctx.is_main else None
+        D = client.D if client is not None else build_discriminator(cfg, 0, ctx.device)
+        defence = Defence(cfg, layout.clients, generator.G) if cfg.comm.robust and generator is not None else None
+        return cls(layout, client, generator, D, client_shares(cfg, [len(s) for s in shards], dtype).to(ctx.device),
+                   Attack.of(cfg, me), defence)
+
+
+def judge(cfg: Config, comm: Comm, rank: Rank, batch: Batch, d_loss: Tensor, inputs: RuleInputs) -> Verdict:
+    """Collective: the clients' verdicts on ``batch`` reach the generator rank by the exchange mode;
+    under lambda's discriminator-side objective, with its gradient."""
+    rule, D = ALGORITHMS[cfg.algo.name].rule, rank.client and rank.client.D
+    if cfg.comm.robust:
+        verdict = by_robust(comm, rank.layout, D, batch.x, d_loss, rule, inputs, rank.attack, rank.defence, batch.plan)
+    elif cfg.comm.exchange == "feedback":
+        verdict = by_feedback(comm, rank.layout, D, batch.x, d_loss, rule, inputs, rank.attack)
+    elif cfg.comm.exchange == "secure":
+        verdict = by_secure(comm, rank.layout, D, batch.x, d_loss, cfg.algo.name, inputs, rank.masks)
+    else:
+        verdict = by_params(comm, rank.layout, rank.D, batch.drawn and batch.drawn.x, d_loss, rule, inputs)
+    if lambda_objective(cfg) == "discriminator":
+        verdict.lam_grad = distributed_lambda_grad(comm, rank.layout, rank.D, rank.client, verdict, batch.lam,
+                                                   cfg.algo.loss)
+    return verdict
+
+
 def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
     """Run the forgiver-first algorithm ``cfg.algo.name`` to ``cfg.train.steps``; returns the last record."""
-    algo, layout, objective = ALGORITHMS[cfg.algo.name], Layout.of(cfg), lambda_objective(cfg)
-    dtype = DTYPES[cfg.train.dtype]
-    run = rundir.prepare(cfg, ctx.is_main)
-    source, shards = client_shards(cfg)
-    me = layout.client_of(ctx.rank)
-    client = Client.build(cfg, me, load_shard(cfg, me, ctx.device, dtype, source), ctx.device) if me is not None else None
-    generator = GeneratorSide.build(cfg, ctx.device, objective is not None) if ctx.is_main else None
-    # a rank without a client still needs D's shapes for the params exchange
-    D = client.D if client is not None else build_discriminator(cfg, 0, ctx.device)
-    shares = client_shares(cfg, [len(s) for s in shards], dtype).to(ctx.device)
-    defence = Defence(cfg, layout.clients, generator.G) if cfg.comm.robust and generator is not None else None
-    start, in_flight = _resume(run, cfg, comm, client, generator, defence)
-    masks = Masks.agree(comm, layout) if cfg.comm.exchange == "secure" else None
+    run, rank = rundir.prepare(cfg, ctx.is_main), Rank.build(cfg, ctx)
+    client, generator, n = rank.client, rank.generator, cfg.train.batch_size
+    start, in_flight = _resume(run, cfg, comm, rank)
+    rank.masks = Masks.agree(comm, rank.layout) if cfg.comm.exchange == "secure" else None
     _warn_if_batch_dependent(cfg, ctx.is_main)
-    shape = (cfg.train.batch_size + checks(cfg), *D.spec.image_shape)
-    like = torch.empty(0, dtype=dtype, device=ctx.device)
-    attack = Attack.of(cfg, me)
-    health = Health(1 if masks else layout.clients, ctx.device, hidden=cfg.comm.exchange == "secure")
-    log, interval = rundir.MetricsLog(run, ctx.is_main), Interval(layout.clients)
+    shape, like = (n + checks(cfg), *rank.D.spec.image_shape), torch.empty(0, dtype=DTYPES[cfg.train.dtype],
+                                                                           device=ctx.device)
+    health = Health(1 if rank.masks else rank.layout.clients, ctx.device, hidden=cfg.comm.exchange == "secure")
+    log, interval = rundir.MetricsLog(run, ctx.is_main), Interval(rank.layout.clients)
     stop, step, record, since = StopRequest(run, cfg.run.stop_check_every, ctx.is_main), start, {}, (start, 0, 0.0)
     batch = None
     if cfg.train.pipeline:   # the first batch in flight (after a resume: the one in flight at the checkpoint)
         if generator is not None and in_flight is None:
-            in_flight = (generator.draw(cfg.train.batch_size, stash=True), generator.lam)
+            in_flight = (generator.draw(n, stash=True), generator.lam)
         batch = share_batch(comm, *(in_flight or (None, None)), shape, like)
     for step in range(start + 1, cfg.train.steps + 1):
         comm.step = step
         # -- 1. generate: rank 0 draws a batch; without the pipeline the clients receive it now
-        drawn = generator.draw(cfg.train.batch_size, stash=cfg.train.pipeline) if generator is not None else None
+        drawn = generator.draw(n, stash=cfg.train.pipeline) if generator is not None else None
         lam_now = generator.lam if generator is not None else None
         if not cfg.train.pipeline:
-            batch = share_batch(comm, drawn, lam_now, shape, like, defence)
+            batch = share_batch(comm, drawn, lam_now, shape, like, rank.defence)
         # -- 2. D step: each client trains its own D_k on private data and the shared fakes
         d_loss = client.d_step(batch.x) if client is not None else like.new_zeros(())
         # -- 3. verdicts: the clients' judgement of the batch reaches rank 0 by the exchange mode
-        inputs = rule_inputs(cfg, batch.lam.clone().requires_grad_(objective == "generator"), shares)
-        if cfg.comm.robust:
-            verdict = by_robust(comm, layout, client and client.D, batch.x, d_loss, algo.rule, inputs, attack,
-                                defence, batch.plan)
-        elif cfg.comm.exchange == "feedback":
-            verdict = by_feedback(comm, layout, client and client.D, batch.x, d_loss, algo.rule, inputs, attack)
-        elif cfg.comm.exchange == "secure":
-            verdict = by_secure(comm, layout, client and client.D, batch.x, d_loss, cfg.algo.name, inputs, masks)
-        else:
-            verdict = by_params(comm, layout, D, batch.drawn and batch.drawn.x, d_loss, algo.rule, inputs)
-        lam_grad = verdict.lam_grad
-        if objective == "discriminator":
-            lam_grad = distributed_lambda_grad(comm, layout, D, client, verdict, batch.lam, cfg.algo.loss)
+        inputs = rule_inputs(cfg, batch.lam.clone().requires_grad_(lambda_objective(cfg) == "generator"), rank.shares)
+        verdict = judge(cfg, comm, rank, batch, d_loss, inputs)
         health.observe(step, verdict.d_losses, verdict.g_loss, verdict.scores_finite)
         # -- 4. G step; with the pipeline the next batch leaves first, so the clients' next D step overlaps it
         judged = batch
         if cfg.train.pipeline:
             batch = share_batch(comm, drawn, lam_now, shape, like)
         if generator is not None:
-            generator.step(judged.drawn, grad_x=verdict.grad_x, lam_grad=lam_grad,
+            generator.step(judged.drawn, grad_x=verdict.grad_x, lam_grad=verdict.lam_grad,
                            loss=verdict.g_loss if cfg.comm.exchange == "params" else None)
             interval.add(verdict, judged.lam)
-        if defence is not None:
-            defence.name_suspects(step)
+        if rank.defence is not None:
+            rank.defence.name_suspects(step)
         # -- 5. MD-GAN swap
         if cfg.algo.swap_every and step % cfg.algo.swap_every == 0:
-            swap_discriminators(comm, layout, client, step, cfg.train.seed)
+            swap_discriminators(comm, rank.layout, client, step, cfg.train.seed)
         # -- 6. upkeep: metrics and progress, sample grids, NaN check, stop and checkpoints
         last = step == cfg.train.steps
         if step % cfg.run.log_every == 0 or last:
             health.check()
             moved, since = traffic(comm, since, step), (step, comm.bytes_sent, comm.seconds)
             if generator is not None:
-                record = {**interval.record(step), **moved, **({"named": defence.named} if defence else {})}
-                log.write(record)
-                print(rundir.progress_line(step, cfg.train.steps, record["steps_per_s"], {
-                    "d_loss": sum(record["d_loss"]) / len(record["d_loss"]), "g_loss": record["g_loss"],
-                    "lambda": record["lambda"]}), flush=True)
+                record = _log(cfg, log, step, {**interval.record(step), **moved}, rank.defence)
         if generator is not None and (step % cfg.run.sample_every == 0 or last):
             rundir.save_grid(generator.samples(), run / "samples" / f"step_{step:07d}.png")
-        pending = {"in_flight": _flight_state(batch)} if cfg.train.pipeline and generator is not None else {}
-        pending.update({"defence": defence.state_dict()} if defence is not None else {})
-        if checkpoint.at_step_end(run, cfg, comm, stop, step, lambda: role_state(step, client, generator, **pending),
-                                  health.check):
+        if checkpoint.at_step_end(run, cfg, comm, stop, step, lambda: _state(step, rank, batch, cfg), health.check):
             break
     log.close()
     if generator is not None:
         print(rundir.final_line(step, cfg.train.steps, run), flush=True)
     return record
+
+
+def _log(cfg: Config, log: rundir.MetricsLog, step: int, record: dict, defence: Defence | None) -> dict:
+    """The generator rank writes a metrics record and prints the progress line."""
+    if defence is not None:
+        record["named"] = dict(defence.named)
+    log.write(record)
+    print(rundir.progress_line(step, cfg.train.steps, record["steps_per_s"], {
+        "d_loss": sum(record["d_loss"]) / len(record["d_loss"]), "g_loss": record["g_loss"],
+        "lambda": record["lambda"]}), flush=True)
+    return record
+
+
+def _state(step: int, rank: Rank, batch: Batch, cfg: Config) -> dict:
+    """This rank's checkpoint: its roles, and on the generator rank the batch in flight (pipeline)
+    and the defence's state (robust)."""
+    extra = {}
+    if rank.generator is not None and cfg.train.pipeline:
+        extra["in_flight"] = {"z": batch.drawn.z, "stash": {k: v.detach() for k, v in batch.drawn.stash.items()},
+                              "lam": batch.lam}
+    if rank.defence is not None:
+        extra["defence"] = rank.defence.state_dict()
+    return role_state(step, rank.client, rank.generator, **extra)
 
 
 def _warn_if_batch_dependent(cfg: Config, is_main: bool) -> None:
@@ -237,21 +276,15 @@ def _warn_if_batch_dependent(cfg: Config, is_main: bool) -> None:
               f"model.d_norm=spectral (README, \"Discriminator normalisation\")", file=sys.stderr, flush=True)
 
 
-def _flight_state(batch: Batch) -> dict:
-    """What resumes the pipeline's batch in flight: its noise, the parameters and lambda it was drawn with."""
-    return {"z": batch.drawn.z, "stash": {k: v.detach() for k, v in batch.drawn.stash.items()}, "lam": batch.lam}
-
-
-def _resume(run, cfg: Config, comm: Comm, client: Client | None, generator: GeneratorSide | None,
-            defence: Defence | None) -> tuple[int, tuple[Drawn, Tensor] | None]:
+def _resume(run, cfg: Config, comm: Comm, rank: Rank) -> tuple[int, tuple[Drawn, Tensor] | None]:
     """Collective: restore every role from the newest complete checkpoint; the step to continue
     after, and (pipeline, generator rank) the batch in flight then with its lambda."""
     state = checkpoint.resume_or_start(run, cfg, comm)
     if state is None:
         return 0, None
-    step = load_role_state(state, client, generator)
-    if defence is not None:
-        defence.load_state_dict(state["defence"])
+    generator, step = rank.generator, load_role_state(state, rank.client, rank.generator)
+    if rank.defence is not None:
+        rank.defence.load_state_dict(state["defence"])
     flight = state.get("in_flight")
     if generator is None or flight is None:
         return step, None
