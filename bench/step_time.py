@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -177,6 +178,31 @@ def layout_table(extra: list[str], ks: list[int], steps: int, warmup: int, devic
     return lines, runs
 
 
+# Links for the projection: (name, bandwidth bytes/s, latency s per message)
+LINKS = (("10 GbE", 1.25e9, 50e-6), ("InfiniBand HDR", 25e9, 2e-6))
+BATCH_BYTES = 64 * 28 * 28 * 4          # the generated batch, and one client's gradient w.r.t. it
+
+
+def comm_time(k: int, link: tuple[str, float, float]) -> float:
+    """Seconds of communication per feedback step for k clients with tree broadcast and reduce and a
+    ring all_gather of the scores (NCCL-like), on one link."""
+    _, bandwidth, latency = link
+    tree = 2 * math.ceil(math.log2(k + 1)) * (latency + BATCH_BYTES / bandwidth)    # broadcast x, reduce d/dx
+    ring = k * latency                                                             # all_gather of (B + 1) scores
+    return tree + ring
+
+
+def projection(t_g: float, t_d: float) -> list[str]:
+    """Predicted steps/s with one rank per device, from G's and one client's compute per step."""
+    lines = [f"| K | link | device speed | shared / dedicated | dedicated + pipeline |", "| --- | --- | --- | --- | --- |"]
+    for k in (2, 4, 8, 16, 32, 64):
+        for link in LINKS:
+            for name, speedup in (("one CPU core (measured)", 1.0), ("GPU (assumed 30x)", 30.0)):
+                g, d, c = t_g / speedup, t_d / speedup, comm_time(k, link)
+                lines.append(f"| {k} | {link[0]} | {name} | {1 / (g + d + c):.1f} | {1 / (max(g, d) + c):.1f} |")
+    return lines
+
+
 def mode_table(ks: list[int], steps: int, warmup: int, device: str) -> list[str]:
     """Feedback, params and secure exchange: steps/s and bytes per step per rank."""
     lines = ["| K | exchange | steps/s | bytes/step, rank 0 | bytes/step, each client 1..K-1 | all ranks |",
@@ -268,6 +294,14 @@ def main() -> int:
             continue
         met = {">=": value >= bound, "<=": value <= bound, "==": abs(value - bound) < 1e-9}[op]
         lines.append(f"| {name} | {value:.3g} | {'yes' if met else 'no'} |")
+    one = layouts.get((1, "dedicated"))
+    if one is not None:
+        t_g, t_d = one["compute_seconds"][0], one["compute_seconds"][1]
+        lines += ["", f"**Projection** to one rank per device (docs/scaling.md): from K = 1, dedicated (each rank on a "
+                  f"core of its own), G's compute per step T_G = {1000 * t_g:.0f} ms and a client's T_D = "
+                  f"{1000 * t_d:.0f} ms; steps/s = 1 / (T_G + T_D + comm(K)) synchronously, 1 / (max(T_G, T_D) + "
+                  "comm(K)) pipelined; comm(K): tree broadcast and reduce of the 200 KB batch, ring all_gather of the "
+                  "scores.", "", *projection(t_g, t_d)]
     table = "\n".join(lines)
     print(table)
     if not args.no_write and not args.quick:
