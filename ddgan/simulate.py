@@ -19,7 +19,7 @@ from ddgan.forgiver import client_shares, rule_inputs
 from ddgan.models import frozen_forward
 from ddgan.roles import DTYPES, Client, Drawn, GeneratorSide
 from ddgan.shard import client_shards, load_shard
-from ddgan.temperature import lambda_grad
+from ddgan.temperature import REAL_SAMPLES, lambda_grad
 
 
 class Simulation:
@@ -51,8 +51,8 @@ class Simulation:
         if self.objective == "generator":
             (lam_grad,) = torch.autograd.grad(loss, lam, retain_graph=True)
         elif self.objective == "discriminator":
-            real = [lambda_grad(lam, self.cfg.algo.loss, torch.stack([frozen_forward(o.D, c.real) for o in self.clients]),
-                                None) for c in self.clients]
+            real = [lambda_grad(lam, self.cfg.algo.loss, torch.stack([frozen_forward(o.D, c.real[:REAL_SAMPLES])
+                                                                     for o in self.clients]), None) for c in self.clients]
             lam_grad = sum(real) / len(real) + lambda_grad(lam, self.cfg.algo.loss, None, out)
         self.generator.step(judged, loss=loss, lam_grad=lam_grad)
         if self.cfg.algo.swap_every and self.step_count % self.cfg.algo.swap_every == 0:
