@@ -182,7 +182,7 @@ def test_checkpoint_from_another_config_is_refused_naming_the_fields(tmp_path):
     assert [rc for rc, _, _ in results] == [2, 2]
     (line,) = error_lines(results[0][2]) + error_lines(results[1][2])
     assert "checkpoint from another config" in line
-    assert "model.d_width: 8 -> 16" in line and "train.lr_g: 0.0002 -> 0.001" in line
+    assert "model.d_width: 8 -> 16" in line and "train.lr_g: 0.0004 -> 0.001" in line
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
 
 
