@@ -159,7 +159,7 @@ def main() -> int:
         for part in chosen:
             for cells in all_parts[part]:
                 for cell in cells:
-                    results.run(cell, args.root, n=1000 if args.quick else 10000)
+                    results.run(cell, args.root, n=500 if args.quick else 10000)
     sections = []
     for part in (chosen if args.quick else PARTS):
         sections += [f"**{part}**", "", HEADER, *(row(results, cells, part, args.root) for cells in all_parts[part]), ""]

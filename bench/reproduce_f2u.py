@@ -154,7 +154,7 @@ def main() -> int:
             for split in args.splits:
                 for rule in args.rules:
                     for cell in cells(dataset, split, rule, args.steps, args.quick):
-                        results.run(cell, args.root, n=1000 if args.quick else 10000)
+                        results.run(cell, args.root, n=500 if args.quick else 10000)
     body = "\n".join([comparison(results, args), "", "**Orderings** (the poster: f2a <= f2u < mdgan, gman; means over "
                       "seeds):", "", orderings(results, args), "", *figures(results, args)])
     publish_table("reproduce_f2u", "F2U reproduction", body, args.quick)

@@ -44,7 +44,7 @@ FIGURES = ROOT / "docs" / "figures"
 def cell(select: str, seed: int, steps: int, image_size: int = 28, norm: str = "batch", quick: bool = False) -> Cell:
     extra = [f"data.image_size={image_size}", f"run.checkpoint_every={max(1, steps // 4)}", "run.keep_checkpoints=4"]
     if quick:
-        extra += [*QUICK, "data.image_size=16", "partition.clients=3", "partition.samples_per_client=200",
+        extra += [*QUICK, "data.image_size=16", "partition.clients=2", "partition.samples_per_client=200",
                   "algo.max_d_steps=2"]
     variant = f"{image_size}px"
     return Cell("digits" if quick else "mnist", "kosmopoulos", f"gossip_{select}", norm, seed, steps, variant, tuple(extra))
@@ -56,7 +56,7 @@ def svm(results: Results, c: Cell, key: str, args, svm_train: int, scale: bool =
     if r is None:
         if args.report:
             return None
-        r = results.run(c, args.root, n=2000, svm_train=0)
+        r = results.run(c, args.root, n=500 if args.quick else 2000, svm_train=0)
     if key not in r.get("evals", {}):
         if args.report:
             return None
@@ -174,12 +174,12 @@ def main() -> int:
     parser.add_argument("--figures", type=Path, default=FIGURES)
     parser.add_argument("--report", action="store_true", help="only rebuild the tables from stored cells")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: digits, 3 nodes x 200 images, small models, 10 cycles, one seed; printed, "
+                        help="smoke run: digits, 2 nodes x 200 images, small models, 6 cycles, one seed; printed, "
                              "not stored")
     args = parser.parse_args()
     args.svm_cap = 60000
     if args.quick:
-        args.steps, args.seeds, args.parts, args.svm_train, args.svm_test, args.svm_cap = 10, [0], ["grid"], 200, 200, 200
+        args.steps, args.seeds, args.parts, args.svm_train, args.svm_test, args.svm_cap = 6, [0], ["grid"], 200, 200, 200
         args.out, args.figures = args.out.with_name(args.out.name + "_quick"), args.out.with_name("figures_quick")
     results = Results(args.out / "results.json")
     sections = []

@@ -112,7 +112,7 @@ def main() -> int:
             if not args.quick or (a, d) in (("honest", "robust"), ("always_real", "robust"))]
     if not args.report:
         for rule, attack, defence in todo:
-            results.run(cell(rule, attack, defence, *args.shape), args.root, n=2000 if args.quick else 10000,
+            results.run(cell(rule, attack, defence, *args.shape), args.root, n=500 if args.quick else 10000,
                         eval_args=["--classes", *map(str, HONEST_CLASSES)])
     lines = ["| rule | attack on client 2 | defence | classes (argmax / confident) | fid_classifier, honest classes | "
              "named | false alarms |", "| --- | --- | --- | --- | --- | --- | --- |"]
