@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from fnmatch import fnmatch
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -43,7 +44,8 @@ LAMBDA = {"lam-generator": ("algo.learn_lambda=true", "algo.lambda_objective=gen
           **{f"lam-fixed{v}": ("algo.learn_lambda=false", f"algo.lambda_init={v}") for v in (0, 1, 5, 20)}}
 VARIANTS = {"pipeline": ("train.generator_rank=dedicated", "train.pipeline=true"),
             "lam-generator-max20": ("algo.lambda_objective=generator", "algo.lambda_max=20"),
-            "secure": ("algo.lambda_objective=generator", "algo.lambda_max=20", "comm.exchange=secure")}
+            "secure": ("algo.lambda_objective=generator", "algo.lambda_max=20", "comm.exchange=secure"),
+            "flood": ("train.d_flood=0.5",)}
 SKEW = {"balance-equal": ("partition.alpha=0.3", "algo.balance=equal"),
         "balance-shard": ("partition.alpha=0.3", "algo.balance=shard_size")}
 TARGET_RULES = ("f2u", "f2a", "f2u_balanced", "mdgan", "gman")
@@ -68,7 +70,8 @@ def parts(quick: bool) -> dict[str, list[list[Cell]]]:
                      [Cell("mnist", "non_ovl", "f2a", DEFAULT_NORM, 0, 1500, "pipeline",
                            (*VARIANTS["pipeline"], *LAMBDA[f"lam-{F2A_OBJECTIVE}"]))]]
         + [[Cell("digits", "non_ovl", "f2a", DEFAULT_NORM, 0, 600, v, VARIANTS[v])] for v in ("lam-generator-max20",
-                                                                                            "secure")],
+                                                                                            "secure")]
+        + [[Cell("mnist", "non_ovl", rule, DEFAULT_NORM, 0, 1500, "flood", VARIANTS["flood"])] for rule in ("f2u", "f2a")],
         "skew": [[Cell("digits", "dirichlet", "f2u_balanced", DEFAULT_NORM, s, 600, v, SKEW[v]) for s in seeds]
                  for v in SKEW] + [[Cell("mnist", "dirichlet", "f2u_balanced", DEFAULT_NORM, 0, 1500, v,
                                          SKEW[v])] for v in SKEW],
@@ -150,6 +153,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=CELLS, help="runs and results.json")
     parser.add_argument("--report", action="store_true", help="only rebuild the tables from stored cells")
     parser.add_argument("--quick", action="store_true", help="2 small digits cells of 20 steps; printed, not stored")
+    parser.add_argument("--only", nargs="+", metavar="GLOB", default=["*"],
+                        help="train only the cells whose names match (e.g. 'mnist_*_s0_*'); the tables show all")
     args = parser.parse_args()
     all_parts = parts(args.quick)
     chosen = ["quick"] if args.quick else args.parts
@@ -158,7 +163,7 @@ def main() -> int:
     if not args.report:
         for part in chosen:
             for cells in all_parts[part]:
-                for cell in cells:
+                for cell in (c for c in cells if any(fnmatch(c.name, g) for g in args.only)):
                     results.run(cell, args.root, n=500 if args.quick else 10000)
     sections = []
     for part in (chosen if args.quick else PARTS):
