@@ -8,6 +8,7 @@ shared ``runs/bench/cells/results.json``.
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -16,9 +17,10 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
-from ddgan.config import load_config
+from ddgan.config import Config, load_config
 from ddgan.layout import world_size
 from ddgan.partition import SCHEMES
 
@@ -84,8 +86,9 @@ class Results:
     """``{cell name: result}`` in one JSON file, re-read before and rewritten after every cell, so
     that two scripts filling the same file never drop each other's cells."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, only: list[str] = ("*",)):
         self.path = Path(path)
+        self.only = only          # name patterns of the cells run() may train (the others it only reads)
 
     @property
     def cells(self) -> dict:
@@ -95,7 +98,7 @@ class Results:
         """The cell's result, if it was trained with the config the cell resolves to today (a
         changed default makes it stale: it is trained again)."""
         done = self.cells.get(cell.name)
-        return done if done is not None and done.get("config") == resolved(cell, root) else None
+        return done if done is not None and same_config(done.get("config"), resolved(cell, root)) else None
 
     def add(self, name: str, result: dict) -> None:
         cells = self.cells
@@ -107,9 +110,10 @@ class Results:
 
     def run(self, cell: Cell, root: Path, n: int = 10000, svm_train: int = 0, cache: Path = CLASSIFIERS,
             eval_args: list[str] = ()) -> dict:
-        """Train and evaluate ``cell`` under this file's folder unless it is already done."""
+        """Train and evaluate ``cell`` under this file's folder unless it is already done (or not
+        among ``only``: then None)."""
         done = self.get(cell, root)
-        if done is not None:
+        if done is not None or not any(fnmatch(cell.name, pattern) for pattern in self.only):
             return done
         print(f"[{self.path.parent.name}] {cell.name} ...", flush=True)
         run_dir = self.path.parent / cell.name
@@ -118,6 +122,33 @@ class Results:
         result["config"] = resolved(cell, root)
         self.add(cell.name, result)
         return result
+
+
+def table_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every table script shares: where the data and the cells are, report-only, and
+    which cells to train."""
+    parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (torchvision layout)")
+    parser.add_argument("--out", type=Path, default=CELLS, help="runs and results.json")
+    parser.add_argument("--report", action="store_true", help="only rebuild the tables from stored cells")
+    parser.add_argument("--only", nargs="+", metavar="GLOB", default=["*"],
+                        help="train only the cells whose names match (e.g. 'mnist_*_s0_*'); the tables show all")
+
+
+def same_config(stored: dict | None, now: dict) -> bool:
+    """Whether a stored cell was trained with the config it resolves to now. A key added to ddgan
+    after the cell was stored counts as the same when it holds its default (the new option did not
+    exist then, so the cell ran as if it held the default)."""
+    if stored is None:
+        return False
+    defaults = Config().to_dict()
+    for section, values in now.items():
+        for key, value in values.items():
+            if key in stored.get(section, {}):
+                if stored[section][key] != value:
+                    return False
+            elif value != defaults[section].get(key):
+                return False
+    return all(key in now.get(section, {}) for section, values in stored.items() for key in values)
 
 
 def resolved(cell: Cell, root: Path) -> dict:

@@ -2,6 +2,7 @@
 
     python bench/forgiveness.py                  # every part below (~8 h on 2 cores), resumable
     python bench/forgiveness.py --parts lambda digits
+    python bench/forgiveness.py --parts digits --only '*_spectral*_s0_*'   # a subset of a part's cells
     python bench/forgiveness.py --report         # only rebuild the tables from the stored cells
     python bench/forgiveness.py --quick          # a smoke run in about a minute, printed only
 
@@ -19,7 +20,9 @@ kept in runs/bench/cells/results.json, shared with bench/reproduce_f2u.py):
 * ``variants``: F2A with the pipelined step (dedicated generator rank, feedback one step stale;
   digits 2 seeds, MNIST seed 0), to hold against the synchronous rows above; and F2A in secure
   mode against plain feedback with the same settings (lambda on G's objective, at most 20; digits,
-  seed 0): they should agree to the fixed-point quantisation.
+  seed 0): they should agree to the fixed-point quantisation. And F2U and F2A on MNIST with the
+  discriminators' loss flooded at 0.5 (``train.d_flood``), which keeps a client's D from
+  winning every comparison by becoming the strongest.
 
 The tables (one per part, and the targets) go to stdout and to BENCHMARKS.md; a cell not yet run
 shows the command that fills it.
@@ -28,11 +31,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from fnmatch import fnmatch
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import CELLS, QUICK, QUICK_CLIENTS, RULES, SHARED_DATA, Cell, Results, generator_metrics, mean_spread  # noqa: E402
+from bench.cells import (  # noqa: E402
+    QUICK,
+    QUICK_CLIENTS,
+    RULES,
+    Cell,
+    Results,
+    generator_metrics,
+    mean_spread,
+    table_arguments,
+)
 from bench.report import publish_table  # noqa: E402
 from ddgan.config import AlgoConfig, ModelConfig  # noqa: E402
 from ddgan.models import D_NORMS  # noqa: E402
@@ -149,21 +160,17 @@ def targets(results: Results, root: Path) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--parts", nargs="+", default=PARTS, choices=PARTS)
-    parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (torchvision layout)")
-    parser.add_argument("--out", type=Path, default=CELLS, help="runs and results.json")
-    parser.add_argument("--report", action="store_true", help="only rebuild the tables from stored cells")
+    table_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="2 small digits cells of 20 steps; printed, not stored")
-    parser.add_argument("--only", nargs="+", metavar="GLOB", default=["*"],
-                        help="train only the cells whose names match (e.g. 'mnist_*_s0_*'); the tables show all")
     args = parser.parse_args()
     all_parts = parts(args.quick)
     chosen = ["quick"] if args.quick else args.parts
     results = Results(args.out.with_name(args.out.name + "_quick") / "results.json" if args.quick
-                      else args.out / "results.json")
+                      else args.out / "results.json", args.only)
     if not args.report:
         for part in chosen:
             for cells in all_parts[part]:
-                for cell in (c for c in cells if any(fnmatch(c.name, g) for g in args.only)):
+                for cell in cells:
                     results.run(cell, args.root, n=500 if args.quick else 10000)
     sections = []
     for part in (chosen if args.quick else PARTS):

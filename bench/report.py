@@ -14,7 +14,7 @@ def update_section(name: str, body: str, title: str | None = None) -> None:
     """Replace (or append) the section between ``<!-- name -->`` markers."""
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
     block = f"<!-- {name} -->\n## {title or name}\n\n{body.strip()}\n<!-- /{name} -->"
-    pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.S)
+    pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.DOTALL)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)
 

@@ -25,7 +25,16 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import CELLS, QUICK, QUICK_CLIENTS, ROOT, SHARED_DATA, Cell, Results, generator_metrics, mean_spread  # noqa: E402
+from bench.cells import (  # noqa: E402
+    QUICK,
+    QUICK_CLIENTS,
+    ROOT,
+    Cell,
+    Results,
+    generator_metrics,
+    mean_spread,
+    table_arguments,
+)
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 
@@ -138,17 +147,15 @@ def main() -> int:
     parser.add_argument("--splits", nargs="+", default=["non_ovl", "mod_ovl"])
     parser.add_argument("--rules", nargs="+", default=RULES, choices=RULES)
     parser.add_argument("--steps", type=int, default=1500, help="training steps per cell (default 1500)")
-    parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (torchvision layout)")
-    parser.add_argument("--out", type=Path, default=CELLS, help="runs and results.json")
+    table_arguments(parser)
     parser.add_argument("--figures", type=Path, default=FIGURES, help="where the sample-grid figures go")
-    parser.add_argument("--report", action="store_true", help="only rebuild tables and figures from stored cells")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: small models on digits, f2u and f2a, 20 steps; printed, not stored")
     args = parser.parse_args()
     if args.quick:
         args.datasets, args.splits, args.rules, args.steps = ["digits"], ["classes"], ["f2u", "f2a"], 20
         args.out, args.figures = args.out.with_name(args.out.name + "_quick"), args.out.with_name("figures_quick")
-    results = Results(args.out / "results.json")
+    results = Results(args.out / "results.json", args.only)
     if not args.report:
         for dataset in args.datasets:
             for split in args.splits:

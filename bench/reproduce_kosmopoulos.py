@@ -33,7 +33,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import CELLS, CLASSIFIERS, QUICK, ROOT, SHARED_DATA, Cell, Results  # noqa: E402
+from bench.cells import CLASSIFIERS, QUICK, ROOT, Cell, Results, table_arguments  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 
 METHODS = {"none": "standalone", "uniform": "uniform", "infogain": "info-gain"}
@@ -57,6 +57,8 @@ def svm(results: Results, c: Cell, key: str, args, svm_train: int, scale: bool =
         if args.report:
             return None
         r = results.run(c, args.root, n=500 if args.quick else 2000, svm_train=0)
+        if r is None:                     # not among --only
+            return None
     if key not in r.get("evals", {}):
         if args.report:
             return None
@@ -169,10 +171,8 @@ def main() -> int:
     parser.add_argument("--d-norm", default="batch", help="the grid's discriminator normalisation")
     parser.add_argument("--svm-train", type=int, default=10000, help="the grid's SVM training images")
     parser.add_argument("--svm-test", type=int, default=10000, help="SVM test images (default: all 10,000)")
-    parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (torchvision layout)")
-    parser.add_argument("--out", type=Path, default=CELLS)
+    table_arguments(parser)
     parser.add_argument("--figures", type=Path, default=FIGURES)
-    parser.add_argument("--report", action="store_true", help="only rebuild the tables from stored cells")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: digits, 2 nodes x 200 images, small models, 6 cycles, one seed; printed, "
                              "not stored")
@@ -181,7 +181,7 @@ def main() -> int:
     if args.quick:
         args.steps, args.seeds, args.parts, args.svm_train, args.svm_test, args.svm_cap = 6, [0], ["grid"], 200, 200, 200
         args.out, args.figures = args.out.with_name(args.out.name + "_quick"), args.out.with_name("figures_quick")
-    results = Results(args.out / "results.json")
+    results = Results(args.out / "results.json", args.only)
     sections = []
     if "protocol" in args.parts:
         sections += ["**Protocol** (each change on its own, against the first row):", "", protocol(results, args), ""]

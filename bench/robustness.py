@@ -22,11 +22,18 @@ import argparse
 import json
 import subprocess
 import sys
-from fnmatch import fnmatch
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import CELLS, CLASSIFIERS, QUICK, ROOT, SHARED_DATA, Cell, Results, generator_metrics  # noqa: E402
+from bench.cells import (  # noqa: E402
+    CLASSIFIERS,
+    QUICK,
+    ROOT,
+    Cell,
+    Results,
+    generator_metrics,
+    table_arguments,
+)
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 
@@ -99,25 +106,19 @@ def row(results: Results, rule: str, attack: str, defence: str, root: Path, args
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rules", nargs="+", default=RULES, choices=RULES)
-    parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (torchvision layout)")
-    parser.add_argument("--out", type=Path, default=CELLS, help="runs and results.json")
-    parser.add_argument("--report", action="store_true", help="only rebuild the table from stored cells")
+    table_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="f2u on digits, small models, 40 steps, an always_real "
                         "client from step 20; printed, not stored")
-    parser.add_argument("--only", nargs="+", metavar="GLOB", default=["*"],
-                        help="train only the cells whose names match (e.g. '*always_real-robust*'); the table shows all")
     args = parser.parse_args()
     args.shape, args.start = (("digits", 40, 20, True), 20) if args.quick else (("mnist", 1500, START), START)
     if args.quick:
         args.rules, args.out = ["f2u"], args.out.with_name(args.out.name + "_quick")
-    results = Results(args.out / "results.json")
+    results = Results(args.out / "results.json", args.only)
     todo = [(r, a, d) for r, a, d in plan(args.rules)
             if not args.quick or (a, d) in (("honest", "robust"), ("always_real", "robust"))]
     if not args.report:
-        for c in (cell(r, a, d, *args.shape) for r, a, d in todo):
-            if not any(fnmatch(c.name, g) for g in args.only):
-                continue
-            results.run(c, args.root, n=500 if args.quick else 10000,
+        for rule, attack, defence in todo:
+            results.run(cell(rule, attack, defence, *args.shape), args.root, n=500 if args.quick else 10000,
                         eval_args=["--classes", *map(str, HONEST_CLASSES)])
     lines = ["| rule | attack on client 2 | defence | classes (argmax / confident) | fid_classifier, honest classes | "
              "named | false alarms |", "| --- | --- | --- | --- | --- | --- | --- |"]

@@ -145,8 +145,8 @@ def profile(steps: int, extra: list[str]) -> str:
 import os, sys, torch
 from torch.profiler import profile, ProfilerActivity
 sys.path.insert(0, {str(ROOT)!r})
-from ddgan.config import load_config
-from ddgan.train import run
+from ddgan.config import load_config  # noqa: E402
+from ddgan.train import run  # noqa: E402
 cfg = load_config({str(ROOT / 'configs' / 'default.yaml')!r}, {[*extra, 'partition.clients=2',
         f'train.steps={steps}', 'run.log_every=1000', 'run.sample_every=1000000', 'run.checkpoint_every=1000000',
         'run.dir=' + tempfile.mkdtemp()]!r})
@@ -194,7 +194,7 @@ def comm_time(k: int, link: tuple[str, float, float]) -> float:
 
 def projection(t_g: float, t_d: float) -> list[str]:
     """Predicted steps/s with one rank per device, from G's and one client's compute per step."""
-    lines = [f"| K | link | device speed | shared / dedicated | dedicated + pipeline |", "| --- | --- | --- | --- | --- |"]
+    lines = ["| K | link | device speed | shared / dedicated | dedicated + pipeline |", "| --- | --- | --- | --- | --- |"]
     for k in (2, 4, 8, 16, 32, 64):
         for link in LINKS:
             for name, speedup in (("one CPU core (measured)", 1.0), ("GPU (assumed 30x)", 30.0)):
