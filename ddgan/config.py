@@ -231,9 +231,6 @@ class TrainConfig:
     """Adam beta1 (DCGAN's 0.5)."""
     d_optimizer: str = "adam"
     """Discriminator optimiser: adam or sgd."""
-    d_flood: float = 0.0
-    """Flooding level of every discriminator's loss (0 = off): below it D's gradient turns round,
-    so no client's D runs away from the others (README, "Discriminator normalisation")."""
     resume: str = "auto"
     """auto = continue from the newest complete checkpoint in the run directory, if any;
     never = start fresh (fails when the run directory already has checkpoints)."""
@@ -258,8 +255,6 @@ class TrainConfig:
                 err(name, getattr(self, name), "must be > 0")
         if not 0 <= self.beta1 < 1:
             err("beta1", self.beta1, "must be in [0, 1)")
-        if self.d_flood < 0:
-            err("d_flood", self.d_flood, "must be >= 0")
         if self.d_optimizer not in OPTIMIZERS:
             err("d_optimizer", self.d_optimizer, f"choose {' or '.join(OPTIMIZERS)}")
         if self.resume not in ("auto", "never"):

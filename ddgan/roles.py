@@ -67,7 +67,6 @@ class Client:
     opt: torch.optim.Optimizer
     loss: str
     batch_size: int
-    flood: float = 0.0                                       # train.d_flood
     real: Tensor | None = field(default=None, repr=False)   # the real batch of the newest D step
 
     @classmethod
@@ -75,15 +74,14 @@ class Client:
         """``init``: whose initial weights (default ``client``'s)."""
         D = build_discriminator(cfg, client, device, init)
         return cls(shard, D, make_optimizer(D.parameters(), cfg, cfg.train.lr_d, cfg.train.d_optimizer),
-                   cfg.algo.loss, cfg.train.batch_size, cfg.train.d_flood)
+                   cfg.algo.loss, cfg.train.batch_size)
 
     def d_step(self, fake: Tensor, real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0) -> Tensor:
         """One update of D on a real batch from the shard and on ``fake``; returns the loss."""
         self.real = real = self.shard.next(self.batch_size)
         self.opt.zero_grad(set_to_none=True)
         loss = d_loss(self.loss, self.D(real), self.D(fake.detach()), real_target, fake_target)
-        # flooding (Ishida et al. 2020): below the level the gradient turns round, so D hovers there
-        (loss if not self.flood else (loss - self.flood).abs() + self.flood).backward()
+        loss.backward()
         self.opt.step()
         return loss.detach()
 
