@@ -137,7 +137,8 @@ def table_arguments(parser: argparse.ArgumentParser) -> None:
 def same_config(stored: dict | None, now: dict) -> bool:
     """Whether a stored cell was trained with the config it resolves to now. A key added to ddgan
     after the cell was stored counts as the same when it holds its default (the new option did not
-    exist then, so the cell ran as if it held the default)."""
+    exist then, so the cell ran as if it held the default); a key ddgan has dropped since is ignored
+    (what a cell varies is in its name)."""
     if stored is None:
         return False
     defaults = Config().to_dict()
@@ -148,7 +149,7 @@ def same_config(stored: dict | None, now: dict) -> bool:
                     return False
             elif value != defaults[section].get(key):
                 return False
-    return all(key in now.get(section, {}) for section, values in stored.items() for key in values)
+    return True
 
 
 def resolved(cell: Cell, root: Path) -> dict:

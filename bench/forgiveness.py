@@ -20,9 +20,7 @@ kept in runs/bench/cells/results.json, shared with bench/reproduce_f2u.py):
 * ``variants``: F2A with the pipelined step (dedicated generator rank, feedback one step stale;
   digits 2 seeds, MNIST seed 0), to hold against the synchronous rows above; and F2A in secure
   mode against plain feedback with the same settings (lambda on G's objective, at most 20; digits,
-  seed 0): they should agree to the fixed-point quantisation. And F2U and F2A on MNIST with the
-  discriminators' loss flooded at 0.5 (``train.d_flood``), which keeps a client's D from
-  winning every comparison by becoming the strongest.
+  seed 0): they should agree to the fixed-point quantisation.
 
 The tables (one per part, and the targets) go to stdout and to BENCHMARKS.md; a cell not yet run
 shows the command that fills it.
@@ -55,8 +53,7 @@ LAMBDA = {"lam-generator": ("algo.learn_lambda=true", "algo.lambda_objective=gen
           **{f"lam-fixed{v}": ("algo.learn_lambda=false", f"algo.lambda_init={v}") for v in (0, 1, 5, 20)}}
 VARIANTS = {"pipeline": ("train.generator_rank=dedicated", "train.pipeline=true"),
             "lam-generator-max20": ("algo.lambda_objective=generator", "algo.lambda_max=20"),
-            "secure": ("algo.lambda_objective=generator", "algo.lambda_max=20", "comm.exchange=secure"),
-            "flood": ("train.d_flood=0.5",)}
+            "secure": ("algo.lambda_objective=generator", "algo.lambda_max=20", "comm.exchange=secure")}
 SKEW = {"balance-equal": ("partition.alpha=0.3", "algo.balance=equal"),
         "balance-shard": ("partition.alpha=0.3", "algo.balance=shard_size")}
 TARGET_RULES = ("f2u", "f2a", "f2u_balanced", "mdgan", "gman")
@@ -81,8 +78,7 @@ def parts(quick: bool) -> dict[str, list[list[Cell]]]:
                      [Cell("mnist", "non_ovl", "f2a", DEFAULT_NORM, 0, 1500, "pipeline",
                            (*VARIANTS["pipeline"], *LAMBDA[f"lam-{F2A_OBJECTIVE}"]))]]
         + [[Cell("digits", "non_ovl", "f2a", DEFAULT_NORM, 0, 600, v, VARIANTS[v])] for v in ("lam-generator-max20",
-                                                                                            "secure")]
-        + [[Cell("mnist", "non_ovl", rule, DEFAULT_NORM, 0, 1500, "flood", VARIANTS["flood"])] for rule in ("f2u", "f2a")],
+                                                                                            "secure")],
         "skew": [[Cell("digits", "dirichlet", "f2u_balanced", DEFAULT_NORM, s, 600, v, SKEW[v]) for s in seeds]
                  for v in SKEW] + [[Cell("mnist", "dirichlet", "f2u_balanced", DEFAULT_NORM, 0, 1500, v,
                                          SKEW[v])] for v in SKEW],
