@@ -20,7 +20,9 @@ kept in runs/bench/cells/results.json, shared with bench/reproduce_f2u.py):
 * ``variants``: F2A with the pipelined step (dedicated generator rank, feedback one step stale;
   digits 2 seeds, MNIST seed 0), to hold against the synchronous rows above; and F2A in secure
   mode against plain feedback with the same settings (lambda on G's objective, at most 20; digits,
-  seed 0): they should agree to the fixed-point quantisation.
+  seed 0): they should agree to the fixed-point quantisation. And the centralized GAN on MNIST
+  with a batch of 320 real images per D step, the real data the 5 clients' Ds see per step
+  together, to hold against the decentralized rules at equal real data per generator step.
 
 The tables (one per part, and the targets) go to stdout and to BENCHMARKS.md; a cell not yet run
 shows the command that fills it.
@@ -53,7 +55,8 @@ LAMBDA = {"lam-generator": ("algo.learn_lambda=true", "algo.lambda_objective=gen
           **{f"lam-fixed{v}": ("algo.learn_lambda=false", f"algo.lambda_init={v}") for v in (0, 1, 5, 20)}}
 VARIANTS = {"pipeline": ("train.generator_rank=dedicated", "train.pipeline=true"),
             "lam-generator-max20": ("algo.lambda_objective=generator", "algo.lambda_max=20"),
-            "secure": ("algo.lambda_objective=generator", "algo.lambda_max=20", "comm.exchange=secure")}
+            "secure": ("algo.lambda_objective=generator", "algo.lambda_max=20", "comm.exchange=secure"),
+            "batch320": ("train.batch_size=320",)}
 SKEW = {"balance-equal": ("partition.alpha=0.3", "algo.balance=equal"),
         "balance-shard": ("partition.alpha=0.3", "algo.balance=shard_size")}
 TARGET_RULES = ("f2u", "f2a", "f2u_balanced", "mdgan", "gman")
@@ -78,7 +81,8 @@ def parts(quick: bool) -> dict[str, list[list[Cell]]]:
                      [Cell("mnist", "non_ovl", "f2a", DEFAULT_NORM, 0, 1500, "pipeline",
                            (*VARIANTS["pipeline"], *LAMBDA[f"lam-{F2A_OBJECTIVE}"]))]]
         + [[Cell("digits", "non_ovl", "f2a", DEFAULT_NORM, 0, 600, v, VARIANTS[v])] for v in ("lam-generator-max20",
-                                                                                            "secure")],
+                                                                                            "secure")]
+        + [[Cell("mnist", "non_ovl", "centralized", DEFAULT_NORM, 0, 1500, "batch320", VARIANTS["batch320"])]],
         "skew": [[Cell("digits", "dirichlet", "f2u_balanced", DEFAULT_NORM, s, 600, v, SKEW[v]) for s in seeds]
                  for v in SKEW] + [[Cell("mnist", "dirichlet", "f2u_balanced", DEFAULT_NORM, 0, 1500, v,
                                          SKEW[v])] for v in SKEW],
