@@ -21,8 +21,8 @@ kept in runs/bench/cells/results.json, shared with bench/reproduce_f2u.py):
   digits 2 seeds, MNIST seed 0), to hold against the synchronous rows above; and F2A in secure
   mode against plain feedback with the same settings (lambda on G's objective, at most 20; digits,
   seed 0): they should agree to the fixed-point quantisation. And the centralized GAN on MNIST
-  with a batch of 320 real images per D step, the real data the 5 clients' Ds see per step
-  together, to hold against the decentralized rules at equal real data per generator step.
+  with a batch of 320 (real and generated) per step: the real data the 5 clients' Ds see per
+  step together, to hold against the decentralized rules at equal real data per generator step.
 
 The tables (one per part, and the targets) go to stdout and to BENCHMARKS.md; a cell not yet run
 shows the command that fills it.
