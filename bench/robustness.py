@@ -79,6 +79,8 @@ def classes_result(results: Results, c: Cell, root: Path) -> dict | None:
     proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run), "--svm-train", "0", "--cache",
                            str(CLASSIFIERS), "--classes", *map(str, HONEST_CLASSES)], cwd=ROOT, capture_output=True,
                           text=True)
+    if proc.returncode and "no complete checkpoint" in proc.stderr:     # cleared since: no honest-class fid
+        return r
     if proc.returncode:
         raise SystemExit(f"evaluation of {run} failed:\n{proc.stderr[-2000:]}")
     r = {**r, **{k: v for k, v in json.loads((run / "eval.json").read_text()).items() if k != "seconds"}}

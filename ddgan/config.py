@@ -475,7 +475,19 @@ def _unknown_key(key: str, known: list[str], source: str, prefix: str = "") -> C
 RENAMED = {"model.d_batchnorm": ("model.d_norm", lambda old: "batch" if old else "none")}
 
 
+# Keys that were removed -> the value at which they did nothing. Checkpoints written while they
+# existed hold that value and still load; any other value is an error, since it cannot be honoured.
+RETIRED = {"train.d_flood": 0.0}      # flooding the D loss (0.2.0 only): it did not help (README)
+
+
 def _apply_renames(raw: dict[str, Any], sources: dict[str, str]) -> None:
+    for old, inert in RETIRED.items():
+        section, key = old.split(".")
+        if key in (raw.get(section) or {}):
+            raw[section] = dict(raw[section])
+            if raw[section].pop(key) != inert:
+                raise ConfigError(f"{sources.get(old, 'config')}: {old} was removed; only {old} = {inert} (off) "
+                                  "still loads")
     for old, (new, convert) in RENAMED.items():
         section, old_key = old.split(".")
         new_key = new.split(".")[1]

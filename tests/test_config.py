@@ -99,6 +99,16 @@ def test_paper_configs_match_their_generator():
         assert (ROOT / "configs" / "paper" / name).read_text() == text, name
 
 
+def test_a_removed_key_loads_only_at_the_value_at_which_it_did_nothing(tmp_path):
+    """Checkpoints of 0.2.0 hold train.d_flood = 0.0; the option is gone, so any other value is refused."""
+    path = tmp_path / "old.yaml"
+    path.write_text(yaml.safe_dump({"train": {"d_flood": 0.0, "steps": 7}}))
+    assert load_config(path).train.steps == 7
+    path.write_text(yaml.safe_dump({"train": {"d_flood": 0.5}}))
+    with pytest.raises(ConfigError, match=r"train.d_flood was removed; only train.d_flood = 0.0 \(off\) still loads"):
+        load_config(path)
+
+
 @pytest.mark.parametrize("old, new", [(True, "batch"), (False, "none")])
 def test_the_old_batchnorm_key_still_loads_and_says_what_it_became(tmp_path, capsys, old, new):
     """Configs and checkpoints written before model.d_norm keep working."""
