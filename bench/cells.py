@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
@@ -86,7 +87,7 @@ class Results:
     """``{cell name: result}`` in one JSON file, re-read before and rewritten after every cell, so
     that two scripts filling the same file never drop each other's cells."""
 
-    def __init__(self, path: Path, only: list[str] = ("*",)):
+    def __init__(self, path: Path, only: Sequence[str] = ("*",)):
         self.path = Path(path)
         self.only = only          # name patterns of the cells run() may train (the others it only reads)
 

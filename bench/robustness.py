@@ -36,6 +36,7 @@ from bench.cells import (  # noqa: E402
 )
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.report import publish_table  # noqa: E402
+from ddgan.checkpoint import complete_checkpoints  # noqa: E402
 
 ATTACKS = ["always_real", "inverted", "noise", "gradient_scale", "gradient_flip"]
 RULES = ["f2u", "f2a", "f2u_balanced", "mdgan"]
@@ -76,11 +77,11 @@ def classes_result(results: Results, c: Cell, root: Path) -> dict | None:
     if r is None or "fid_classifier_classes" in generator_metrics(r):
         return r
     run = results.path.parent / c.name
+    if not complete_checkpoints(run):        # the run was cleared since: its row shows no honest-class fid
+        return r
     proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run), "--svm-train", "0", "--cache",
                            str(CLASSIFIERS), "--classes", *map(str, HONEST_CLASSES)], cwd=ROOT, capture_output=True,
                           text=True)
-    if proc.returncode and "no complete checkpoint" in proc.stderr:     # cleared since: no honest-class fid
-        return r
     if proc.returncode:
         raise SystemExit(f"evaluation of {run} failed:\n{proc.stderr[-2000:]}")
     r = {**r, **{k: v for k, v in json.loads((run / "eval.json").read_text()).items() if k != "seconds"}}
