@@ -94,7 +94,7 @@ def row(results: Results, rule: str, attack: str, defence: str, root: Path, args
     r = classes_result(results, c, root)
     label = f"| {rule} | {attack} | {defence} | "
     if r is None:
-        return label + f"not run: `python bench/robustness.py --rules {rule}` |" + " |" * 4
+        return label + f"not run: `python bench/robustness.py --rules {rule}` |" + " |" * 3
     m = generator_metrics(r)
     named = {int(k): v for k, v in r.get("named", {}).items()}
     caught = f"client {LIAR} after {named[LIAR] - args.start} steps" if LIAR in named and attack not in (
