@@ -11,8 +11,8 @@ MNIST Non-OVL, 5 ranks, 1,500 steps, the default D. Client 2 (digits 4 and 5) li
 (``comm.robust=true``, "robust"). References: the honest run in both exchanges (the robust one
 counts false alarms) and the honest run without client 2 (4 clients, its classes never seen).
 Columns: classes covered (argmax / confident), ``fid_classifier`` on the honest clients' classes
-(the generated samples classified into them against their real test images), who was named and
-when (steps after the attack's start), and false alarms (honest clients named). Targets with
+(the generated samples classified into them against their real test images), the honest classes
+that hold less than 1/20 of the samples (missed), who was named and when (steps after the attack's start), and false alarms (honest clients named). Targets with
 defences: fid_classifier on the honest classes within 15 % of the 4-client run, every honest
 client's classes covered, no false alarm. Cells are kept in runs/bench/cells/results.json.
 """
@@ -37,6 +37,7 @@ from bench.cells import (  # noqa: E402
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 from ddgan.checkpoint import complete_checkpoints  # noqa: E402
+from ddgan.eval.metrics import missed_classes  # noqa: E402
 
 ATTACKS = ["always_real", "inverted", "noise", "gradient_scale", "gradient_flip"]
 RULES = ["f2u", "f2a", "f2u_balanced", "mdgan"]
@@ -94,7 +95,7 @@ def row(results: Results, rule: str, attack: str, defence: str, root: Path, args
     r = classes_result(results, c, root)
     label = f"| {rule} | {attack} | {defence} | "
     if r is None:
-        return label + f"not run: `python bench/robustness.py --rules {rule}` |" + " |" * 3
+        return label + f"not run: `python bench/robustness.py --rules {rule}` |" + " |" * 4
     m = generator_metrics(r)
     named = {int(k): v for k, v in r.get("named", {}).items()}
     caught = f"client {LIAR} after {named[LIAR] - args.start} steps" if LIAR in named and attack not in (
@@ -102,7 +103,8 @@ def row(results: Results, rule: str, attack: str, defence: str, root: Path, args
     false_alarms = sorted(k for k in named if k != LIAR or attack in ("honest", "without-2"))
     fid = m.get("fid_classifier_classes")
     return label + " | ".join([f"{m['classes_covered']} / {m['confident_classes_covered']}",
-                               f"{fid:.1f}" if fid is not None else "-", caught,
+                               f"{fid:.1f}" if fid is not None else "-",
+                               ", ".join(map(str, missed_classes(m["class_histogram"], HONEST_CLASSES))) or "none", caught,
                                str(false_alarms) if false_alarms else "0"]) + " |"
 
 
@@ -124,7 +126,7 @@ def main() -> int:
             results.run(cell(rule, attack, defence, *args.shape), args.root, n=500 if args.quick else 10000,
                         eval_args=["--classes", *map(str, HONEST_CLASSES)])
     lines = ["| rule | attack on client 2 | defence | classes (argmax / confident) | fid_classifier, honest classes | "
-             "named | false alarms |", "| --- | --- | --- | --- | --- | --- | --- |"]
+             "honest classes missed | named | false alarms |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     lines += [row(results, r, a, d, args.root, args) for r, a, d in sorted(todo, key=lambda t: RULES.index(t[0]))]
     publish_table("robustness", "Robustness: one dishonest client", "\n".join(lines), args.quick)
     return 0

@@ -33,7 +33,12 @@ def class_histogram(probs: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def classes_covered(histogram: np.ndarray) -> int:
-    return int((histogram >= 1.0 / (2 * len(histogram))).sum())
+    return len(histogram) - len(missed_classes(histogram, range(len(histogram))))
+
+
+def missed_classes(histogram, classes) -> list[int]:
+    """Those of ``classes`` holding less than 1/(2C) of the samples (not covered)."""
+    return [c for c in classes if histogram[c] < 1.0 / (2 * len(histogram))]
 
 
 def confident(probs: np.ndarray, threshold: float = 0.9) -> tuple[float, np.ndarray]:
