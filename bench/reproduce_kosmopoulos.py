@@ -53,8 +53,8 @@ def cell(select: str, seed: int, steps: int, image_size: int = 28, norm: str = "
     return Cell("digits" if quick else "mnist", "kosmopoulos", f"gossip_{select}", norm, seed, steps, variant, tuple(extra))
 
 
-def svm(results: Results, c: Cell, key: str, args, svm_train: int, scale: bool = True, step: int | None = None,
-        train: bool = True) -> dict | None:
+def svm(results: Results, c: Cell, key: str, args, svm_train: int, scale: bool = True, step: int | None = None, *,
+        train: bool) -> dict | None:
     """The cell's SVM errors under one protocol (trained first if needed and ``train``; evaluated once, then kept)."""
     r = results.get(c, args.root)
     if r is None:
@@ -108,6 +108,17 @@ def protocol(results: Results, args) -> str:
     return "\n".join(lines)
 
 
+def grid_command(args, parser: argparse.ArgumentParser) -> str:
+    """The command that fills the grid under the protocol this table shows (its options that differ
+    from their defaults)."""
+    chosen = []
+    for dest in ("steps", "image_size", "d_norm", "svm_train", "svm_raw"):
+        value = getattr(args, dest)
+        if value != parser.get_default(dest):
+            chosen.append(f"--{dest.replace('_', '-')}" + ("" if value is True else f" {value}"))
+    return " ".join(["python bench/reproduce_kosmopoulos.py --parts grid", *chosen])
+
+
 def grid(results: Results, args) -> str:
     key = f"{args.svm_train // 1000}k" + ("-raw" if args.svm_raw else "")
     features = "raw" if args.svm_raw else "standardised"
@@ -125,9 +136,7 @@ def grid(results: Results, args) -> str:
         errors = [mean_error(e) for e in evals if e is not None]
         seeds = " | ".join(f"{mean_error(e):.2f} %" if e else "not run" for e in evals)
         if not errors:
-            raw = " --svm-raw" if args.svm_raw else ""
-            lines.append(f"| {METHODS[select]} | {seeds} | not run: `python bench/reproduce_kosmopoulos.py --parts grid{raw}` "
-                         f"| | {PAPER[select]} % | |")
+            lines.append(f"| {METHODS[select]} | {seeds} | not run: `{args.grid_command}` | | {PAPER[select]} % | |")
             continue
         se = statistics.stdev(errors) / len(errors) ** 0.5 if len(errors) > 1 else 0.0
         stats[select] = (statistics.mean(errors), se)
@@ -194,6 +203,7 @@ def main() -> int:
         args.steps, args.seeds, args.parts, args.svm_train, args.svm_test, args.svm_cap = 6, [0], ["grid"], 200, 200, 200
         args.out, args.figures = args.out.with_name(args.out.name + "_quick"), args.out.with_name("figures_quick")
     results = Results(args.out / "results.json", args.only)
+    args.grid_command = grid_command(args, parser)
     args.train = () if args.report else args.parts      # --parts chooses what to train; BENCHMARKS.md keeps both
     sections = [] if args.quick else ["**Protocol** (each change on its own, against the first row):", "",
                                       protocol(results, args), ""]

@@ -97,7 +97,7 @@ def row(results: Results, rule: str, attack: str, defence: str, root: Path, args
     r = classes_result(results, c, root)
     label = f"| {rule} | {attack} | {defence} | "
     if r is None:
-        where = "" if args.shape[0] == "mnist" else f" --dataset {args.shape[0]}"
+        where = "" if args.dataset == "mnist" else f" --dataset {args.dataset}"
         return label + f"not run: `python bench/robustness.py{where} --rules {rule}` |" + " |" * 4
     m = generator_metrics(r)
     named = {int(k): v for k, v in r.get("named", {}).items()}
