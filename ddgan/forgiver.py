@@ -110,7 +110,9 @@ class Interval:
         values = {"d_loss": verdict.d_losses, "g_loss": verdict.g_loss.detach(), "lambda": lam.detach()}
         if verdict.out is not None:
             clients = torch.arange(self.k, device=verdict.out.device)
-            values["forgiver_share"] = (verdict.out.argmax(0)[None] == clients[:, None]).double().mean(1)
+            # a named client no longer forgives anything: the share is among the clients still counted
+            out = verdict.out if verdict.active is None else verdict.out.masked_fill(~verdict.active[:, None], -torch.inf)
+            values["forgiver_share"] = (out.argmax(0)[None] == clients[:, None]).double().mean(1)
         if verdict.weights is not None:
             values["weight_share"] = verdict.weights.double().mean(1)
         values.update(verdict.logged)
@@ -181,7 +183,7 @@ def judge(cfg: Config, comm: Comm, rank: Rank, batch: Batch, d_loss: Tensor, inp
         verdict = by_params(comm, rank.layout, rank.D, batch.drawn and batch.drawn.x, d_loss, rule, inputs)
     if lambda_objective(cfg) == "discriminator":
         verdict.lam_grad = distributed_lambda_grad(comm, rank.layout, rank.D, rank.client, verdict, batch.lam,
-                                                   cfg.algo.loss)
+                                                   cfg.algo.loss, cfg.defence.clip)
     return verdict
 
 

@@ -24,6 +24,11 @@ gradients, and it checks them:
    c_ki it was asked for; the median of these norms over the active clients bounds each row at
    ``defence.clip`` x median x |c_ki|. A client that scales its gradient by 100 moves G no more
    than a client ``clip`` times steeper than the typical one.
+4. **F2A's lambda** (discriminator-side objective, :mod:`ddgan.temperature`): the clients' terms
+   arrive separately (a gather of one number each), a named client's term, scores and D leave the
+   objective, and each term is bounded at ``clip`` x the median magnitude. Before this, a named
+   ``always_real`` client still dragged lambda from 2.6 to 0.9, towards averaging, and G lost
+   most classes (digits, 600 steps: honest-class fid_classifier 100 against 28 honest).
 
 Cost: ``canaries + 3 probes`` more images per batch (every client's D step and scoring; 10 of 74
 by default), and per step the generator rank receives K score rows and K gradient batches
@@ -179,8 +184,8 @@ def by_robust(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, 
     sent = own.detach() if attack is None else attack.scores(own.detach(), comm.step)
     rows = comm.gather(torch.cat([sent, d_loss.reshape(1)]), GENERATOR_RANK, "realness scores")
     # every rank's row: its coefficients on the batch, then the round's status (so all ranks see
-    # the same losses and stop together on a NaN)
-    status_width = 1 + 2 * k
+    # the same losses and stop together on a NaN, and know who is still counted)
+    status_width = 1 + 3 * k
     out = weights = lam_grad = coef = scores = None
     to_send = None
     if comm.rank == GENERATOR_RANK:
@@ -199,9 +204,13 @@ def by_robust(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, 
         items = torch.cat([coef, coef.new_zeros(k, plan.canaries), *probe, coef.new_zeros(k, 2 * plan.probes)], 1)
         batch_coef = torch.empty_like(items)
         batch_coef[:, plan.perm] = items
-        status = torch.cat([g_loss.detach().reshape(1), d_losses, torch.isfinite(scores).all(1).to(d_losses.dtype)])
-        to_send = torch.cat([batch_coef, status[None].expand(k, -1)], 1)
-        to_send = torch.cat([to_send.new_zeros(layout.first_client_rank, n + status_width), to_send])
+        counted = torch.zeros_like(d_losses)
+        counted[active] = 1
+        status = torch.cat([g_loss.detach().reshape(1), d_losses, torch.isfinite(scores).all(1).to(d_losses.dtype),
+                            counted])
+        # a dedicated generator rank scores nothing of its own, but it needs the status like everyone
+        coefs = torch.cat([batch_coef.new_zeros(layout.first_client_rank, n), batch_coef])
+        to_send = torch.cat([coefs, status[None].expand(coefs.shape[0], -1)], 1)
     mine = comm.scatter(to_send, x.new_empty(n + status_width), GENERATOR_RANK, "coefficients")
     grad_x = torch.zeros_like(x)
     if D is not None:
@@ -210,8 +219,8 @@ def by_robust(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, 
             grad_x = attack.gradient(grad_x, comm.step)
     gathered = comm.gather(grad_x, GENERATOR_RANK, "gradients w.r.t. the generated batch")
     status = mine[n:]
-    verdict = Verdict(status[1:1 + k], status[0], status[1 + k:] > 0, None if out is None else out.detach(), weights,
-                      lam_grad=lam_grad)
+    verdict = Verdict(status[1:1 + k], status[0], status[1 + k:1 + 2 * k] > 0, None if out is None else out.detach(),
+                      weights, lam_grad=lam_grad, active=status[1 + 2 * k:] > 0)
     if comm.rank == GENERATOR_RANK:
         per_client = plan.items(layout.client_rows(gathered))
         defence.observe(inputs.loss, plan, scores, per_client)

@@ -49,18 +49,37 @@ def lambda_grad(lam: Tensor, loss: str, real_out: Tensor | None, fake_out: Tenso
 REAL_SAMPLES = 16
 
 
+def robust_lambda_grad(lam: Tensor, loss: str, real_grads: Tensor, fake_out: Tensor, active: Tensor,
+                       clip: float) -> Tensor:
+    """d L_D / d lambda under the robust exchange, from the clients' real terms (K) and every D's
+    scores of G's batch (K x B): only the ``active`` clients (not named) count, and each real term
+    is bounded at ``clip`` x their median magnitude, so one client can neither drag lambda with its
+    scores after it is named nor push it with the one number it sends. Pure."""
+    real_grads, fake_out = real_grads[active], fake_out[active]
+    cap = clip * real_grads.abs().median()
+    return torch.maximum(torch.minimum(real_grads, cap), -cap).mean() + lambda_grad(lam, loss, None, fake_out)
+
+
 def distributed_lambda_grad(comm: Comm, layout: Layout, D: torch.nn.Module, client: Client | None, verdict: Verdict,
-                            lam: Tensor, loss: str) -> Tensor | None:
-    """Collective (all_gather of the Ds unless the params exchange brought them, then a reduce):
-    d L_D / d lambda on the generator rank, None elsewhere. ``D`` is the client's own, or on a
-    dedicated generator rank a template of the clients' shapes."""
+                            lam: Tensor, loss: str, clip: float) -> Tensor | None:
+    """Collective (all_gather of the Ds unless the params exchange brought them, then a reduce, or
+    a gather under the robust exchange): d L_D / d lambda on the generator rank, None elsewhere.
+    ``D`` is the client's own, or on a dedicated generator rank a template of the clients' shapes;
+    ``clip`` bounds the clients' terms under the robust exchange (:func:`robust_lambda_grad`)."""
     states = verdict.states if verdict.states is not None else layout.client_rows(gather_discriminators(comm, D)[0])
+    if verdict.active is not None:        # robust: a named client's D leaves the aggregate (one host read)
+        states = [state for state, counted in zip(states, verdict.active.tolist()) if counted]
     real_grad = lam.new_zeros(1)
     if client is not None:
         with torch.no_grad():
             real_out = torch.stack([frozen_forward(D, client.real[:REAL_SAMPLES], state=state) for state in states])
         real_grad = lambda_grad(lam, loss, real_out, None).reshape(1)
-    comm.reduce_sum(real_grad, GENERATOR_RANK, "lambda gradient")
+    if verdict.active is None:
+        comm.reduce_sum(real_grad, GENERATOR_RANK, "lambda gradient")
+        if comm.rank != GENERATOR_RANK:
+            return None
+        return real_grad[0] / layout.clients + lambda_grad(lam, loss, None, verdict.out)
+    gathered = comm.gather(real_grad, GENERATOR_RANK, "lambda gradients")
     if comm.rank != GENERATOR_RANK:
         return None
-    return real_grad[0] / layout.clients + lambda_grad(lam, loss, None, verdict.out)
+    return robust_lambda_grad(lam, loss, layout.client_rows(gathered)[:, 0], verdict.out, verdict.active, clip)

@@ -47,6 +47,7 @@ class Verdict:
     grad_x: Tensor | None = None     # d loss / d x, summed over clients (generator rank)
     lam_grad: Tensor | None = None   # d loss / d lambda (generator rank; None where lambda is not learned here)
     states: list[dict[str, Tensor]] | None = None   # params: every client's D, on every rank
+    active: Tensor | None = None     # robust: K bools, every rank, the clients not named (None: all count)
     logged: dict[str, Tensor] = field(default_factory=dict)   # more per-step values for metrics.jsonl (generator rank)
 
 

@@ -91,7 +91,8 @@ def test_dedicated_generator_rank_and_pipeline_equal_their_references(tmp_path):
 @pytest.mark.dist
 def test_robust_exchange_with_honest_clients_equals_the_reference(tmp_path):
     """With nothing hidden in the batch, the robust exchange (gather, scatter, gather, bounded
-    gradients) gives the plain feedback update to 1e-5: honest gradients are never cut."""
+    gradients, F2A's lambda from separate bounded terms) gives the plain feedback update to 1e-5:
+    honest gradients are never cut; also with G on a rank of its own."""
     runs = []
     for algo in ("f2u", "f2u_balanced", "f2a", "mean", "gman"):
         sim = Simulation(small_config(tmp_path / "ref", 3, algo, "feedback"))
@@ -99,7 +100,15 @@ def test_robust_exchange_with_honest_clients_equals_the_reference(tmp_path):
             sim.step()
         cfg = small_config(tmp_path / f"robust-{algo}", 3, algo, "feedback",
                            ("comm.robust=true", "defence.canaries=0", "defence.probes=0"))
-        runs.append((cfg, sim, f"{algo} robust"))
-    spawn(train_in_one_group, 3, [cfg for cfg, _, _ in runs])
-    for cfg, sim, label in runs:
-        _assert_same_models(complete_checkpoints(cfg.run.dir)[0], sim, label)
+        runs.append((cfg, sim, f"{algo} robust", 0))
+    for algo in ("f2u", "f2a"):         # 2 clients on ranks 1-2, G alone on rank 0
+        dedicated = ("train.generator_rank=dedicated",)
+        sim = Simulation(small_config(tmp_path / "ref", 2, algo, "feedback", dedicated))
+        for _ in range(STEPS):
+            sim.step()
+        cfg = small_config(tmp_path / f"robust-dedicated-{algo}", 2, algo, "feedback",
+                           (*dedicated, "comm.robust=true", "defence.canaries=0", "defence.probes=0"))
+        runs.append((cfg, sim, f"{algo} robust dedicated", 1))
+    spawn(train_in_one_group, 3, [cfg for cfg, _, _, _ in runs])
+    for cfg, sim, label, first in runs:
+        _assert_same_models(complete_checkpoints(cfg.run.dir)[0], sim, label, first_client_rank=first)

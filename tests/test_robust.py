@@ -9,6 +9,7 @@ from ddgan.attacks import Attack
 from ddgan.checkpoint import complete_checkpoints, load_rank_file
 from ddgan.config import load_config
 from ddgan.robust import Defence
+from ddgan.temperature import lambda_grad, robust_lambda_grad
 from ddgan.rundir import read_metrics
 
 SMALL = ["model.g_width=16", "model.d_width=16", "model.z_dim=32", "train.batch_size=32", "comm.timeout_s=60"]
@@ -55,6 +56,23 @@ def test_the_gradient_bound_caps_a_scaled_row_and_leaves_honest_ones_alone():
     bounded = defence.bound(grads, coef, [0, 1, 2])
     assert torch.equal(bounded[0], grads[0]) and torch.equal(bounded[2], grads[2])
     assert torch.allclose(bounded[1].flatten(1).norm(dim=1), torch.full((4,), 10.0))   # 5 x median steepness 2
+
+
+def test_lambda_under_the_robust_exchange_ignores_a_named_client_and_bounds_the_terms():
+    lam = torch.tensor(3.0)
+    fake = torch.randn(4, 8, generator=torch.Generator().manual_seed(1))
+    real = torch.tensor([-0.2, -0.3, -0.25, -0.1])
+    everyone = torch.ones(4, dtype=torch.bool)
+    plain = real.mean() + lambda_grad(lam, "bce", None, fake)
+    assert torch.allclose(robust_lambda_grad(lam, "bce", real, fake, everyone, 5.0), plain)     # honest: unchanged
+    named = torch.tensor([True, True, False, True])
+    lying_fake, lying_real = fake.clone(), real.clone()
+    lying_fake[2], lying_real[2] = 10.0, 1e6              # a constant "real" and a huge term
+    without = real[named].mean() + lambda_grad(lam, "bce", None, fake[named])
+    assert torch.allclose(robust_lambda_grad(lam, "bce", lying_real, lying_fake, named, 5.0), without)
+    # not named yet: its term is capped at 5 x the median magnitude (0.2, the lower middle of four)
+    pushed = robust_lambda_grad(lam, "bce", lying_real, fake, everyone, 5.0)
+    assert torch.allclose(pushed, torch.tensor([-0.2, -0.3, 1.0, -0.1]).mean() + lambda_grad(lam, "bce", None, fake))
 
 
 def _runs(tmp_path, extra, steps=110):
