@@ -28,7 +28,7 @@ gradients, and it checks them:
    arrive separately (a gather of one number each), a named client's term, scores and D leave the
    objective, and each term is bounded at ``clip`` x the median magnitude. Before this, a named
    ``always_real`` client still dragged lambda from 2.6 to 0.9, towards averaging, and G lost
-   most classes (digits, 600 steps: honest-class fid_classifier 100 against 28 honest).
+   most shapes (digits, 600 steps: honest-class fid_classifier 100, against 27.5 without the liar).
 
 Cost: ``canaries + 3 probes`` more images per batch (every client's D step and scoring; 10 of 74
 by default), and per step the generator rank receives K score rows and K gradient batches

@@ -11,8 +11,9 @@ better discriminator of real data (the union of the clients' shards) against G's
 Real data never moves. Every client receives every discriminator (one all_gather of their
 parameters, which the params exchange performs anyway), evaluates them on the first
 ``REAL_SAMPLES`` images of the real batch of its own D step and sends one number, its real term's
-d L_D / d lambda, to the generator rank (a reduce); the generator rank adds the fake term from the
-K x B scores it already has and updates lambda. What crosses the wire beyond the exchange
+d L_D / d lambda, to the generator rank (a reduce; under the robust exchange a gather, so that the
+terms can be checked one by one: :func:`robust_lambda_grad`); the generator rank adds the fake term
+from the K x B scores it already has and updates lambda. What crosses the wire beyond the exchange
 mode's own traffic: in feedback mode the discriminators' parameters (so the bytes per step grow
 with D, unlike plain feedback) and one scalar per client. A client holding every D could probe
 them for the others' data; use the generator-side objective where that matters (and in
