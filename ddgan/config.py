@@ -361,7 +361,8 @@ class DefenceConfig:
     """Probe triples (x, x + eps u, x - eps u) per batch; a client whose gradient disagrees with its
     own central difference is suspect."""
     clip: float = 5.0
-    """A gradient row may be at most clip x the median steepness x its coefficient."""
+    """A gradient row may be at most clip x the median steepness x its coefficient; a client's term
+    of F2A's lambda gradient at most clip x the median term."""
     threshold: float = 0.5
     """Suspicion (exponential average of the evidence, 0..1) above which a client is named."""
     warmup: int = 50

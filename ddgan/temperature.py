@@ -58,7 +58,7 @@ def robust_lambda_grad(lam: Tensor, loss: str, real_grads: Tensor, fake_out: Ten
     scores after it is named nor push it with the one number it sends. Pure."""
     real_grads, fake_out = real_grads[active], fake_out[active]
     cap = clip * real_grads.abs().median()
-    return torch.maximum(torch.minimum(real_grads, cap), -cap).mean() + lambda_grad(lam, loss, None, fake_out)
+    return real_grads.clamp(-cap, cap).mean() + lambda_grad(lam, loss, None, fake_out)
 
 
 def distributed_lambda_grad(comm: Comm, layout: Layout, D: torch.nn.Module, client: Client | None, verdict: Verdict,

@@ -9,8 +9,8 @@ from ddgan.attacks import Attack
 from ddgan.checkpoint import complete_checkpoints, load_rank_file
 from ddgan.config import load_config
 from ddgan.robust import Defence
-from ddgan.temperature import lambda_grad, robust_lambda_grad
 from ddgan.rundir import read_metrics
+from ddgan.temperature import lambda_grad, robust_lambda_grad
 
 SMALL = ["model.g_width=16", "model.d_width=16", "model.z_dim=32", "train.batch_size=32", "comm.timeout_s=60"]
 THREE = ["partition.clients=3", "partition.scheme=classes", "partition.classes=[[0,1,2],[3,4,5,6],[7,8,9]]"]
