@@ -4,6 +4,7 @@
     python bench/robustness.py --rules f2u f2u_balanced
     python bench/robustness.py --report           # only rebuild the table from the stored cells
     python bench/robustness.py --dataset digits   # the same table on digits, 600 steps (~3 min a cell)
+    python bench/robustness.py --seed 1 --rules f2u --only '*without-2*' '*gradient_scale-robust*'
     python bench/robustness.py --quick            # a smoke run on digits in about a minute, printed only
 
 MNIST Non-OVL, 5 ranks, 1,500 steps, the default D. Client 2 (digits 4 and 5) lies from step 200
@@ -16,12 +17,14 @@ Columns: classes covered (argmax / confident), ``fid_classifier`` on the honest 
 that hold less than 1/20 of the samples (missed), who was named and when (steps after the attack's
 start), and false alarms (honest clients named). Targets with defences: fid_classifier on the
 honest classes within 15 % of the 4-client run, every honest client's classes covered, no false
-alarm. Cells are kept in runs/bench/cells/results.json.
+alarm. Seed 0 fills the table; a cell trained with ``--seed N`` adds its row beside seed 0's, to
+tell a defence's cost from one seed's spread. Cells are kept in runs/bench/cells/results.json.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,9 +52,9 @@ DEFENCE = {"none": (), "robust": ("comm.robust=true",)}
 
 
 def cell(rule: str, attack: str, defence: str, dataset: str = "mnist", steps: int = 1500, start: int = START,
-         quick: bool = False) -> Cell:
+         quick: bool = False, seed: int = 0) -> Cell:
     """A table cell; the honest undefended one is the forgiveness bench's own cell (shared)."""
-    base = rule_cell(dataset, rule, DEFAULT_NORM, 0, steps)
+    base = rule_cell(dataset, rule, DEFAULT_NORM, seed, steps)
     if quick:
         base = Cell(*[getattr(base, f) for f in ("dataset", "split", "rule", "norm", "seed", "steps", "variant")],
                     (*base.extra, *QUICK, "defence.warmup=10"))
@@ -59,11 +62,11 @@ def cell(rule: str, attack: str, defence: str, dataset: str = "mnist", steps: in
         return base
     if attack == "without-2":
         clients = "[[0,1],[2,3],[6,7],[8,9]]"
-        return Cell(dataset, "non_ovl", rule, DEFAULT_NORM, 0, steps, f"{base.variant}-without-2".strip("-"),
+        return Cell(dataset, "non_ovl", rule, DEFAULT_NORM, seed, steps, f"{base.variant}-without-2".strip("-"),
                     (*base.extra, "partition.clients=4", "partition.scheme=classes", f"partition.classes={clients}"))
     lie = () if attack == "honest" else (f"attack.kind={attack}", f"attack.client={LIAR}", f"attack.start={start}")
     variant = "-".join(v for v in (base.variant, attack, defence) if v)
-    return Cell(dataset, "non_ovl", rule, DEFAULT_NORM, 0, steps, variant, (*base.extra, *DEFENCE[defence], *lie))
+    return Cell(dataset, "non_ovl", rule, DEFAULT_NORM, seed, steps, variant, (*base.extra, *DEFENCE[defence], *lie))
 
 
 def plan(rules: list[str]) -> list[tuple[str, str, str]]:
@@ -92,13 +95,14 @@ def classes_result(results: Results, c: Cell, root: Path) -> dict | None:
     return r
 
 
-def row(results: Results, rule: str, attack: str, defence: str, root: Path, args) -> str:
-    c = cell(rule, attack, defence, *args.shape)
+def row(results: Results, rule: str, attack: str, defence: str, root: Path, args, seed: int = 0) -> str | None:
+    """The cell's table row; None for a seed other than 0 that was not trained (seed 0 says how)."""
+    c = cell(rule, attack, defence, *args.shape, seed=seed)
     r = classes_result(results, c, root)
-    label = f"| {rule} | {attack} | {defence} | "
+    label = f"| {rule} | {attack} | {defence} | {seed} | "
     if r is None:
         where = "" if args.dataset == "mnist" else f" --dataset {args.dataset}"
-        return label + f"not run: `python bench/robustness.py{where} --rules {rule}` |" + " |" * 4
+        return None if seed else label + f"not run: `python bench/robustness.py{where} --rules {rule}` |" + " |" * 4
     m = generator_metrics(r)
     named = {int(k): v for k, v in r.get("named", {}).items()}
     caught = f"client {LIAR} after {named[LIAR] - args.start} steps" if LIAR in named and attack not in (
@@ -118,6 +122,8 @@ def main() -> int:
     table_arguments(parser)
     parser.add_argument("--dataset", default="mnist", choices=["mnist", "digits"],
                         help="mnist (1,500 steps, the issue's table) or digits (600 steps, the default job's data)")
+    parser.add_argument("--seed", type=int, default=0, help="train the cells with this seed (the table shows seed 0 "
+                        "and every other seed's stored cells)")
     parser.add_argument("--quick", action="store_true", help="f2u on digits, small models, 40 steps, an always_real "
                         "client from step 20; printed, not stored")
     args = parser.parse_args()
@@ -130,12 +136,16 @@ def main() -> int:
             if not args.quick or (a, d) in (("honest", "robust"), ("always_real", "robust"))]
     if not args.report:
         for rule, attack, defence in todo:
-            results.run(cell(rule, attack, defence, *args.shape), args.root, n=500 if args.quick else 10000,
+            results.run(cell(rule, attack, defence, *args.shape, seed=args.seed), args.root, n=500 if args.quick else 10000,
                         eval_args=["--classes", *map(str, HONEST_CLASSES)])
-    lines = ["| rule | attack on client 2 | defence | classes (argmax / confident) | fid_classifier, honest classes | "
-             "honest classes missed | named | false alarms |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| rule | attack on client 2 | defence | seed | classes (argmax / confident) | "
+             "fid_classifier, honest classes | honest classes missed | named | false alarms |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     shown = todo if args.quick else plan(RULES)          # --rules chooses what to train, not what the table keeps
-    lines += [row(results, r, a, d, args.root, args) for r, a, d in sorted(shown, key=lambda t: RULES.index(t[0]))]
+    seeds = sorted({0, args.seed, *(int(m[1]) for m in map(re.compile(r"_s(\d+)_\d+$").search, results.cells) if m)})
+    rows = (row(results, r, a, d, args.root, args, s) for r, a, d in sorted(shown, key=lambda t: RULES.index(t[0]))
+            for s in seeds)
+    lines += [line for line in rows if line is not None]
     section = "robustness" if args.dataset == "mnist" else f"robustness_{args.dataset}"
     publish_table(section, f"Robustness: one dishonest client ({args.shape[0]}, {args.shape[1]} steps)",
                   "\n".join(lines), args.quick)
