@@ -161,7 +161,7 @@ class Rank:
         layout, dtype = Layout.of(cfg), DTYPES[cfg.train.dtype]
         source, shards = client_shards(cfg)
         me = layout.client_of(ctx.rank)
-        client = Client.build(cfg, me, load_shard(cfg, me, ctx.device, dtype, source), ctx.device) if me is not None else None
+        client = None if me is None else Client.build(cfg, me, load_shard(cfg, me, ctx.device, dtype, source), ctx.device)
         generator = GeneratorSide.build(cfg, ctx.device, lambda_objective(cfg) is not None) if ctx.is_main else None
         D = client.D if client is not None else build_discriminator(cfg, 0, ctx.device)
         defence = Defence(cfg, layout.clients, generator.G) if cfg.comm.robust and generator is not None else None

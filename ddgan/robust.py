@@ -16,9 +16,10 @@ gradients, and it checks them:
    finds realer, by more than 1/2, than the median of the other clients does, and the fraction of
    probes whose ratio of central difference to gradient lies outside [1/2, 2] (a constant or
    random score fails it as surely as a scaled or flipped gradient); the suspicion is its
-   exponential average (memory 0.9, about ten steps). It is logged (``suspicion`` in metrics.jsonl). After ``defence.warmup`` steps a client
-   whose suspicion exceeds ``defence.threshold`` is *named*: one log line says who, when and why,
-   and from then on its scores leave the rule and its gradients are discarded (``named`` in
+   exponential average (memory 0.9, about ten steps). It is logged (``suspicion`` in
+   metrics.jsonl). After ``defence.warmup`` steps a client whose suspicion exceeds
+   ``defence.threshold`` is *named*: one log line says who, when and why, and from then on its
+   scores leave the rule and its gradients are discarded (``named`` in
    metrics.jsonl). The generator rank looks every ``CHECK_EVERY`` steps (one host read).
 3. **Gradient bound.** Every gradient row g_ki (client k, sample i) is divided by the coefficient
    c_ki it was asked for; the median of these norms over the active clients bounds each row at
@@ -153,8 +154,9 @@ class Defence:
             if k not in self.named and level > self.cfg.threshold and len(self.active) > 1:
                 self.named[k] = step
                 print(f"defence: step {step}: client {k} named (suspicion {level:.2f} > defence.threshold = "
-                      f"{self.cfg.threshold:g}: it found canaries realer than its peers did, or its gradients disagree with its own scores "
-                      f"on the probes); its scores and gradients no longer reach G", file=sys.stderr, flush=True)
+                      f"{self.cfg.threshold:g}: it found canaries realer than its peers did, or its gradients disagree "
+                      f"with its own scores on the probes); its scores and gradients no longer reach G",
+                      file=sys.stderr, flush=True)
 
     def bound(self, grads: Tensor, coef: Tensor, active: list[int]) -> Tensor:
         """Each row g_ki scaled down to at most clip x median_k'i'(|g_k'i'| / |c_k'i'|) x |c_ki|."""

@@ -6,9 +6,10 @@
     python -m ddgan.train --config configs/centralized.yaml      # one client: no torchrun needed
 
 ``partition.clients`` must equal the number of ranks (one more with
-``train.generator_rank=dedicated``: ``python -m ddgan.layout --config ...`` prints it). ``algo.name`` chooses the trainer through the
-registry in :mod:`ddgan.algorithms`. Errors in the config or the data print one line and exit 2
-before any work; a failed peer, a timeout or a NaN loss exit 1 with the step and the rank.
+``train.generator_rank=dedicated``: ``python -m ddgan.layout --config ...`` prints it).
+``algo.name`` chooses the trainer through the registry in :mod:`ddgan.algorithms`. Errors in the
+config or the data print one line and exit 2 before any work; a failed peer, a timeout or a NaN
+loss exit 1 with the step and the rank.
 """
 from __future__ import annotations
 
