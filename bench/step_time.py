@@ -261,14 +261,16 @@ def main() -> int:
         lines.append(f"| {k} | {r['steps_per_s']:.2f} | {1 / sim:.2f} | {r['steps_per_s'] * sim:.2f}x | "
                      f"{1 / sim1:.2f} | {r['steps_per_s'] * sim1:.2f}x | "
                      f"{100 * r['comm_fraction']:.1f} % | {_bytes(r['bytes_per_rank'])} | "
-                     f"{_range(r['peak_rss_mb'], '.0f')} | {_range([m / one_client_rss for m in r['peak_rss_mb']], '.2f')}x |")
+                     f"{_range(r['peak_rss_mb'], '.0f')} | "
+                     f"{_range([m / one_client_rss for m in r['peak_rss_mb']], '.2f')}x |")
     fb = rows[-1][1]
     total = {name: sum(r["bytes_per_rank"]) for name, r in (("fb", fb), ("wide", wide), ("params", params))}
     lines += ["", f"Bytes per step at K = {k_big} (rank 0 holds G: it broadcasts the generated batch):", "",
               "| exchange | D width | rank 0 | each client 1..K-1 | all ranks |", "| --- | --- | --- | --- | --- |",
-              f"| feedback | 64 | {fb['bytes_per_rank'][0]:,.0f} | {_bytes(fb['bytes_per_rank'][1:])} | {total['fb']:,.0f} |",
-              f"| feedback | 128 (3.9x D params) | {wide['bytes_per_rank'][0]:,.0f} | {_bytes(wide['bytes_per_rank'][1:])} | "
-              f"{total['wide']:,.0f} |",
+              f"| feedback | 64 | {fb['bytes_per_rank'][0]:,.0f} | {_bytes(fb['bytes_per_rank'][1:])} | "
+              f"{total['fb']:,.0f} |",
+              f"| feedback | 128 (3.9x D params) | {wide['bytes_per_rank'][0]:,.0f} | "
+              f"{_bytes(wide['bytes_per_rank'][1:])} | {total['wide']:,.0f} |",
               f"| params | 64 | {params['bytes_per_rank'][0]:,.0f} | {_bytes(params['bytes_per_rank'][1:])} | "
               f"{total['params']:,.0f} |",
               f"| gossip (ring, p = 0.5), per node per cycle | 64 | {gossip['bytes_per_node'][0]:,.0f} | "
