@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -142,7 +141,7 @@ def main() -> int:
              "fid_classifier, honest classes | honest classes missed | named | false alarms |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     shown = todo if args.quick else plan(RULES)          # --rules chooses what to train, not what the table keeps
-    seeds = sorted({0, args.seed, *(int(m[1]) for m in map(re.compile(r"_s(\d+)_\d+$").search, results.cells) if m)})
+    seeds = sorted({0, args.seed, *(r["config"]["train"]["seed"] for r in results.cells.values())})
     rows = (row(results, r, a, d, args.root, args, s) for r, a, d in sorted(shown, key=lambda t: RULES.index(t[0]))
             for s in seeds)
     lines += [line for line in rows if line is not None]
