@@ -8,7 +8,7 @@ from conftest import spawn, train_in_one_group
 from ddgan.attacks import Attack
 from ddgan.checkpoint import complete_checkpoints, load_rank_file
 from ddgan.config import load_config
-from ddgan.robust import Defence
+from ddgan.robust import Defence, Plan
 from ddgan.rundir import read_metrics
 from ddgan.temperature import lambda_grad, robust_lambda_grad
 
@@ -56,6 +56,30 @@ def test_the_gradient_bound_caps_a_scaled_row_and_leaves_honest_ones_alone():
     bounded = defence.bound(grads, coef, [0, 1, 2])
     assert torch.equal(bounded[0], grads[0]) and torch.equal(bounded[2], grads[2])
     assert torch.allclose(bounded[1].flatten(1).norm(dim=1), torch.full((4,), 10.0))   # 5 x median steepness 2
+
+
+def _canary_round(generated: torch.Tensor, canaries: torch.Tensor):
+    """A plan without probes and the K x N scores in item order: generated, then canaries."""
+    b, c = generated.shape[1], canaries.shape[1]
+    return Plan(torch.arange(b + c), b, c, 0, torch.zeros(0, 1, 2, 2)), torch.cat([generated, canaries], 1)
+
+
+def test_the_log_line_names_the_check_that_caught_the_client_and_old_checkpoints_resume(capsys):
+    defence = Defence(load_config(None, ["defence.warmup=10"]), 4, torch.nn.Linear(1, 1))
+    honest = torch.linspace(-0.3, 0.3, 20)
+    generated = torch.stack([honest, honest, -honest, honest])            # client 2 reports -score
+    canaries = torch.tensor([-3.0, -3.0, 3.0, -3.0])[:, None].expand(4, 4)  # realness 0.05 vs its 0.95
+    plan, scores = _canary_round(generated, canaries)
+    for step in range(1, 21):
+        defence.observe("bce", plan, scores, torch.zeros(4, 24, 1, 2, 2))
+        defence.name_suspects(step)
+    assert defence.named == {2: 20}
+    assert "client 2 named" in (err := capsys.readouterr().err) and "realer than its peers did" in err
+    before = {k: v for k, v in defence.state_dict().items() if k != "by_check"}     # a checkpoint from before
+    resumed = Defence(load_config(None, []), 4, torch.nn.Linear(1, 1))
+    resumed.load_state_dict(before)
+    assert resumed.named == {2: 20} and torch.equal(resumed.suspicion, defence.suspicion)
+    assert all(v.abs().sum() == 0 for v in resumed.by_check.values())
 
 
 def test_lambda_under_the_robust_exchange_ignores_a_named_client_and_bounds_the_terms():
