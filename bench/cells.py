@@ -4,7 +4,11 @@ stopped and two tables with a cell in common run it once.
 
 A cell's name spells out every setting it pins (dataset, split, rule, D normalisation, variant,
 seed, steps), so the forgiveness ablation and the F2U reproduction find each other's cells in the
-shared ``runs/bench/cells/results.json``.
+shared store. The store, ``bench/results.json`` and the cells' sample grids in ``bench/grids/``,
+is tracked in git: a cell's run (checkpoints, samples, logs, under ``runs/bench/cells/``) can be
+deleted or lost with a machine, its numbers and its pictures stay and its table rebuilds. (They
+once were kept beside the runs and went with them: the rows measured before 2026-12-01 survive
+only as the tables showed them, see bench/report.py.)
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from ddgan.partition import SCHEMES
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CELLS = ROOT / "runs" / "bench" / "cells"
+STORE = ROOT / "bench" / "results.json"
 CLASSIFIERS = Path(os.environ.get("DDGAN_BENCH_CLASSIFIERS", ROOT / "runs" / "bench" / "classifiers"))
 
 # What a --quick smoke run shrinks: small models on a small batch (the plumbing, not the numbers).
@@ -85,11 +90,18 @@ class Cell:
 
 class Results:
     """``{cell name: result}`` in one JSON file, re-read before and rewritten after every cell, so
-    that two scripts filling the same file never drop each other's cells."""
+    that two scripts filling the same file never drop each other's cells; each cell's run lies in
+    ``runs / name``."""
 
-    def __init__(self, path: Path, only: Sequence[str] = ("*",)):
-        self.path = Path(path)
+    def __init__(self, path: Path, runs: Path, only: Sequence[str] = ("*",)):
+        self.path, self.runs = Path(path), Path(runs)
         self.only = only          # name patterns of the cells run() may train (the others it only reads)
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> "Results":
+        """The store a table script's ``args`` name: ``--store`` (tracked in git) for the real
+        cells, a file beside the runs for a ``--quick`` smoke (its numbers are not kept)."""
+        return cls(args.out / "results.json" if args.quick else args.store, args.out, args.only)
 
     @property
     def cells(self) -> dict:
@@ -101,12 +113,17 @@ class Results:
         done = self.cells.get(cell.name)
         return done if done is not None and same_config(done.get("config"), resolved(cell, root)) else None
 
+    def grids(self, name: str) -> Path:
+        """Where a cell's sample grids (``samples_node_<k>.png``) are kept beside the store, for
+        the figures: a lost run leaves them, as it leaves the numbers."""
+        return self.path.parent / "grids" / name
+
     def add(self, name: str, result: dict) -> None:
         cells = self.cells
         cells[name] = result
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(cells, indent=1))
+        tmp.write_text(json.dumps(cells, indent=1, sort_keys=True) + "\n")     # sorted: small git diffs
         tmp.replace(self.path)
 
     def run(self, cell: Cell, root: Path, n: int = 10000, svm_train: int = 0, cache: Path = CLASSIFIERS,
@@ -116,11 +133,15 @@ class Results:
         done = self.get(cell, root)
         if done is not None or not any(fnmatch(cell.name, pattern) for pattern in self.only):
             return done
-        print(f"[{self.path.parent.name}] {cell.name} ...", flush=True)
-        run_dir = self.path.parent / cell.name
+        print(f"[{self.runs.name}] {cell.name} ...", flush=True)
+        run_dir = self.runs / cell.name
         shutil.rmtree(run_dir, ignore_errors=True)     # an interrupted attempt starts over, clean
         result = train_and_evaluate(cell.config, cell.overrides(root), run_dir, n, svm_train, cache, eval_args)
         result["config"] = resolved(cell, root)
+        shutil.rmtree(self.grids(cell.name), ignore_errors=True)
+        self.grids(cell.name).mkdir(parents=True)
+        for grid in (run_dir / "eval").glob("samples_node_*.png"):
+            shutil.copy2(grid, self.grids(cell.name) / grid.name)
         self.add(cell.name, result)
         return result
 
@@ -129,7 +150,9 @@ def table_arguments(parser: argparse.ArgumentParser) -> None:
     """The options every table script shares: where the data and the cells are, report-only, and
     which cells to train."""
     parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (torchvision layout)")
-    parser.add_argument("--out", type=Path, default=CELLS, help="runs and results.json")
+    parser.add_argument("--out", type=Path, default=CELLS, help="where the cells' runs go")
+    parser.add_argument("--store", type=Path, default=STORE, help="the cells' results (default bench/results.json, "
+                        "tracked in git; a --quick run keeps its own beside its runs)")
     parser.add_argument("--report", action="store_true", help="only rebuild the tables from stored cells")
     parser.add_argument("--only", nargs="+", metavar="GLOB", default=["*"],
                         help="train only the cells whose names match (e.g. 'mnist_*_s0_*'); the tables show all")

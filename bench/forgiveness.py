@@ -7,7 +7,7 @@
     python bench/forgiveness.py --quick          # a smoke run in about a minute, printed only
 
 Parts (each cell is a real torchrun training run plus ``ddgan.eval`` on 10,000 samples; cells are
-kept in runs/bench/cells/results.json, shared with bench/reproduce_f2u.py):
+kept in bench/results.json, shared with bench/reproduce_f2u.py):
 
 * ``lambda``: F2A on digits (Non-OVL, 600 steps, the default D) with lambda learned on the
   generator's or the discriminator's objective, or fixed at 0, 1, 5 or 20; 2 seeds. On MNIST
@@ -171,8 +171,9 @@ def main() -> int:
     args = parser.parse_args()
     all_parts = parts(args.quick)
     chosen = ["quick"] if args.quick else args.parts
-    results = Results(args.out.with_name(args.out.name + "_quick") / "results.json" if args.quick
-                      else args.out / "results.json", args.only)
+    if args.quick:
+        args.out = args.out.with_name(args.out.name + "_quick")
+    results = Results.of(args)
     if not args.report:
         for part in chosen:
             for cells in all_parts[part]:

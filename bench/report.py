@@ -1,4 +1,12 @@
-"""BENCHMARKS.md is assembled from sections, one per benchmark script, each replaced in place."""
+"""BENCHMARKS.md is assembled from sections, one per benchmark script, each replaced in place.
+
+A rebuilt section never loses a measured row to a "not run" one: the cells measured before
+2026-12-01 were stored beside their runs, and those were lost with their machine, so their rows
+live on only in BENCHMARKS.md. When a rebuilt table has no cell for a row (``not run`` /
+``incomplete``) that the section's previous version showed measured, the old row stays, marked
+with a dagger, and a note under the section says so. Training the row's cells again replaces it.
+A row a table marks optional (a further seed, say) is dropped unless such an old row stands in.
+"""
 from __future__ import annotations
 
 import re
@@ -8,14 +16,53 @@ from pathlib import Path
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 HEADER = "# Benchmarks\n\nMeasured numbers only; each section says the command, the machine and the date.\n"
+KEPT = "†"
+KEPT_NOTE = (f"{KEPT} measured before 2026-12-01, when the cells' results were kept beside their runs and were "
+             "lost with them: the row is the previous table's (same settings, same code), not rebuilt from "
+             "bench/results.json. Training the row's cells again (the script with `--only` their names) replaces it.")
+OPTIONAL = "not run, optional"      # a row the table shows only if an earlier measurement of it is kept
+
+
+def cells_of(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def unmeasured(cell: str) -> bool:
+    return cell.startswith("not run") or cell == "incomplete"
+
+
+def keep_measured(old: str, new: str) -> str:
+    """``new`` with each row that has nothing at some column (``not run`` / ``incomplete``) replaced
+    by the row of ``old`` with the same label (the cells before that column) and a measurement
+    there; a kept row keeps its mark. Optional rows nothing stands in for are dropped."""
+    rows = [cells_of(line) for line in old.splitlines() if line.startswith("| ") and not set(line) <= set("|- ")]
+    out, kept = [], False
+    for line in new.splitlines():
+        cells = cells_of(line) if line.startswith("| ") else []
+        gap = next((i for i, c in enumerate(cells) if unmeasured(c)), None)
+        if gap:
+            twin = next((r for r in rows if r[:gap] == cells[:gap] and len(r) > gap and not unmeasured(r[gap])), None)
+            if twin is not None:
+                twin = list(twin)
+                if not twin[gap].endswith(KEPT):
+                    twin[gap] += f" {KEPT}"
+                line, kept = "| " + " | ".join(twin) + " |", True
+            elif cells[gap] == OPTIONAL:
+                continue
+        out.append(line)
+    body = "\n".join(out)
+    return body + ("\n\n" + KEPT_NOTE if kept and KEPT_NOTE not in body else "")
 
 
 def update_section(name: str, body: str, title: str | None = None) -> None:
     """Replace (or append) the section between ``<!-- name -->`` markers."""
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
-    block = f"<!-- {name} -->\n## {title or name}\n\n{body.strip()}\n<!-- /{name} -->"
     pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.DOTALL)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    previous = pattern.search(text)
+    if previous:
+        body = keep_measured(previous.group(0), body.strip())
+    block = f"<!-- {name} -->\n## {title or name}\n\n{body.strip()}\n<!-- /{name} -->"
+    text = pattern.sub(lambda _: block, text) if previous else text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)
 
 

@@ -9,7 +9,7 @@ Every cell trains the paper config (configs/paper/<dataset>_<split>_<rule>.yaml,
 for every rule) with torchrun, 5 ranks (the centralized GAN: 1 process with all data, the same
 cell for both splits), 1,500 steps of batch 64, then runs ``ddgan.eval`` on 10,000 samples; the
 Non-OVL rows with seeds 0 and 1 (mean and range), Mod-OVL with seed 0. Cells are kept in
-runs/bench/cells/results.json, shared with bench/forgiveness.py (its MNIST Non-OVL cells are these).
+bench/results.json, shared with bench/forgiveness.py (its MNIST Non-OVL cells are these).
 Tables go to stdout and BENCHMARKS.md: the comparison, the poster's orderings (f2a <= f2u < mdgan,
 gman on fid_classifier, and on Inception FID where it was computed) with whether each holds, and
 one figure per row with the six rules' sample grids (docs/figures/).
@@ -118,10 +118,13 @@ def figures(results: Results, args) -> list[str]:
     links = []
     for dataset in args.datasets:
         for split in args.splits:
-            grids = [(rule, results.path.parent / cells(dataset, split, rule, args.steps, args.quick)[0].name
-                      / "eval" / "samples_node_0.png") for rule in args.rules]
+            grids = [(rule, results.grids(cells(dataset, split, rule, args.steps, args.quick)[0].name)
+                      / "samples_node_0.png") for rule in args.rules]
             grids = [(rule, g) for rule, g in grids if g.exists()]
-            if not grids:
+            path = Path(args.figures) / f"f2u_{dataset}_{split}.png"
+            link = f"![{dataset} {split}]({path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})"
+            if not grids:            # a figure drawn from runs lost since stays, with its link
+                links += [link] if path.exists() else []
                 continue
             fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 2.9))
             for ax, (rule, grid) in zip(list(axes) if len(grids) > 1 else [axes], grids):
@@ -130,11 +133,10 @@ def figures(results: Results, args) -> list[str]:
                 ax.axis("off")
             fig.suptitle(f"{dataset}, {split}: 64 samples per rule (seed 0, {args.steps} steps)", fontsize=10)
             fig.tight_layout()
-            path = (Path(args.figures) / f"f2u_{dataset}_{split}.png")
             path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=90)
             plt.close(fig)
-            links.append(f"![{dataset} {split}]({path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})")
+            links.append(link)
     return links
 
 
@@ -157,7 +159,7 @@ def main() -> int:
     if args.quick:
         args.datasets, args.splits, args.rules, args.steps = ["digits"], ["classes"], ["f2u", "f2a"], 20
         args.out, args.figures = args.out.with_name(args.out.name + "_quick"), args.out.with_name("figures_quick")
-    results = Results(args.out / "results.json", args.only)
+    results = Results.of(args)
     if not args.report:
         for dataset in args.datasets:
             for split in args.splits:

@@ -7,7 +7,7 @@ neighbour selection.
     python bench/reproduce_kosmopoulos.py --report          # only rebuild the tables and the figure
     python bench/reproduce_kosmopoulos.py --quick           # a smoke run on digits in a minute, printed only
 
-Parts (cells are kept in runs/bench/cells/results.json; evaluations of a trained cell under another
+Parts (cells are kept in bench/results.json; evaluations of a trained cell under another
 protocol are kept inside it):
 
 * ``protocol``: why our error was about twice the paper's. One training run (info-gain, seed 0,
@@ -66,7 +66,7 @@ def svm(results: Results, c: Cell, key: str, args, svm_train: int, scale: bool =
     if key not in r.get("evals", {}):
         if not train:
             return None
-        run = results.path.parent / c.name
+        run = results.runs / c.name
         cmd = [sys.executable, "-m", "ddgan.eval", "--run", str(run), "--n", "500", "--cache", str(CLASSIFIERS),
                "--svm-train", str(svm_train), "--svm-test", str(args.svm_test), *([] if scale else ["--svm-no-scale"])]
         if step is not None:
@@ -161,11 +161,13 @@ def figure(results: Results, args) -> list[str]:
     import matplotlib.image as mpimg
     import matplotlib.pyplot as plt
 
-    rows = [(select, results.path.parent / cell(select, 0, args.steps, args.image_size, args.d_norm, args.quick).name
-             / "eval") for select in METHODS]
+    rows = [(select, results.grids(cell(select, 0, args.steps, args.image_size, args.d_norm, args.quick).name))
+            for select in METHODS]
     rows = [(s, d) for s, d in rows if (d / "samples_node_0.png").exists()]
-    if not rows:
-        return []
+    path = Path(args.figures) / "kosmopoulos_nodes.png"
+    link = f"![per-node samples]({path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})"
+    if not rows:                # a figure drawn from runs lost since stays, with its link
+        return [link] if path.exists() else []
     nodes = len(list(rows[0][1].glob("samples_node_*.png")))
     fig, axes = plt.subplots(len(rows), nodes, figsize=(2.4 * nodes, 2.6 * len(rows)), squeeze=False)
     for (select, folder), axs in zip(rows, axes):
@@ -174,11 +176,10 @@ def figure(results: Results, args) -> list[str]:
             ax.set_title(f"{METHODS[select]}, node {node}", fontsize=9)
             ax.axis("off")
     fig.tight_layout()
-    path = Path(args.figures) / "kosmopoulos_nodes.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=80)
     plt.close(fig)
-    return [f"![per-node samples]({path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})"]
+    return [link]
 
 
 def main() -> int:
@@ -202,7 +203,7 @@ def main() -> int:
     if args.quick:
         args.steps, args.seeds, args.parts, args.svm_train, args.svm_test, args.svm_cap = 6, [0], ["grid"], 200, 200, 200
         args.out, args.figures = args.out.with_name(args.out.name + "_quick"), args.out.with_name("figures_quick")
-    results = Results(args.out / "results.json", args.only)
+    results = Results.of(args)
     args.grid_command = grid_command(args, parser)
     args.train = () if args.report else args.parts      # --parts chooses what to train; BENCHMARKS.md keeps both
     sections = [] if args.quick else ["**Protocol** (each change on its own, against the first row):", "",

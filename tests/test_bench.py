@@ -1,4 +1,5 @@
-"""Every benchmark script's --quick smoke run: real training cells on digits, evaluated, tabled."""
+"""Every benchmark script's --quick smoke run (real training cells on digits, evaluated, tabled),
+and how a rebuilt table keeps the rows whose cells were lost."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ import sys
 
 import pytest
 
+from bench.report import KEPT, KEPT_NOTE, OPTIONAL, keep_measured
 from conftest import ROOT
 
 
@@ -23,6 +25,8 @@ def classifier_cache(tmp_path_factory):
     ("robustness.py", ["| f2u | honest | robust |", "| f2u | always_real | robust |"]),
 ])
 def test_quick_smoke_run(tmp_path, classifier_cache, script, expect):
+    store = ROOT / "bench" / "results.json"
+    before = store.read_bytes() if store.exists() else None
     proc = subprocess.run([sys.executable, f"bench/{script}", "--quick", "--out", str(tmp_path / "cells")], cwd=ROOT,
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "DDGAN_BENCH_CLASSIFIERS": str(classifier_cache)})
@@ -31,4 +35,41 @@ def test_quick_smoke_run(tmp_path, classifier_cache, script, expect):
         assert text in proc.stdout, (text, proc.stdout[-3000:])
     assert "not run" not in proc.stdout.split("**Orderings**")[0]      # every quick cell was trained
     assert not (tmp_path / "cells").exists()                           # a quick run keeps its cells aside
+    grids = list((tmp_path / "cells_quick" / "grids").glob("*/samples_node_0.png"))
+    assert grids, "every trained cell's sample grids are kept beside its store"
+    assert (store.read_bytes() if store.exists() else None) == before   # and never in the tracked store
     assert (ROOT / "BENCHMARKS.md").read_text().count("<!-- reproduce_f2u -->") <= 1
+
+
+OLD = """`python bench/x.py`, 2026-11-28, 2 CPU cores.
+
+| data | rule | seeds | fid |
+| --- | --- | --- | --- |
+| mnist | f2u | 2 | 168.3 (164.3-172.4) |
+| mnist | f2a | 1 | 131.0 |
+| mnist | gman | not run: `python bench/x.py --rules gman` |
+| mnist | f2u | seed 1 | 236.0 |"""
+
+
+def test_a_rebuilt_table_keeps_measured_rows_whose_cells_are_gone_and_marks_them():
+    new = """| data | rule | seeds | fid |
+| --- | --- | --- | --- |
+| mnist | f2u | not run: `python bench/x.py --rules f2u` |
+| mnist | f2a | 2 | 120.0 (119.0-121.0) |
+| mnist | gman | not run: `python bench/x.py --rules gman` |
+| mnist | f2u | seed 1 | %s |
+| mnist | f2a | seed 1 | %s |""" % (OPTIONAL, OPTIONAL)
+    rows = keep_measured(OLD, new).splitlines()
+    assert rows[2] == f"| mnist | f2u | 2 {KEPT} | 168.3 (164.3-172.4) |"        # lost cells: the old row, marked
+    assert rows[3] == "| mnist | f2a | 2 | 120.0 (119.0-121.0) |"                 # measured now: the new row wins
+    assert rows[4].startswith("| mnist | gman | not run")                         # never measured: still says how
+    assert rows[5] == f"| mnist | f2u | seed 1 | 236.0 {KEPT} |"                 # an optional row kept ...
+    assert not any("| f2a | seed 1" in r for r in rows)                           # ... or dropped
+    assert rows[-1] == KEPT_NOTE and "\n".join(rows).count(KEPT_NOTE) == 1
+    again = keep_measured("\n".join(rows), new)                                   # rebuilt twice: one mark, one note
+    assert again.count(f"2 {KEPT}") == 1 and again.count(KEPT_NOTE) == 1
+
+
+def test_a_table_with_nothing_lost_is_left_as_built():
+    new = OLD.split("\n\n", 1)[1].replace("not run: `python bench/x.py --rules gman`", "1 | 2048.7")
+    assert keep_measured(OLD, new) == new
