@@ -54,21 +54,22 @@ def keep_measured(old: str, new: str) -> str:
     return body + ("\n\n" + KEPT_NOTE if kept and KEPT_NOTE not in body else "")
 
 
-def update_section(name: str, body: str, title: str | None = None) -> None:
-    """Replace (or append) the section between ``<!-- name -->`` markers."""
+def update_section(name: str, body: str, title: str | None = None) -> str:
+    """Replace (or append) the section between ``<!-- name -->`` markers; return the body written."""
     text = BENCHMARKS.read_text() if BENCHMARKS.exists() else HEADER
     pattern = re.compile(rf"<!-- {re.escape(name)} -->.*?<!-- /{re.escape(name)} -->", re.DOTALL)
     previous = pattern.search(text)
-    if previous:
-        body = keep_measured(previous.group(0), body.strip())
+    body = keep_measured(previous.group(0) if previous else "", body.strip())
     block = f"<!-- {name} -->\n## {title or name}\n\n{body.strip()}\n<!-- /{name} -->"
     text = pattern.sub(lambda _: block, text) if previous else text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.write_text(text)
+    return body
 
 
 def publish_table(name: str, title: str, table: str, quick: bool) -> None:
-    """Print ``table``; unless it is a quick smoke run, store it with the command that made it."""
-    print(table)
-    if not quick:
-        command = " ".join(["python", *sys.argv])
-        update_section(name, f"`{command}`, {time.strftime('%Y-%m-%d')}, 2 CPU cores.\n\n{table}", title=title)
+    """Print ``table`` as stored; unless it is a quick smoke run, store it with the command that made it."""
+    if quick:
+        print(keep_measured("", table))
+        return
+    command = " ".join(["python", *sys.argv])
+    print(update_section(name, f"`{command}`, {time.strftime('%Y-%m-%d')}, 2 CPU cores.\n\n{table}", title=title))
