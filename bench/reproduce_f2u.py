@@ -123,7 +123,9 @@ def figures(results: Results, args) -> list[str]:
             grids = [(rule, g) for rule, g in grids if g.exists()]
             path = Path(args.figures) / f"f2u_{dataset}_{split}.png"
             link = f"![{dataset} {split}]({path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})"
-            if not grids:            # a figure drawn from runs lost since stays, with its link
+            # a figure is redrawn once every rule's grid is kept (or if there is none yet): one drawn
+            # from runs lost since is not replaced by a partial one
+            if not grids or (len(grids) < len(args.rules) and path.exists()):
                 links += [link] if path.exists() else []
                 continue
             fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 2.9))
