@@ -177,9 +177,11 @@ def same_config(stored: dict | None, now: dict) -> bool:
 
 
 def resolved(cell: Cell, root: Path) -> dict:
-    """The config a cell trains with, where it runs aside."""
+    """The config a cell trains with, where it runs and where its data lies aside: the store is
+    shared through git, so a cell trained from another checkout or machine is the same cell."""
     cfg = load_config(cell.config, cell.overrides(root)).to_dict()
     cfg["run"].pop("dir")
+    cfg["data"].pop("root")
     return cfg
 
 

@@ -94,7 +94,7 @@ def classes_result(results: Results, c: Cell, root: Path) -> dict | None:
     return r
 
 
-def row(results: Results, rule: str, attack: str, defence: str, root: Path, args, seed: int = 0) -> str | None:
+def row(results: Results, rule: str, attack: str, defence: str, root: Path, args, seed: int = 0) -> str:
     """The cell's table row; for a seed other than 0 that was not trained, an optional row that the
     table drops unless an earlier measurement of it is kept (seed 0's row says how to train it)."""
     c = cell(rule, attack, defence, *args.shape, seed=seed)
@@ -147,7 +147,7 @@ def main() -> int:
     seeds = sorted({0, 1, args.seed, *(r["config"]["train"]["seed"] for r in results.cells.values())})
     rows = (row(results, r, a, d, args.root, args, s) for r, a, d in sorted(shown, key=lambda t: RULES.index(t[0]))
             for s in seeds)
-    lines += [line for line in rows if line is not None]
+    lines += rows
     section = "robustness" if args.dataset == "mnist" else f"robustness_{args.dataset}"
     publish_table(section, f"Robustness: one dishonest client ({args.shape[0]}, {args.shape[1]} steps)",
                   "\n".join(lines), args.quick)

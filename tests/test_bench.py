@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+from bench.cells import Cell, Results, resolved
 from bench.report import KEPT, KEPT_NOTE, OPTIONAL, keep_measured
 from conftest import ROOT
 
@@ -73,3 +75,13 @@ def test_a_rebuilt_table_keeps_measured_rows_whose_cells_are_gone_and_marks_them
 def test_a_table_with_nothing_lost_is_left_as_built():
     new = OLD.split("\n\n", 1)[1].replace("not run: `python bench/x.py --rules gman`", "1 | 2048.7")
     assert keep_measured(OLD, new) == new
+
+
+def test_a_stored_cell_is_found_from_another_checkout_whose_data_lies_elsewhere(tmp_path):
+    cell = Cell("digits", "non_ovl", "f2u", "spectral", 0, 600)
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+    results.add(cell.name, {"config": resolved(cell, Path("/one/machine/data"))})
+    assert results.get(cell, Path("/another/checkout/data")) is not None
+    changed = Cell("digits", "non_ovl", "f2u", "spectral", 0, 600, "lr", ("train.lr_g=0.001",))
+    results.add(changed.name, {"config": resolved(cell, Path("/x"))})      # stored under settings it no longer has
+    assert results.get(changed, Path("/x")) is None
