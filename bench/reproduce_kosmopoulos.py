@@ -55,30 +55,40 @@ def cell(select: str, seed: int, steps: int, image_size: int = 28, norm: str = "
 
 def svm(results: Results, c: Cell, key: str, args, svm_train: int, scale: bool = True, step: int | None = None, *,
         train: bool) -> dict | None:
-    """The cell's SVM errors under one protocol (trained first if needed and ``train``; evaluated once, then kept)."""
+    """The cell's SVM errors under one protocol (trained first if needed and ``train``; evaluated once, then kept).
+    A cell's first protocol on its final checkpoint comes from the evaluation that follows its training."""
+    flags = ["--svm-test", str(args.svm_test), *([] if scale else ["--svm-no-scale"])]
     r = results.get(c, args.root)
     if r is None:
         if not train:
             return None
-        r = results.run(c, args.root, n=500 if args.quick else 2000, svm_train=0)
+        final = step is None
+        r = results.run(c, args.root, n=500 if args.quick else 2000, svm_train=svm_train if final else 0,
+                        eval_args=flags if final else [])
         if r is None:                     # not among --only
             return None
+        if final:
+            r.setdefault("evals", {})[key] = protocol_entry(r)
+            results.add(c.name, r)
     if key not in r.get("evals", {}):
         if not train:
             return None
         run = results.runs / c.name
         cmd = [sys.executable, "-m", "ddgan.eval", "--run", str(run), "--n", "500", "--cache", str(CLASSIFIERS),
-               "--svm-train", str(svm_train), "--svm-test", str(args.svm_test), *([] if scale else ["--svm-no-scale"])]
+               "--svm-train", str(svm_train), *flags]
         if step is not None:
             cmd += ["--checkpoint", str(run / "checkpoints" / f"step_{step:07d}")]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if proc.returncode:
             raise SystemExit(f"evaluation of {run} failed:\n{proc.stderr[-2000:]}")
-        evaluated = json.loads((run / "eval.json").read_text())
-        r.setdefault("evals", {})[key] = {"svm": evaluated["svm"], "classes_covered": [
-            m["classes_covered"] for m in evaluated["generators"].values()]}
+        r.setdefault("evals", {})[key] = protocol_entry(json.loads((run / "eval.json").read_text()))
         results.add(c.name, r)
     return r["evals"][key]
+
+
+def protocol_entry(evaluated: dict) -> dict:
+    """What a protocol keeps of an eval.json: the SVM's errors and the generators' classes covered."""
+    return {"svm": evaluated["svm"], "classes_covered": [m["classes_covered"] for m in evaluated["generators"].values()]}
 
 
 def mean_error(e: dict) -> float:

@@ -2,5 +2,5 @@
 # Set up (first time: ~2 min) and run the test suite (~10 min on 2 cores). Extra arguments go to
 # pytest; the default skips the tests marked slow (run them with: launch/test.sh -m slow).
 source "$(dirname "$0")/setup.sh"
-if [ "$#" -eq 0 ]; then set -- -m "not slow"; fi
+if [ "$#" -eq 0 ]; then set -- -m "not slow" -n 2; fi
 exec python -m pytest -q "$@"

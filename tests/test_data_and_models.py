@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import ast
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 from ddgan.config import load_config
-from ddgan.datasets import load_images, open_source
+from ddgan.datasets import digits_arrays, load_images, open_source
 from ddgan.errors import DataError
 from ddgan.models import BATCH_DEPENDENT_NORMS, D_NORMS, SIZES, ArchSpec, Discriminator, Generator, frozen_forward
 from ddgan.roles import build_discriminator
@@ -31,6 +33,15 @@ def test_digits_are_embedded_scaled_and_upsampled():
     test = open_source(cfg.data, train=False)
     assert len(test.labels) == 1797 - 1437
     assert load_images(src, np.arange(3), data_cfg("data.image_size=8").data).shape == (3, 1, 8, 8)
+
+
+def test_digits_read_from_sklearns_file_equal_load_digits_and_import_no_sklearn():
+    from sklearn.datasets import load_digits
+    pixels, labels = digits_arrays()
+    bunch = load_digits()
+    assert np.array_equal(pixels, bunch.images) and np.array_equal(labels, bunch.target)
+    code = "import sys; from ddgan.datasets import digits_arrays; digits_arrays(); print('sklearn' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
 
 
 @pytest.mark.parametrize("name, folder", [("mnist", "MNIST"), ("fashion_mnist", "FashionMNIST")])

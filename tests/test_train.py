@@ -14,7 +14,7 @@ import torch
 from conftest import flat_state, free_port, spawn, train_in_one_group
 from ddgan.checkpoint import complete_checkpoints, load_rank_file
 from ddgan.config import load_config
-from ddgan.rundir import read_metrics
+from ddgan.rundir import read_metrics, save_grid
 
 SMALL = ["model.g_width=16", "model.d_width=16", "model.z_dim=32", "train.batch_size=32", "comm.timeout_s=60"]
 TWO_CLIENTS = ["partition.clients=2", "partition.scheme=classes", "partition.classes=[[0,1,2,3,4],[5,6,7,8,9]]"]
@@ -159,3 +159,18 @@ def test_a_steady_state_step_reads_nothing_on_the_host(tmp_path, monkeypatch, ex
              for steps in (6, 12)]
     assert reads[0] > 0                      # the counter sees ddgan's reads (e.g. the log record's)
     assert reads[1] == reads[0]
+
+
+@pytest.mark.parametrize("shape", [(70, 1, 16, 16), (5, 3, 32, 32), (1, 1, 28, 28)])
+def test_sample_grids_are_torchvisions_pixel_for_pixel(tmp_path, shape):
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    images = torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 2.4 - 1.2     # some out of range
+    save_grid(images, tmp_path / "ours.png")
+    big = torch.nn.functional.interpolate(images, scale_factor=32 // shape[-1], mode="nearest") \
+        if shape[-1] < 32 else images
+    save_image(big, tmp_path / "theirs.png", nrow=int(np.ceil(np.sqrt(shape[0]))), normalize=True,
+               value_range=(-1.0, 1.0), padding=2)
+    ours, theirs = (np.asarray(Image.open(tmp_path / f).convert("RGB")) for f in ("ours.png", "theirs.png"))
+    assert ours.shape == theirs.shape and np.array_equal(ours, theirs)

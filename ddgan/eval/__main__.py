@@ -24,7 +24,7 @@ from ddgan.cli import run_cli
 from ddgan.config import config_from_dict
 from ddgan.datasets import open_source
 from ddgan.errors import CheckpointError
-from ddgan.eval import classifier, inception, metrics, plots, report, svm
+from ddgan.eval import classifier, inception, metrics, plots, report
 from ddgan.layout import Layout
 from ddgan.roles import build_discriminator
 from ddgan.rundir import read_metrics, save_grid
@@ -81,6 +81,8 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
               "inception_fid": {"value": fids, "samples": n} if network is not None else {"value": None, "reason": why_not},
               "generators": generators}
     if svm_train > 0:
+        from ddgan.eval import svm     # scikit-learn: 2.5 s of CPU that an evaluation without the SVM skips
+
         train_x, train_y = classifier.real_split(cfg.data, train=True, limit=svm_train, seed=seed)
         test_x, test_y = classifier.real_split(cfg.data, train=False, limit=svm_test, seed=seed)
         errors = {}
