@@ -59,6 +59,7 @@ def svm(results: Results, c: Cell, key: str, args, svm_train: int, scale: bool =
     A cell's first protocol on its final checkpoint comes from the evaluation that follows its training."""
     flags = ["--svm-test", str(args.svm_test), *([] if scale else ["--svm-no-scale"])]
     r = results.get(c, args.root)
+    evaluated = None                      # this protocol's eval.json, when training's evaluation was it
     if r is None:
         if not train:
             return None
@@ -67,21 +68,21 @@ def svm(results: Results, c: Cell, key: str, args, svm_train: int, scale: bool =
                         eval_args=flags if final else [])
         if r is None:                     # not among --only
             return None
-        if final:
-            r.setdefault("evals", {})[key] = protocol_entry(r)
-            results.add(c.name, r)
+        evaluated = r if final else None
     if key not in r.get("evals", {}):
         if not train:
             return None
-        run = results.runs / c.name
-        cmd = [sys.executable, "-m", "ddgan.eval", "--run", str(run), "--n", "500", "--cache", str(CLASSIFIERS),
-               "--svm-train", str(svm_train), *flags]
-        if step is not None:
-            cmd += ["--checkpoint", str(run / "checkpoints" / f"step_{step:07d}")]
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode:
-            raise SystemExit(f"evaluation of {run} failed:\n{proc.stderr[-2000:]}")
-        r.setdefault("evals", {})[key] = protocol_entry(json.loads((run / "eval.json").read_text()))
+        if evaluated is None:
+            run = results.runs / c.name
+            cmd = [sys.executable, "-m", "ddgan.eval", "--run", str(run), "--n", "500", "--cache", str(CLASSIFIERS),
+                   "--svm-train", str(svm_train), *flags]
+            if step is not None:
+                cmd += ["--checkpoint", str(run / "checkpoints" / f"step_{step:07d}")]
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            if proc.returncode:
+                raise SystemExit(f"evaluation of {run} failed:\n{proc.stderr[-2000:]}")
+            evaluated = json.loads((run / "eval.json").read_text())
+        r.setdefault("evals", {})[key] = protocol_entry(evaluated)
         results.add(c.name, r)
     return r["evals"][key]
 

@@ -79,7 +79,7 @@ def save_grid(images: torch.Tensor, path: Path, padding: int = 2) -> None:
         images = torch.nn.functional.interpolate(images, scale_factor=32 // images.shape[-1], mode="nearest")
     n, c, h, w = images.shape
     padding = padding if n > 1 else 0      # one image: no frame (as torchvision)
-    cols = min(n, max(1, int(math.ceil(math.sqrt(n)))))
+    cols = max(1, math.ceil(math.sqrt(n)))
     rows = int(math.ceil(n / cols))
     grid = torch.zeros(c, rows * (h + padding) + padding, cols * (w + padding) + padding)
     for i, image in enumerate(images):
