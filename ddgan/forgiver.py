@@ -74,7 +74,7 @@ def share_batch(comm: Comm, drawn: Drawn | None, lam: Tensor | None, shape: tupl
     if drawn is not None:
         x = drawn.x.detach()
         if defence is not None:
-            x, plan = defence.compose(x)
+            x, plan = defence.compose(x, comm.step)
         payload = torch.cat([x.reshape(-1), lam.detach().reshape(1)])
     else:
         payload = torch.empty(numel + 1, dtype=like.dtype, device=like.device)
@@ -85,7 +85,7 @@ def share_batch(comm: Comm, drawn: Drawn | None, lam: Tensor | None, shape: tupl
 def swap_discriminators(comm: Comm, layout: Layout, client: Client | None, step: int, seed: int) -> None:
     """Point to point: MD-GAN's swap - D_k, with its optimiser state, moves to the client perm[k] of
     a permutation seeded by (seed, step); the shards stay where they are."""
-    perm = torch.randperm(layout.clients, generator=seeds.torch_generator(seed, "swap", step)).tolist()
+    perm = seeds.swap_permutation(seed, step, layout.clients)
     me = layout.client_of(comm.rank)
     if client is None or perm[me] == me:
         return

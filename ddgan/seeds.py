@@ -30,3 +30,8 @@ def torch_generator(seed: int, purpose: str, *keys: int, device: str | torch.dev
     rng = torch.Generator(device=device)
     rng.manual_seed(derive(seed, purpose, *keys))
     return rng
+
+
+def swap_permutation(seed: int, step: int, clients: int) -> list[int]:
+    """MD-GAN's swap at ``step``: D_k moves to client ``perm[k]`` (the same on every rank)."""
+    return torch.randperm(clients, generator=torch_generator(seed, "swap", step)).tolist()

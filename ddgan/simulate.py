@@ -62,7 +62,7 @@ class Simulation:
     def _swap(self) -> None:
         """D_k (with its optimiser) moves to client perm[k], as the distributed swap does."""
         k = len(self.clients)
-        perm = torch.randperm(k, generator=seeds.torch_generator(self.cfg.train.seed, "swap", self.step_count)).tolist()
+        perm = seeds.swap_permutation(self.cfg.train.seed, self.step_count, k)
         moved = [(c.D, c.opt) for c in self.clients]
         for src, dest in enumerate(perm):
             self.clients[dest].D, self.clients[dest].opt = moved[src]

@@ -8,7 +8,9 @@ from conftest import spawn, train_in_one_group
 from ddgan.attacks import Attack
 from ddgan.checkpoint import complete_checkpoints, load_rank_file
 from ddgan.config import load_config
+from ddgan.models import ArchSpec, Generator
 from ddgan.robust import Defence, Plan
+from ddgan.seeds import swap_permutation
 from ddgan.rundir import read_metrics
 from ddgan.temperature import lambda_grad, robust_lambda_grad
 
@@ -71,7 +73,7 @@ def test_the_log_line_names_the_check_that_caught_the_client_and_old_checkpoints
     canaries = torch.tensor([-3.0, -3.0, 3.0, -3.0])[:, None].expand(4, 4)  # realness 0.05 vs its 0.95
     plan, scores = _canary_round(generated, canaries)
     for step in range(1, 21):
-        defence.observe("bce", plan, scores, torch.zeros(4, 24, 1, 2, 2))
+        defence.observe("bce", plan, scores, torch.zeros(4, 24, 1, 2, 2), step)
         defence.name_suspects(step)
     assert defence.named == {2: 20}
     assert "client 2 named" in (err := capsys.readouterr().err) and "realer than its peers did" in err
@@ -80,6 +82,52 @@ def test_the_log_line_names_the_check_that_caught_the_client_and_old_checkpoints
     resumed.load_state_dict(before)
     assert resumed.named == {2: 20} and torch.equal(resumed.suspicion, defence.suspicion)
     assert all(v.abs().sum() == 0 for v in resumed.by_check.values())
+
+
+def _swap_round(perm: list[int], liar: int | None, seed: int = 0):
+    """Every D's scores of 10 check items before a swap (client k holds D_k) and after it (client
+    perm[k] holds D_k, one D step later); the liar reports its D's negated scores."""
+    rng = torch.Generator().manual_seed(seed)
+    honest = torch.randn(len(perm), 10, generator=rng) * 0.2
+    before = honest.clone()
+    after = torch.empty_like(honest)
+    after[perm] = honest - 0.05 + 0.02 * torch.randn(honest.shape, generator=rng)
+    if liar is not None:
+        before[liar], after[liar] = -before[liar], -after[liar]
+    return before, after
+
+
+@pytest.mark.parametrize("perm, convicted", [
+    ([1, 2, 4, 0, 3], {2}),          # one 5-cycle: the liar's two pairs disagree, its partners' others agree
+    ([0, 2, 4, 1, 3], {2}),          # a 4-cycle and a fixed point
+    ([1, 2, 0, 4, 3], {2}),          # the liar in a 3-cycle, two honest clients in a 2-cycle
+    ([0, 1, 4, 3, 2], set()),        # the liar in a 2-cycle: it and its partner accuse each other
+    ([1, 0, 2, 4, 3], set()),        # the liar a fixed point: its D never changed hands
+])
+def test_the_swap_check_convicts_a_liar_only_where_the_permutation_tells_it_apart(perm, convicted):
+    defence = Defence(load_config(None, ["algo.swap_every=10"]), 5, torch.nn.Linear(1, 1))
+    for seed in range(5):
+        before, after = _swap_round(perm, 2, seed)
+        assert set(torch.nonzero(defence._contradicted(before, after, perm)).flatten().tolist()) == convicted
+        assert not defence._contradicted(*_swap_round(perm, None, seed), perm).any()      # honest: nobody
+
+
+def test_the_batch_after_a_swap_repeats_its_checks_and_a_contradicted_client_is_named(capsys):
+    G = Generator(ArchSpec(image_size=8, channels=1, width=4, z_dim=4))
+    defence = Defence(load_config(None, ["algo.swap_every=10", "defence.warmup=5", "defence.seed=1"]), 5, G)
+    x = torch.rand(6, 1, 8, 8) * 2 - 1
+    batches = {step: defence.compose(x, step) for step in (9, 10, 11, 12)}
+    checks = {step: plan.items(batch[None])[0, plan.generated:] for step, (batch, plan) in batches.items()}
+    assert torch.equal(checks[10], checks[11])                          # the swap step's checks, again
+    assert not torch.equal(checks[9], checks[10]) and not torch.equal(checks[11], checks[12])
+    perm = swap_permutation(defence.swap_seed, 10, 5)             # a 3-cycle through client 2
+    before, after = _swap_round(perm, 2)
+    for step, scores in ((10, before), (11, after)):
+        plan = batches[step][1]
+        rows = torch.cat([torch.zeros(5, plan.generated), scores], 1)
+        defence.observe("bce", plan, rows, torch.zeros(5, *batches[step][0].shape), step)
+    defence.name_suspects(20)
+    assert defence.named == {2: 20} and defence.suspicion[2] > 0.3 and "the swap check" in capsys.readouterr().err
 
 
 def test_lambda_under_the_robust_exchange_ignores_a_named_client_and_bounds_the_terms():
@@ -120,3 +168,17 @@ def test_an_always_real_client_is_named_and_silenced_and_an_honest_run_names_nob
     assert after and all(r["weight_share"][1] == 0 for r in after)
     # and its D still trains: the liar only lies in what it sends
     assert load_rank_file(complete_checkpoints(tmp_path / "liar")[0], 1)["client"]["D"]
+
+
+@pytest.mark.dist
+def test_an_inverted_md_gan_client_is_named_by_the_first_swap_that_can_tell_it_apart(tmp_path):
+    """An inverted score is a true function of x (the probes pass it) and weak Ds give the canaries
+    nothing to go by; a threshold of 0.99 keeps those checks from naming anyone, so only the swap
+    check can. Seed 0 swaps along a 3-cycle at step 60: the liar is named at the look after it."""
+    mdgan = ["algo.name=mean", "algo.swap_every=20", "defence.threshold=0.99"]
+    cfgs = _runs(tmp_path, {"honest": mdgan, "liar": [*mdgan, "attack.kind=inverted", "attack.client=1",
+                                                       "attack.start=50"]}, steps=80)
+    spawn(train_in_one_group, 3, cfgs)
+    assert all(r["named"] == {} for r in read_metrics(tmp_path / "honest"))
+    liar = read_metrics(tmp_path / "liar")
+    assert [r["named"] for r in liar if r["step"] in (60, 70)] == [{}, {"1": 70}]
