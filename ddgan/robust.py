@@ -184,7 +184,7 @@ class Defence:
         """No host read: fold this step's evidence (K x N scores, K x N x image gradients, item order)
         into the suspicion."""
         checked = scores[:, plan.generated:]
-        if self.echo is not None and self.echo.step == step - 1 and self.echo.scores is not None:
+        if self.echo is not None and self.echo.step == step - 1 and checked.shape[1]:
             caught = self._contradicted(self.echo.scores, checked, seeds.swap_permutation(self.swap_seed, step - 1, self.k))
             self.contradicted |= caught
             self.suspicion = torch.where(caught, torch.ones_like(self.suspicion), self.suspicion)
