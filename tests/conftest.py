@@ -65,6 +65,24 @@ def train_in_one_group(rank: int, cfgs) -> None:
         dist.destroy_process_group()
 
 
+@pytest.fixture(scope="session")
+def digits_classifier_cache(tmp_path_factory) -> Path:
+    """One classifier cache for the whole run, shared by the pytest-xdist workers: the digits
+    classifier is trained once (under a lock), not once per worker and fixture."""
+    import fcntl
+
+    from ddgan.config import load_config
+    from ddgan.eval.classifier import load_or_train
+
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "classifiers"
+    cache.mkdir(exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        load_or_train(load_config(None, []).data, cache, log=lambda *_: None)
+    return cache
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():

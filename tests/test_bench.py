@@ -14,11 +14,6 @@ from bench.report import KEPT, KEPT_NOTE, OPTIONAL, keep_measured
 from conftest import ROOT
 
 
-@pytest.fixture(scope="module")
-def classifier_cache(tmp_path_factory):
-    return tmp_path_factory.mktemp("classifiers")
-
-
 @pytest.mark.dist
 @pytest.mark.parametrize("script, expect", [
     ("forgiveness.py", ["| digits | f2u | spectral |", "| digits | f2a | batch |"]),
@@ -26,12 +21,12 @@ def classifier_cache(tmp_path_factory):
     ("reproduce_kosmopoulos.py", ["| standalone |", "| info-gain < uniform |", "kosmopoulos_nodes.png"]),
     ("robustness.py", ["| f2u | honest | robust |", "| f2u | always_real | robust |"]),
 ])
-def test_quick_smoke_run(tmp_path, classifier_cache, script, expect):
+def test_quick_smoke_run(tmp_path, digits_classifier_cache, script, expect):
     store = ROOT / "bench" / "results.json"
     before = store.read_bytes() if store.exists() else None
     proc = subprocess.run([sys.executable, f"bench/{script}", "--quick", "--out", str(tmp_path / "cells")], cwd=ROOT,
                           capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "DDGAN_BENCH_CLASSIFIERS": str(classifier_cache)})
+                          env={**os.environ, "DDGAN_BENCH_CLASSIFIERS": str(digits_classifier_cache)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     for text in expect:
         assert text in proc.stdout, (text, proc.stdout[-3000:])

@@ -71,12 +71,12 @@ def test_precision_recall():
 
 
 @pytest.fixture(scope="session")
-def digits_classifier(tmp_path_factory):
+def digits_classifier(digits_classifier_cache):
     cfg = load_config(None, [])
-    return load_or_train(cfg.data, tmp_path_factory.mktemp("classifiers"), log=lambda *_: None), cfg
+    return load_or_train(cfg.data, digits_classifier_cache, log=lambda *_: pytest.fail("not the shared one")), cfg
 
 
-def test_digits_classifier_is_accurate_and_cached(digits_classifier, tmp_path_factory):
+def test_digits_classifier_is_accurate_and_cached(digits_classifier):
     clf, cfg = digits_classifier
     assert clf.accuracy >= 0.95
     again = load_or_train(cfg.data, clf.path.parent, log=lambda *_: pytest.fail("retrained a cached classifier"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,12 +128,14 @@ def load_or_train(data: DataConfig, cache: Path, seed: int = 0, log=print) -> Cl
     torch.save(clf.model.state_dict(), buffer)
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(buffer.getvalue())
-        tmp.replace(path)
-        meta_path.write_text(json.dumps({"dataset": data.name, "image_size": image_size(data), "seed": seed,
-                                         "n_classes": clf.n_classes, "accuracy": clf.accuracy,
-                                         "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}, indent=1))
+        # two evaluations may train the same classifier at once (two bench scripts, two test
+        # workers): each writes its own temporary files, and each rename is whole
+        for target, content in ((path, buffer.getvalue()), (meta_path, json.dumps({
+                "dataset": data.name, "image_size": image_size(data), "seed": seed, "n_classes": clf.n_classes,
+                "accuracy": clf.accuracy, "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}, indent=1).encode())):
+            tmp = target.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_bytes(content)
+            tmp.replace(target)
         clf.path = path
     except OSError as exc:
         print(f"[eval] warning: cannot cache the classifier in {cache} ({exc.strerror}); it is retrained next time",
