@@ -150,10 +150,14 @@ class Defence:
     def swaps(self, step: int) -> bool:
         return self.swap_every > 0 and step % self.swap_every == 0
 
+    def echoes(self, step: int) -> bool:
+        """Whether ``step``'s batch repeats the checks of the swap just before it."""
+        return self.echo is not None and self.echo.step == step - 1
+
     def compose(self, x: Tensor, step: int) -> tuple[Tensor, Plan]:
         """The broadcast batch: the generated ``x`` with canaries and probes hidden in it (right after
         an MD-GAN swap, the swap step's own, so that every D scores them on both sides of the swap)."""
-        if self.echo is not None and self.echo.step == step - 1:
+        if self.echoes(step):
             scrambled, centres, u = self.echo.items
         else:
             scrambled, centres, u = self._draw_checks(x)
@@ -184,7 +188,7 @@ class Defence:
         """No host read: fold this step's evidence (K x N scores, K x N x image gradients, item order)
         into the suspicion."""
         checked = scores[:, plan.generated:]
-        if self.echo is not None and self.echo.step == step - 1 and checked.shape[1]:
+        if self.echoes(step) and checked.shape[1]:
             caught = self._contradicted(self.echo.scores, checked, seeds.swap_permutation(self.swap_seed, step - 1, self.k))
             self.contradicted |= caught
             self.suspicion = torch.where(caught, torch.ones_like(self.suspicion), self.suspicion)

@@ -10,8 +10,8 @@ from ddgan.checkpoint import complete_checkpoints, load_rank_file
 from ddgan.config import load_config
 from ddgan.models import ArchSpec, Generator
 from ddgan.robust import Defence, Plan
-from ddgan.seeds import swap_permutation
 from ddgan.rundir import read_metrics
+from ddgan.seeds import swap_permutation
 from ddgan.temperature import lambda_grad, robust_lambda_grad
 
 SMALL = ["model.g_width=16", "model.d_width=16", "model.z_dim=32", "train.batch_size=32", "comm.timeout_s=60"]

@@ -130,9 +130,9 @@ def load_or_train(data: DataConfig, cache: Path, seed: int = 0, log=print) -> Cl
         cache.mkdir(parents=True, exist_ok=True)
         # two evaluations may train the same classifier at once (two bench scripts, two test
         # workers): each writes its own temporary files, and each rename is whole
-        for target, content in ((path, buffer.getvalue()), (meta_path, json.dumps({
-                "dataset": data.name, "image_size": image_size(data), "seed": seed, "n_classes": clf.n_classes,
-                "accuracy": clf.accuracy, "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}, indent=1).encode())):
+        meta = {"dataset": data.name, "image_size": image_size(data), "seed": seed, "n_classes": clf.n_classes,
+                "accuracy": clf.accuracy, "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}
+        for target, content in ((path, buffer.getvalue()), (meta_path, json.dumps(meta, indent=1).encode())):
             tmp = target.with_suffix(f".tmp{os.getpid()}")
             tmp.write_bytes(content)
             tmp.replace(target)
