@@ -43,7 +43,7 @@ CASES = [(algo, ()) for algo in ("f2u", "f2u_balanced", "f2a", "mean", "gman")] 
 
 
 @pytest.mark.dist
-@pytest.mark.parametrize("world", [2, 3])
+@pytest.mark.parametrize("world", [pytest.param(2, marks=pytest.mark.slow), 3])    # 3 ranks cover 2 (CI time)
 def test_distributed_update_equals_reference(tmp_path, world):
     """feedback and params exchange, for every rule (and MD-GAN's swap), equal the one-process reference."""
     runs = []

@@ -215,7 +215,8 @@ def test_a_checkpoint_that_is_not_ours_is_never_unpickled(tmp_path):
 
 def test_unwritable_run_dir_and_missing_dataset_fail_before_training(tmp_path):
     (rc, out, err), = _train(1, ["algo.name=centralized", "run.dir=/proc/ddgan-run"])
-    assert rc == 2 and error_lines(err) == ["error: run.dir = '/proc/ddgan-run': cannot create it (No such file or directory)"]
+    assert rc == 2 and error_lines(err) == [
+        "error: run.dir = '/proc/ddgan-run': cannot create it (No such file or directory)"]
     (rc, out, err), = _train(1, ["algo.name=centralized", f"run.dir={tmp_path / 'r'}", "data.name=mnist",
                                  f"data.root={tmp_path / 'nodata'}"])
     assert rc == 2 and len(error_lines(err)) == 1 and "mnist not found in" in err and "data.download=true" in err
