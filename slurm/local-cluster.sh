@@ -9,7 +9,9 @@
 set -euo pipefail
 STATE="${DDGAN_SLURM_STATE:-/tmp/ddgan-slurm}"
 HOST="$(hostname -s)"
-CPUS="$(nproc)"
+# the cores this machine lets us use: nproc also obeys OMP_NUM_THREADS, which is a caller's thread
+# setting (OMP_NUM_THREADS=1 declared a 1-CPU node, and a 2-CPU job stayed queued for good)
+CPUS="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"
 FAKE_GPUS="${DDGAN_SLURM_GPUS:-8}"
 
 install() {
