@@ -58,6 +58,12 @@ def _store(rank: int, world: int, timeout: timedelta) -> dist.Store:
     return dist.PrefixStore(f"ddgan/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
+def cpu_share(processes: int) -> int:
+    """Threads for one of ``processes`` processes sharing this machine's cores: oversubscribed, a
+    multi-threaded op waits for a core another process holds, and every process slows down."""
+    return max(1, (os.cpu_count() or 1) // max(1, processes))
+
+
 @contextmanager
 def process_group(cfg: Config) -> Iterator[Dist]:
     """Join (or, alone, create) the default process group; always destroy it on the way out."""
@@ -70,8 +76,7 @@ def process_group(cfg: Config) -> Iterator[Dist]:
     if backend == "nccl" and device.type != "cuda":
         raise ConfigError("comm.backend = 'nccl': NCCL needs CUDA devices; use gloo on the CPU")
     if device.type == "cpu":
-        # Ranks sharing a machine share its cores; oversubscription slows every rank down.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, local_world)))
+        torch.set_num_threads(cpu_share(local_world))
     if dist.is_initialized():
         # Called from a program that owns the group already (tests, notebooks): use it, leave it.
         yield Dist(dist.get_rank(), dist.get_world_size(), local_rank, device, dist.get_backend())

@@ -11,14 +11,15 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from ddgan.distributed import cpu_share
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
 # The pytest-xdist workers share the cores: each computes (references, classifiers, evaluations) on
-# its share of them, and so do the processes it starts. A multi-threaded op waits on a core that
-# something else holds: beside a running benchmark, equivalence.py's float64 reference steps took
-# 1.3-5.3 s per 3 steps at 2 threads and 0.1-0.3 s at 1.
-THREADS = max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)))
+# its share of them, and so do the processes it starts. Beside a running benchmark,
+# test_equivalence's float64 reference steps took 1.3-5.3 s per 3 steps at 2 threads, 0.1-0.3 s at 1.
+THREADS = cpu_share(int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", 1)))
 torch.set_num_threads(THREADS)
 os.environ["OMP_NUM_THREADS"] = str(THREADS)
 
