@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from argparse import Namespace
 from pathlib import Path
 
 import pytest
 
 from bench.cells import Cell, Results, resolved
 from bench.report import KEPT, KEPT_NOTE, OPTIONAL, keep_measured
+from bench.reproduce_f2u import cells, untrained
 from conftest import ROOT
 
 
@@ -80,3 +82,21 @@ def test_a_stored_cell_is_found_from_another_checkout_whose_data_lies_elsewhere(
     changed = Cell("digits", "non_ovl", "f2u", "spectral", 0, 600, "lr", ("train.lr_g=0.001",))
     results.add(changed.name, {"config": resolved(cell, Path("/x"))})      # stored under settings it no longer has
     assert results.get(changed, Path("/x")) is None
+
+
+def test_the_f2u_table_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
+    root = Path("/data")
+    args = Namespace(datasets=["mnist"], splits=["non_ovl", "mod_ovl"], rules=["f2u", "gman"], steps=1500, quick=False,
+                     root=root)
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+    for cell in [*cells("mnist", "non_ovl", "f2u", 1500, False), *cells("mnist", "mod_ovl", "f2u", 1500, False),
+                 *cells("mnist", "mod_ovl", "gman", 1500, False)]:
+        if cell.seed == 0:
+            results.add(cell.name, {"config": resolved(cell, root)})
+    lines = untrained(results, args)
+    assert lines[2] == ("- mnist non_ovl (f2u s1; gman s0, s1): "
+                        "`python bench/reproduce_f2u.py --datasets mnist --splits non_ovl`")
+    assert not any("mod_ovl" in line for line in lines)            # a complete row is not listed
+    for cell in cells("mnist", "non_ovl", "f2u", 1500, False) + cells("mnist", "non_ovl", "gman", 1500, False):
+        results.add(cell.name, {"config": resolved(cell, root)})
+    assert untrained(results, args) == []
