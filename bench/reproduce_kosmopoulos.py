@@ -20,7 +20,7 @@ protocol are kept inside it):
   stays above the threshold as that falls (1 / epoch), so its D trained 3.6 steps per cycle over
   cycles 1-100 and 9.5 of the ``algo.max_d_steps`` = 10 over cycles 101-200 (0.39, then 0.18 cycles/s).
 * ``grid``: the three methods x 3 seeds with the protocol chosen by ``--image-size``,
-  ``--d-norm``, ``--svm-train`` and ``--svm-raw``, the SVM tested on all 10,000 test images; mean
+  ``--d-norm``, ``--svm-train`` and ``--svm-features``, the SVM tested on all 10,000 test images; mean
   and standard error per method (over the seeds' mean node errors), and whether info-gain <
   uniform < standalone.
 
@@ -127,7 +127,7 @@ def grid_command(args, parser: argparse.ArgumentParser) -> str:
     """The command that fills the grid under the protocol this table shows (its options that differ
     from their defaults)."""
     chosen = []
-    for dest in ("steps", "image_size", "d_norm", "svm_train", "svm_raw"):
+    for dest in ("steps", "image_size", "d_norm", "svm_train", "svm_features"):
         value = getattr(args, dest)
         if value != parser.get_default(dest):
             chosen.append(f"--{dest.replace('_', '-')}" + ("" if value is True else f" {value}"))
@@ -135,18 +135,20 @@ def grid_command(args, parser: argparse.ArgumentParser) -> str:
 
 
 def grid(results: Results, args) -> str:
-    key = f"{args.svm_train // 1000}k" + ("-raw" if args.svm_raw else "")
-    features = "raw" if args.svm_raw else "standardised"
-    lines = [f"Protocol: {args.image_size} px, d_norm {args.d_norm}, {args.steps} cycles, SVM on {features} features of "
-             f"{args.svm_train:,} "
-             f"training and {args.svm_test:,} test images. Per seed the mean of the 5 nodes' errors; the standard "
-             "error is over the seeds.", "",
+    raw = args.svm_features == "raw"
+    key = f"{args.svm_train // 1000}k" + ("-raw" if raw else "")
+    same_run = cell("infogain", 0, args.steps, args.image_size, args.d_norm, args.quick).name == \
+        cell("infogain", 0, args.steps, quick=args.quick).name
+    lines = [f"Protocol: {args.image_size} px, d_norm {args.d_norm}, {args.steps} cycles, SVM on {args.svm_features} "
+             f"features of {args.svm_train:,} training and {args.svm_test:,} test images. Per seed the mean of the 5 "
+             "nodes' errors; the standard error is over the seeds. The protocol table above compares these choices"
+             + ("; info-gain's seed 0 is its run." if same_run else "."), "",
              "| method | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | standard error | paper (Table 1) | "
              "generators' classes covered |", "| --- " * (len(args.seeds) + 5) + "|"]
     stats = {}
     for select in METHODS:
         evals = [svm(results, cell(select, s, args.steps, args.image_size, args.d_norm, args.quick), key, args,
-                     min(args.svm_train, args.svm_cap), not args.svm_raw, train="grid" in args.train)
+                     min(args.svm_train, args.svm_cap), not raw, train="grid" in args.train)
                  for s in args.seeds]
         errors = [mean_error(e) for e in evals if e is not None]
         seeds = " | ".join(f"{mean_error(e):.2f} %" if e else "not run" for e in evals)
@@ -205,8 +207,9 @@ def main() -> int:
     parser.add_argument("--image-size", type=int, default=28, choices=[20, 28], help="the grid's image size")
     parser.add_argument("--d-norm", default="batch", help="the grid's discriminator normalisation")
     parser.add_argument("--svm-train", type=int, default=10000, help="the grid's SVM training images")
-    parser.add_argument("--svm-raw", action="store_true", help="the grid's SVM on raw D features (default: "
-                        "standardised)")
+    parser.add_argument("--svm-features", choices=["raw", "standardised"], default="raw",
+                        help="the grid's SVM features (default raw: on the protocol run, 2.89 %% mean node error "
+                        "against 4.35 %% standardised)")
     parser.add_argument("--svm-test", type=int, default=10000, help="SVM test images (default: all 10,000)")
     table_arguments(parser)
     parser.add_argument("--figures", type=Path, default=FIGURES)
