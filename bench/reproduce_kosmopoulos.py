@@ -130,7 +130,7 @@ def grid_command(args, parser: argparse.ArgumentParser) -> str:
     for dest in ("steps", "image_size", "d_norm", "svm_train", "svm_features"):
         value = getattr(args, dest)
         if value != parser.get_default(dest):
-            chosen.append(f"--{dest.replace('_', '-')}" + ("" if value is True else f" {value}"))
+            chosen.append(f"--{dest.replace('_', '-')} {value}")
     return " ".join(["python bench/reproduce_kosmopoulos.py --parts grid", *chosen])
 
 
