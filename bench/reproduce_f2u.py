@@ -10,9 +10,10 @@ for every rule) with torchrun, 5 ranks (the centralized GAN: 1 process with all 
 cell for both splits), 1,500 steps of batch 64, then runs ``ddgan.eval`` on 10,000 samples; the
 Non-OVL rows with seeds 0 and 1 (mean and range), Mod-OVL with seed 0. Cells are kept in
 bench/results.json, shared with bench/forgiveness.py (its MNIST Non-OVL cells are these).
-Tables go to stdout and BENCHMARKS.md: the comparison, the poster's orderings (f2a <= f2u < mdgan,
-gman on fid_classifier, and on Inception FID where it was computed) with whether each holds, and
-one figure per row with the six rules' sample grids (docs/figures/).
+Tables go to stdout and BENCHMARKS.md: the comparison, the cells it still lacks with the command
+that trains them, the poster's orderings (f2a <= f2u < mdgan, gman on fid_classifier, and on
+Inception FID where it was computed) with whether each holds, and one figure per row with the six
+rules' sample grids (docs/figures/).
 
 The poster reports Inception FID after up to 80 epochs; ours is the Frechet distance in a small
 MNIST/Fashion classifier's features after 1,500 steps (8 passes over one client's 12,000-image
