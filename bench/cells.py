@@ -1,6 +1,8 @@
 """What the benchmark tables share: a cell (one training run with its settings), training and
 evaluating it for real, and one JSON file of results so that an interrupted table resumes where it
-stopped and two tables with a cell in common run it once.
+stopped and two tables with a cell in common run it once. An interrupted cell resumes from its
+newest checkpoint: ``touch runs/bench/cells/<cell>/STOP`` checkpoints it where it is and ends the
+script; the same command continues it (the long Kosmopoulos cells outlast a working session).
 
 A cell's name spells out every setting it pins (dataset, split, rule, D normalisation, variant,
 seed, steps), so the forgiveness ablation and the F2U reproduction find each other's cells in the
@@ -38,6 +40,12 @@ CLASSIFIERS = Path(os.environ.get("DDGAN_BENCH_CLASSIFIERS", ROOT / "runs" / "be
 # What a --quick smoke run shrinks: small models on a small batch (the plumbing, not the numbers).
 QUICK = ("model.g_width=16", "model.d_width=16", "model.z_dim=32", "train.batch_size=32")
 QUICK_CLIENTS = ("partition.clients=2", "partition.classes=[[0,1,2,3,4],[5,6,7,8,9]]")    # with split "classes"
+
+# How every cell is launched, beside its settings (neither changes what it trains): it resumes an
+# interrupted attempt of the same settings (Results.run starts other attempts over), and keeps every
+# checkpoint, so a stop's extra checkpoints never push out the ones a table evaluates.
+LAUNCH = ("train.resume=auto", "run.keep_checkpoints=1000")
+CELL_MARKER = "cell.json"       # in a cell's run: the settings it was started with
 
 # Rule name in the tables -> the algo settings it stands for (MD-GAN is the mean rule with swaps).
 RULES = {
@@ -85,7 +93,7 @@ class Cell:
         dataset = [f"data.name={self.dataset}"] if self.split == "kosmopoulos" else []
         return [*rule, *split, *dataset, f"data.root={root}", f"model.d_norm={self.norm}", f"train.seed={self.seed}",
                 f"train.steps={self.steps}", f"run.log_every={every}", f"run.checkpoint_every={self.steps}",
-                f"run.sample_every={self.steps}", "train.resume=never", *self.extra]
+                f"run.sample_every={self.steps}", *self.extra]
 
 
 class Results:
@@ -133,11 +141,18 @@ class Results:
         done = self.get(cell, root)
         if done is not None or not any(fnmatch(cell.name, pattern) for pattern in self.only):
             return done
-        print(f"[{self.runs.name}] {cell.name} ...", flush=True)
-        run_dir = self.runs / cell.name
-        shutil.rmtree(run_dir, ignore_errors=True)     # an interrupted attempt starts over, clean
-        result = train_and_evaluate(cell.config, cell.overrides(root), run_dir, n, svm_train, cache, eval_args)
-        result["config"] = resolved(cell, root)
+        run_dir, config = self.runs / cell.name, resolved(cell, root)
+        marker = run_dir / CELL_MARKER
+        stored = json.loads(marker.read_text()) if marker.exists() else None
+        resuming = stored == json.loads(json.dumps(config))       # as the marker holds it
+        print(f"[{self.runs.name}] {cell.name} ...{' (resuming its run)' if resuming else ''}", flush=True)
+        if not resuming:           # an attempt under other settings (or none) starts over, clean
+            shutil.rmtree(run_dir, ignore_errors=True)
+            run_dir.mkdir(parents=True)
+            marker.write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
+        result = train_and_evaluate(cell.config, cell.overrides(root), run_dir, n, svm_train, cache, eval_args,
+                                    fresh=not resuming)
+        result["config"] = config
         shutil.rmtree(self.grids(cell.name), ignore_errors=True)
         self.grids(cell.name).mkdir(parents=True)
         for grid in (run_dir / "eval").glob("samples_node_*.png"):
@@ -177,20 +192,27 @@ def same_config(stored: dict | None, now: dict) -> bool:
 
 
 def resolved(cell: Cell, root: Path) -> dict:
-    """The config a cell trains with, where it runs and where its data lies aside: the store is
-    shared through git, so a cell trained from another checkout or machine is the same cell."""
+    """The config a cell trains with, where it runs and where its data lies aside (the store is
+    shared through git, so a cell trained from another checkout or machine is the same cell), and
+    whether it resumes (cells stored before 2026-12-02 hold ``never``: they started over instead)."""
     cfg = load_config(cell.config, cell.overrides(root)).to_dict()
     cfg["run"].pop("dir")
     cfg["data"].pop("root")
+    cfg["train"].pop("resume")
     return cfg
 
 
 def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int, svm_train: int,
-                       cache: Path, eval_args: list[str] = ()) -> dict:
+                       cache: Path, eval_args: list[str] = (), fresh: bool = True) -> dict:
     """Train ``config`` with as many torchrun ranks as it needs, then ``ddgan.eval`` it; the
-    result is eval.json plus the training time and the clients' shares over the last fifth."""
+    result is eval.json plus the training time and the clients' shares over the last fifth.
+
+    Not ``fresh``: the run continues from its newest checkpoint (ddgan's resume, which refuses a
+    checkpoint of other settings and continues exactly as the uninterrupted run). A stop request
+    (a ``STOP`` file in the run directory, or SIGUSR1) checkpoints the run where it is and ends
+    this call with a SystemExit saying so; the same command then resumes the cell."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    args = ["--config", str(config), *overrides, f"run.dir={run_dir}"]
+    args = ["--config", str(config), *overrides, *LAUNCH, f"run.dir={run_dir}"]
     ranks = world_size(load_config(config, overrides))
     if ranks == 1:
         cmd = [sys.executable, "-m", "ddgan.train", *args]
@@ -200,12 +222,17 @@ def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int
     start = time.perf_counter()
     run_dir.parent.mkdir(parents=True, exist_ok=True)
     log = run_dir.with_name(run_dir.name + ".log")       # beside the run: a retried cell starts clean
-    with open(log, "w") as out:
+    with open(log, "w" if fresh else "a") as out:
+        offset = out.tell()
         proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, text=True)
+    lines = log.read_text()[offset:].splitlines()
     if proc.returncode:
-        errors = [line for line in log.read_text().splitlines() if line.startswith(("error:", "Traceback", "terminate"))]
+        errors = [line for line in lines if line.startswith(("error:", "Traceback", "terminate"))]
         raise SystemExit(f"training failed (exit {proc.returncode}), full log in {log}: {' '.join(cmd)}\n"
                          + "\n".join(errors[:20]))
+    stopped = [line for line in lines if line.startswith("stopped on request")]
+    if stopped:
+        raise SystemExit(f"{run_dir.name}: {stopped[-1].split(';')[0]}; the same command resumes it")
     train_seconds = time.perf_counter() - start
     proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run_dir), "--n", str(n),
                            "--cache", str(cache), "--svm-train", str(svm_train), *eval_args],
@@ -213,7 +240,10 @@ def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int
     if proc.returncode:
         raise SystemExit(f"evaluation of {run_dir} failed:\n{proc.stderr[-3000:]}")
     result = json.loads((run_dir / "eval.json").read_text())
-    result["train_seconds"] = round(train_seconds, 1)
+    result["train_seconds"] = round(train_seconds, 1)       # the last attempt's (a resumed cell: since its resume)
+    resumed = [int(line.split()[3]) for line in log.read_text().splitlines() if line.startswith("resumed from step")]
+    if resumed:
+        result["resumed_from"] = resumed
     result.update(late_shares(run_dir))
     return result
 
@@ -222,7 +252,9 @@ def late_shares(run_dir: Path) -> dict:
     """Mean per-client forgiver and weight shares (and lambda) over the last fifth of the logged
     steps: who taught G at the end of the run."""
     path = run_dir / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    lines = path.read_text().splitlines() if path.exists() else []
+    # a run resumed after a kill logs again the steps after its last checkpoint: the later record counts
+    records = list({r["step"]: r for r in map(json.loads, filter(str.strip, lines))}.values())
     late = [r for r in records if "forgiver_share" in r][-max(1, len(records) // 5):]
     out = {}
     for key in ("forgiver_share", "weight_share"):

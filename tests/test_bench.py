@@ -1,7 +1,8 @@
 """Every benchmark script's --quick smoke run (real training cells on digits, evaluated, tabled),
-and how a rebuilt table keeps the rows whose cells were lost."""
+how an interrupted cell resumes, and how a rebuilt table keeps the rows whose cells were lost."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cells import Cell, Results, resolved
+from bench.cells import CELL_MARKER, QUICK, Cell, Results, resolved
 from bench.report import KEPT, KEPT_NOTE, OPTIONAL, keep_measured
 from bench.reproduce_f2u import cells, untrained
 from conftest import ROOT
@@ -38,6 +39,29 @@ def test_quick_smoke_run(tmp_path, digits_classifier_cache, script, expect):
     assert grids, "every trained cell's sample grids are kept beside its store"
     assert (store.read_bytes() if store.exists() else None) == before   # and never in the tracked store
     assert (ROOT / "BENCHMARKS.md").read_text().count("<!-- reproduce_f2u -->") <= 1
+
+
+@pytest.mark.dist
+def test_a_stopped_cell_resumes_and_ends_as_an_uninterrupted_one_while_other_settings_start_over(
+        tmp_path, digits_classifier_cache):
+    cell = Cell("digits", "iid", "centralized", "spectral", 0, 20, extra=QUICK)     # one rank, 20 steps
+    config = resolved(cell, ROOT / "data")
+    for name, marker in (("whole", {"other": "settings"}), ("stopped", config)):
+        run = tmp_path / name / cell.name
+        run.mkdir(parents=True)
+        (run / CELL_MARKER).write_text(json.dumps(marker))
+        (run / "STOP").touch()                 # a stop requested before the first check (step 10)
+    whole = Results(tmp_path / "whole.json", tmp_path / "whole").run(cell, ROOT / "data", 500,
+                                                                     cache=digits_classifier_cache)
+    assert "resumed_from" not in whole          # another attempt's run (and its STOP) was wiped
+    stopped = Results(tmp_path / "stopped.json", tmp_path / "stopped")
+    with pytest.raises(SystemExit, match="stopped on request at step 10 of 20.*the same command resumes it"):
+        stopped.run(cell, ROOT / "data", 500, cache=digits_classifier_cache)
+    assert stopped.get(cell, ROOT / "data") is None                       # nothing stored for a stopped cell
+    resumed = stopped.run(cell, ROOT / "data", 500, cache=digits_classifier_cache)
+    assert resumed["resumed_from"] == [10]
+    assert resumed["generators"] == whole["generators"]                    # the same generator, evaluated alike
+    assert stopped.get(cell, ROOT / "data") is not None
 
 
 OLD = """`python bench/x.py`, 2026-11-28, 2 CPU cores.
