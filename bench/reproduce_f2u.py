@@ -151,7 +151,7 @@ def figures(results: Results, args) -> list[str]:
                 continue
             fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 2.9))
             for ax, (rule, grid) in zip(list(axes) if len(grids) > 1 else [axes], grids):
-                ax.imshow(mpimg.imread(grid), cmap="gray")
+                ax.imshow(mpimg.imread(grid), cmap="gray", vmin=0, vmax=1)  # no contrast stretch: grey stays grey
                 ax.set_title(rule, fontsize=10)
                 ax.axis("off")
             fig.suptitle(f"{dataset}, {split}: 64 samples per rule (seed 0, {args.steps} steps)", fontsize=10)

@@ -190,7 +190,7 @@ def figure(results: Results, args) -> list[str]:
     fig, axes = plt.subplots(len(rows), nodes, figsize=(2.4 * nodes, 2.6 * len(rows)), squeeze=False)
     for (select, folder), axs in zip(rows, axes):
         for node, ax in enumerate(axs):
-            ax.imshow(mpimg.imread(folder / f"samples_node_{node}.png"), cmap="gray")
+            ax.imshow(mpimg.imread(folder / f"samples_node_{node}.png"), cmap="gray", vmin=0, vmax=1)
             ax.set_title(f"{METHODS[select]}, node {node}", fontsize=9)
             ax.axis("off")
     fig.tight_layout()
