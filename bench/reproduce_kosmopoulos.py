@@ -157,17 +157,20 @@ def grid(results: Results, args) -> str:
             lines.append(f"| {METHODS[select]} | {seeds} | not run: `{args.grid_command}` | | {PAPER[select]} % | |")
             continue
         se = statistics.stdev(errors) / len(errors) ** 0.5 if len(errors) > 1 else 0.0
-        stats[select] = (statistics.mean(errors), se)
+        stats[select] = (statistics.mean(errors), se, len(errors))
         covered = "; ".join(",".join(map(str, e["classes_covered"])) for e in evals if e)
         lines.append(f"| {METHODS[select]} | {seeds} | {stats[select][0]:.2f} % | {se:.2f} | {PAPER[select]} % | "
                      f"{covered} |")
     if len(stats) == len(METHODS):
         lines += ["", "| ordering | difference (points) | 2 standard errors | holds |", "| --- | --- | --- | --- |"]
         for better, worse in (("infogain", "uniform"), ("uniform", "none")):
-            (a, sa), (b, sb) = stats[better], stats[worse]
+            (a, sa, na), (b, sb, nb) = stats[better], stats[worse]
             noise = 2 * (sa ** 2 + sb ** 2) ** 0.5
-            verdict = ("yes" if a < b else "no") + (" (within noise)" if abs(b - a) < noise else "")
-            lines.append(f"| {METHODS[better]} < {METHODS[worse]} | {b - a:.2f} | {noise:.2f} | {verdict} |")
+            # one seed has no spread to compare the gap with: its verdict is provisional, not "beyond noise"
+            caveat = " (one seed: no standard error yet)" if min(na, nb) < 2 else \
+                " (within noise)" if abs(b - a) < noise else ""
+            lines.append(f"| {METHODS[better]} < {METHODS[worse]} | {b - a:.2f} | "
+                         f"{noise:.2f} | {'yes' if a < b else 'no'}{caveat} |")
     return "\n".join(lines)
 
 
