@@ -159,7 +159,8 @@ def grid(results: Results, args) -> str:
         se = statistics.stdev(errors) / len(errors) ** 0.5 if len(errors) > 1 else 0.0
         stats[select] = (statistics.mean(errors), se, len(errors))
         covered = "; ".join(",".join(map(str, e["classes_covered"])) for e in evals if e)
-        lines.append(f"| {METHODS[select]} | {seeds} | {stats[select][0]:.2f} % | {se:.2f} | {PAPER[select]} % | "
+        spread = f"{se:.2f}" if len(errors) > 1 else "- (one seed)"
+        lines.append(f"| {METHODS[select]} | {seeds} | {stats[select][0]:.2f} % | {spread} | {PAPER[select]} % | "
                      f"{covered} |")
     if len(stats) == len(METHODS):
         lines += ["", "| ordering | difference (points) | 2 standard errors | holds |", "| --- | --- | --- | --- |"]
