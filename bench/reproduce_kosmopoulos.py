@@ -156,22 +156,24 @@ def grid(results: Results, args) -> str:
         if not errors:
             lines.append(f"| {METHODS[select]} | {seeds} | not run: `{args.grid_command}` | | {PAPER[select]} % | |")
             continue
-        se = statistics.stdev(errors) / len(errors) ** 0.5 if len(errors) > 1 else 0.0
-        stats[select] = (statistics.mean(errors), se, len(errors))
+        # one seed has no spread: its standard error is unknown, not zero
+        se = statistics.stdev(errors) / len(errors) ** 0.5 if len(errors) > 1 else None
+        stats[select] = (statistics.mean(errors), se)
         covered = "; ".join(",".join(map(str, e["classes_covered"])) for e in evals if e)
-        spread = f"{se:.2f}" if len(errors) > 1 else "- (one seed)"
+        spread = "- (one seed)" if se is None else f"{se:.2f}"
         lines.append(f"| {METHODS[select]} | {seeds} | {stats[select][0]:.2f} % | {spread} | {PAPER[select]} % | "
                      f"{covered} |")
     if len(stats) == len(METHODS):
         lines += ["", "| ordering | difference (points) | 2 standard errors | holds |", "| --- | --- | --- | --- |"]
         for better, worse in (("infogain", "uniform"), ("uniform", "none")):
-            (a, sa, na), (b, sb, nb) = stats[better], stats[worse]
-            noise = 2 * (sa ** 2 + sb ** 2) ** 0.5
-            # one seed has no spread to compare the gap with: its verdict is provisional, not "beyond noise"
-            caveat = " (one seed: no standard error yet)" if min(na, nb) < 2 else \
-                " (within noise)" if abs(b - a) < noise else ""
-            lines.append(f"| {METHODS[better]} < {METHODS[worse]} | {b - a:.2f} | "
-                         f"{noise:.2f} | {'yes' if a < b else 'no'}{caveat} |")
+            (a, sa), (b, sb) = stats[better], stats[worse]
+            verdict = "yes" if a < b else "no"
+            if sa is None or sb is None:    # no spread to weigh the gap against: provisional, not "beyond noise"
+                noise, verdict = "-", verdict + " (one seed: no standard error yet)"
+            else:
+                two_se = 2 * (sa ** 2 + sb ** 2) ** 0.5
+                noise, verdict = f"{two_se:.2f}", verdict + (" (within noise)" if abs(b - a) < two_se else "")
+            lines.append(f"| {METHODS[better]} < {METHODS[worse]} | {b - a:.2f} | {noise} | {verdict} |")
     return "\n".join(lines)
 
 
