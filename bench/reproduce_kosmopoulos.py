@@ -146,11 +146,12 @@ def grid(results: Results, args) -> str:
                 + ("; info-gain's seed 0 is its run." if same_run else ".")), "",
              "| method | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | standard error | paper (Table 1) | "
              "generators' classes covered |", "| --- " * (len(args.seeds) + 5) + "|"]
-    stats = {}
+    stats, missing = {}, []
     for select in METHODS:
         evals = [svm(results, cell(select, s, args.steps, args.image_size, args.d_norm, args.quick), key, args,
                      min(args.svm_train, args.svm_cap), not raw, train="grid" in args.train)
                  for s in args.seeds]
+        missing += [(select, s) for s, e in zip(args.seeds, evals) if e is None]
         errors = [mean_error(e) for e in evals if e is not None]
         seeds = " | ".join(f"{mean_error(e):.2f} %" if e else "not run" for e in evals)
         if not errors:
@@ -163,6 +164,11 @@ def grid(results: Results, args) -> str:
         spread = "- (one seed)" if se is None else f"{se:.2f}"
         lines.append(f"| {METHODS[select]} | {seeds} | {stats[select][0]:.2f} % | {spread} | {PAPER[select]} % | "
                      f"{covered} |")
+    if missing:
+        seeds = " ".join(str(s) for s in sorted({s for _, s in missing}))
+        cells = ", ".join(f"{METHODS[select]} seed {s}" for select, s in missing)
+        lines += ["", f"Not run yet: {cells}. `{args.grid_command} --seeds {seeds} --root <dataset root>` fills them "
+                  "(stored cells are skipped; a cell is about an hour on 2 CPU cores and resumes from its checkpoint)."]
     if len(stats) == len(METHODS):
         lines += ["", "| ordering | difference (points) | 2 standard errors | holds |", "| --- | --- | --- | --- |"]
         for better, worse in (("infogain", "uniform"), ("uniform", "none")):
