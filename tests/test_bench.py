@@ -124,3 +124,27 @@ def test_the_f2u_table_names_the_cells_it_lacks_and_the_command_that_trains_them
     for cell in cells("mnist", "non_ovl", "f2u", 1500, False) + cells("mnist", "non_ovl", "gman", 1500, False):
         results.add(cell.name, {"config": resolved(cell, root)})
     assert untrained(results, args) == []
+
+
+def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
+    from bench.reproduce_kosmopoulos import cell, grid
+    root = Path("/data")
+    args = Namespace(seeds=[0, 1], steps=2000, image_size=28, d_norm="batch", svm_train=10000, svm_cap=60000,
+                     svm_test=10000, svm_features="raw", quick=False, root=root, train=(),
+                     grid_command="python bench/reproduce_kosmopoulos.py --parts grid")
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+    for select, seed, error in (("none", 0, 0.03), ("none", 1, 0.02), ("uniform", 0, 0.02), ("infogain", 0, 0.01)):
+        c = cell(select, seed, 2000)
+        results.add(c.name, {"config": resolved(c, root),
+                             "evals": {"10k-raw": {"svm": {"test_error": {"0": error, "1": error}},
+                                                   "classes_covered": [10, 9]}}})
+    table = grid(results, args)
+    assert "| standalone | 3.00 % | 2.00 % | 2.50 % | 0.50 |" in table
+    assert "| uniform | 2.00 % | not run | 2.00 % | - (one seed) |" in table
+    assert ("Not run yet: uniform seed 1, info-gain seed 1. "
+            "`python bench/reproduce_kosmopoulos.py --parts grid --seeds 1 --root <dataset root>` fills them") in table
+    assert "| info-gain < uniform | 1.00 | - | yes (one seed: no standard error yet) |" in table
+    for select in ("uniform", "infogain"):
+        c = cell(select, 1, 2000)
+        results.add(c.name, {**results.get(cell(select, 0, 2000), root), "config": resolved(c, root)})
+    assert "Not run yet" not in grid(results, args)
