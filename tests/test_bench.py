@@ -147,4 +147,6 @@ def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trai
     for select in ("uniform", "infogain"):
         c = cell(select, 1, 2000)
         results.add(c.name, {**results.get(cell(select, 0, 2000), root), "config": resolved(c, root)})
-    assert "Not run yet" not in grid(results, args)
+    table = grid(results, args)
+    assert "Not run yet" not in table
+    assert "| uniform < standalone | 0.50 | 1.00 | yes (within noise) (2 seeds) |" in table
