@@ -146,7 +146,7 @@ def grid(results: Results, args) -> str:
                 + ("; info-gain's seed 0 is its run." if same_run else ".")), "",
              "| method | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | standard error | paper (Table 1) | "
              "generators' classes covered |", "| --- " * (len(args.seeds) + 5) + "|"]
-    stats, counts, missing = {}, {}, []
+    stats, missing = {}, []
     for select in METHODS:
         evals = [svm(results, cell(select, s, args.steps, args.image_size, args.d_norm, args.quick), key, args,
                      min(args.svm_train, args.svm_cap), not raw, train="grid" in args.train)
@@ -155,11 +155,11 @@ def grid(results: Results, args) -> str:
         errors = [mean_error(e) for e in evals if e is not None]
         seeds = " | ".join(f"{mean_error(e):.2f} %" if e else "not run" for e in evals)
         if not errors:
-            lines.append(f"| {METHODS[select]} | {seeds} | not run: `{args.grid_command}` | | {PAPER[select]} % | |")
+            lines.append(f"| {METHODS[select]} | {seeds} | not run | | {PAPER[select]} % | |")  # command: under the table
             continue
         # one seed has no spread: its standard error is unknown, not zero
         se = statistics.stdev(errors) / len(errors) ** 0.5 if len(errors) > 1 else None
-        stats[select], counts[select] = (statistics.mean(errors), se), len(errors)
+        stats[select] = (statistics.mean(errors), se, len(errors))
         covered = "; ".join(",".join(map(str, e["classes_covered"])) for e in evals if e)
         spread = "- (one seed)" if se is None else f"{se:.2f}"
         lines.append(f"| {METHODS[select]} | {seeds} | {stats[select][0]:.2f} % | {spread} | {PAPER[select]} % | "
@@ -172,15 +172,15 @@ def grid(results: Results, args) -> str:
     if len(stats) == len(METHODS):
         lines += ["", "| ordering | difference (points) | 2 standard errors | holds |", "| --- | --- | --- | --- |"]
         for better, worse in (("infogain", "uniform"), ("uniform", "none")):
-            (a, sa), (b, sb) = stats[better], stats[worse]
+            (a, sa, na), (b, sb, nb) = stats[better], stats[worse]
             verdict = "yes" if a < b else "no"
             if sa is None or sb is None:    # no spread to weigh the gap against: provisional, not "beyond noise"
                 noise, verdict = "-", verdict + " (one seed: no standard error yet)"
             else:
                 two_se = 2 * (sa ** 2 + sb ** 2) ** 0.5
                 noise, verdict = f"{two_se:.2f}", verdict + (" (within noise)" if abs(b - a) < two_se else "")
-                if min(counts[better], counts[worse]) < 3:      # a standard error from 2 seeds is itself rough
-                    verdict += f" ({min(counts[better], counts[worse])} seeds)"
+                if (seeds := min(na, nb)) < 3:      # a standard error from 2 seeds is itself rough
+                    verdict += f" ({seeds} seeds)"
             lines.append(f"| {METHODS[better]} < {METHODS[worse]} | {b - a:.2f} | {noise} | {verdict} |")
     return "\n".join(lines)
 
