@@ -173,14 +173,14 @@ def grid(results: Results, args) -> str:
         lines += ["", "| ordering | difference (points) | 2 standard errors | holds |", "| --- | --- | --- | --- |"]
         for better, worse in (("infogain", "uniform"), ("uniform", "none")):
             (a, sa, na), (b, sb, nb) = stats[better], stats[worse]
-            verdict = "yes" if a < b else "no"
-            if sa is None or sb is None:    # no spread to weigh the gap against: provisional, not "beyond noise"
+            verdict, n = ("yes" if a < b else "no"), min(na, nb)
+            if n == 1:                      # no spread to weigh the gap against: provisional, not "beyond noise"
                 noise, verdict = "-", verdict + " (one seed: no standard error yet)"
             else:
                 two_se = 2 * (sa ** 2 + sb ** 2) ** 0.5
                 noise, verdict = f"{two_se:.2f}", verdict + (" (within noise)" if abs(b - a) < two_se else "")
-                if (seeds := min(na, nb)) < 3:      # a standard error from 2 seeds is itself rough
-                    verdict += f" ({seeds} seeds)"
+                if n < 3:                   # a standard error from 2 seeds is itself rough
+                    verdict += f" ({n} seeds)"
             lines.append(f"| {METHODS[better]} < {METHODS[worse]} | {b - a:.2f} | {noise} | {verdict} |")
     return "\n".join(lines)
 
