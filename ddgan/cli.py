@@ -5,6 +5,7 @@ import argparse
 import sys
 from typing import Callable
 
+from ddgan.compat import require_torch
 from ddgan.config import load_config
 from ddgan.errors import UserError
 
@@ -24,6 +25,7 @@ def parse_args(prog: str, description: str, argv: list[str] | None = None,
     """Parse the command line and load + validate the config (replacing ``args.config``)."""
     parser = parser or config_parser(prog, description)
     args = parser.parse_args(argv)
+    require_torch()
     args.config_path = args.config
     args.config = load_config(args.config, args.overrides)
     return args
@@ -32,6 +34,7 @@ def parse_args(prog: str, description: str, argv: list[str] | None = None,
 def run_cli(parse: Callable[[], argparse.Namespace], body: Callable[[argparse.Namespace], int]) -> int:
     """Run ``body(parse())``; a UserError becomes ``error: <message>`` on stderr and its exit code."""
     try:
+        require_torch()
         return body(parse())
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)

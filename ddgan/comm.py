@@ -20,6 +20,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from ddgan.compat import all_gather_into_tensor
 from ddgan.errors import TrainingError
 
 _FAILURES = (RuntimeError, dist.DistError, ConnectionError, TimeoutError)
@@ -37,11 +38,22 @@ def _padded(nbytes: int) -> int:
     return -(-nbytes // _ALIGN) * _ALIGN
 
 
+def _home(tensors: Sequence[Tensor]) -> torch.device:
+    """Where a message of ``tensors`` lives: their accelerator if any has one. Optimisers keep small
+    tensors on the CPU beside device weights (Adam's ``step``); those visit the accelerator."""
+    return next((t.device for t in tensors if t.device.type != "cpu"), torch.device("cpu"))
+
+
+def packed_size(tensors: Sequence[Tensor]) -> int:
+    return sum(_padded(t.numel() * t.element_size()) for t in tensors)
+
+
 def pack(tensors: Sequence[Tensor]) -> Tensor:
-    """Tensors of any dtypes as one flat uint8 buffer (bit-exact, no conversion)."""
-    parts = []
+    """Tensors of any dtypes as one flat uint8 buffer (bit-exact, no conversion), on their accelerator
+    if any of them has one."""
+    parts, home = [], _home(tensors)
     for t in tensors:
-        raw = t.detach().contiguous().reshape(-1).view(torch.uint8)
+        raw = t.detach().contiguous().reshape(-1).view(torch.uint8).to(home)
         pad = _padded(raw.numel()) - raw.numel()
         parts += [raw, raw.new_zeros(pad)] if pad else [raw]
     return torch.cat(parts)
@@ -61,7 +73,9 @@ class Comm:
     def __init__(self, rank: int, world: int, timeout_s: float, allowed_peers: Sequence[int] | None = None,
                  device: torch.device | str = "cpu"):
         self.rank, self.world, self.timeout_s = rank, world, timeout_s
-        # NCCL only moves CUDA tensors: small CPU-side tensors (checksums, stop flags) visit this device.
+        # The device the backend moves tensors from: every tensor visits it on its way to a collective.
+        # NCCL moves CUDA tensors only (checksums and stop flags built on the CPU go there); gloo's
+        # collectives take CPU tensors, so ranks that train on a GPU over gloo stage through the CPU.
         self.device = torch.device(device)
         # Point-to-point peers this rank may talk to (gossip: its one-hop neighbours); None = all.
         self.allowed_peers = None if allowed_peers is None else frozenset(allowed_peers)
@@ -115,7 +129,7 @@ class Comm:
 
     def _in_place(self, what: str, sent: int, tensor: Tensor, fn: Callable[[Tensor], None]) -> Tensor:
         """Run the in-place collective ``fn`` on ``tensor``, through the group's device if it lives elsewhere."""
-        if tensor.device == self.device or self.device.type == "cpu":
+        if tensor.device == self.device:
             self._run(what, sent, lambda: fn(tensor))
             return tensor
         moved = tensor.to(self.device)
@@ -131,18 +145,16 @@ class Comm:
 
     def all_gather(self, tensor: Tensor, what: str) -> Tensor:
         """Collective: every rank's ``tensor`` (same shape everywhere), stacked in rank order."""
-        device = tensor.device if self.device.type == "cpu" else self.device
-        flat = tensor.contiguous().reshape(-1).to(device)
-        out = torch.empty(self.world * flat.numel(), dtype=tensor.dtype, device=device)
+        flat = tensor.contiguous().reshape(-1).to(self.device)
+        out = torch.empty(self.world * flat.numel(), dtype=tensor.dtype, device=self.device)
         sent = flat.numel() * flat.element_size() * (self.world - 1)
-        self._run(f"all_gather of {what}", sent, lambda: dist.all_gather_single(out, flat))
+        self._run(f"all_gather of {what}", sent, lambda: all_gather_into_tensor(out, flat))
         return out.view(self.world, *tensor.shape).to(tensor.device)
 
     def gather(self, tensor: Tensor, dst: int, what: str) -> Tensor | None:
         """Collective: every rank's ``tensor`` (same shape everywhere), stacked in rank order on
         ``dst`` only (None elsewhere): unlike all_gather, no rank sees another's."""
-        device = tensor.device if self.device.type == "cpu" else self.device
-        flat = tensor.contiguous().reshape(-1).to(device)
+        flat = tensor.contiguous().reshape(-1).to(self.device)
         out = [torch.empty_like(flat) for _ in range(self.world)] if self.rank == dst else None
         sent = flat.numel() * flat.element_size() if self.rank != dst else 0
         self._run(f"gather of {what}", sent, lambda: dist.gather(flat, out, dst))
@@ -150,9 +162,8 @@ class Comm:
 
     def scatter(self, rows: Tensor | None, like: Tensor, src: int, what: str) -> Tensor:
         """Collective: row r of ``rows`` (on ``src``; world x ``like``'s shape) lands on rank r."""
-        device = like.device if self.device.type == "cpu" else self.device
-        out = torch.empty(like.numel(), dtype=like.dtype, device=device)
-        parts = list(rows.reshape(self.world, -1).to(device).unbind()) if self.rank == src else None
+        out = torch.empty(like.numel(), dtype=like.dtype, device=self.device)
+        parts = list(rows.reshape(self.world, -1).to(self.device).unbind()) if self.rank == src else None
         sent = out.numel() * out.element_size() * (self.world - 1) if self.rank == src else 0
         self._run(f"scatter of {what}", sent, lambda: dist.scatter(out, parts, src))
         return out.view(like.shape).to(like.device)
@@ -200,10 +211,11 @@ class Comm:
         packed: dict[int, Tensor] = {}      # one message per list, however many peers it goes to
         for tensors in sends.values():
             if id(tensors) not in packed:
-                packed[id(tensors)] = pack(tensors)
-        buffers = {peer: torch.empty_like(pack(like)) for peer, like in recvs.items()}
+                packed[id(tensors)] = pack(tensors).to(self.device)
+        buffers = {peer: torch.empty(packed_size(like), dtype=torch.uint8, device=self.device)
+                   for peer, like in recvs.items()}
         self.send_recv({peer: packed[id(tensors)] for peer, tensors in sends.items()}, buffers, what)
-        return {peer: unpack(buffers[peer], recvs[peer]) for peer in recvs}
+        return {peer: unpack(buffers[peer].to(_home(recvs[peer])), recvs[peer]) for peer in recvs}
 
 
 @torch.no_grad()

@@ -5,7 +5,7 @@
 reads RANK, WORLD_SIZE, LOCAL_RANK and LOCAL_WORLD_SIZE (plus MASTER_ADDR/MASTER_PORT); run as a
 plain ``python -m ddgan.train`` it is a world of one. The device is ``cuda:LOCAL_RANK`` with
 NCCL when CUDA is present, else the CPU with gloo (``comm.backend`` and ``train.device``
-override). Every collective times out after ``comm.timeout_s``; the group is destroyed on every
+override; over gloo, ranks may share a GPU). Every collective times out after ``comm.timeout_s``; the group is destroyed on every
 exit path, error included, so that peers blocked on this rank fail fast instead of hanging. A
 program that already initialised the default group keeps it (and its teardown).
 """
@@ -36,15 +36,35 @@ class Dist:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def comm_device(self) -> torch.device:
+        """Where tensors meet the backend: the GPU under NCCL; the CPU under gloo, whose collectives
+        take CPU tensors (ranks that train on GPUs over gloo stage their messages through it)."""
+        return self.device if self.backend == "nccl" else torch.device("cpu")
 
-def _device(cfg: Config, local_rank: int) -> torch.device:
+
+def _device_and_backend(cfg: Config, local_rank: int, existing: str | None = None) -> tuple[torch.device, str]:
+    """``cuda:LOCAL_RANK`` with NCCL where CUDA is, else the CPU with gloo; ``train.device`` and
+    ``comm.backend`` override, and a group that already ``existing`` keeps its backend. NCCL wants a
+    GPU of its own per rank; over gloo, ranks may share GPUs (rank r on ``cuda:(LOCAL_RANK mod
+    GPUs)``), at the cost of staging every message on the CPU."""
     want = cfg.train.device
     if want == "cuda" and not torch.cuda.is_available():
         raise ConfigError("train.device = 'cuda': CUDA is not available on this machine")
-    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
-        torch.cuda.set_device(local_rank)
-        return torch.device("cuda", local_rank)
-    return torch.device("cpu")
+    cuda = want == "cuda" or (want == "auto" and torch.cuda.is_available())
+    backend = existing or (cfg.comm.backend if cfg.comm.backend != "auto" else ("nccl" if cuda else "gloo"))
+    if backend == "nccl" and not cuda:
+        raise ConfigError("comm.backend = 'nccl': NCCL needs CUDA devices; use gloo on the CPU")
+    if not cuda:
+        return torch.device("cpu"), backend
+    gpus = torch.cuda.device_count()
+    if backend == "nccl" and local_rank >= gpus:
+        raise ConfigError(f"LOCAL_RANK = {local_rank} but this node has {gpus} GPU(s): NCCL needs one GPU per "
+                          f"rank on a node; start at most {gpus} ranks per node, or use comm.backend=gloo to "
+                          f"let ranks share GPUs", same_on_all_ranks=False)
+    device = torch.device("cuda", local_rank % gpus)
+    torch.cuda.set_device(device)
+    return device, backend
 
 
 def _store(rank: int, world: int, timeout: timedelta) -> dist.Store:
@@ -71,15 +91,12 @@ def process_group(cfg: Config) -> Iterator[Dist]:
     world = int(os.environ.get("WORLD_SIZE", 1))
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    device = _device(cfg, local_rank)
-    backend = cfg.comm.backend if cfg.comm.backend != "auto" else ("nccl" if device.type == "cuda" else "gloo")
-    if backend == "nccl" and device.type != "cuda":
-        raise ConfigError("comm.backend = 'nccl': NCCL needs CUDA devices; use gloo on the CPU")
+    device, backend = _device_and_backend(cfg, local_rank, dist.get_backend() if dist.is_initialized() else None)
     if device.type == "cpu":
         torch.set_num_threads(cpu_share(local_world))
     if dist.is_initialized():
         # Called from a program that owns the group already (tests, notebooks): use it, leave it.
-        yield Dist(dist.get_rank(), dist.get_world_size(), local_rank, device, dist.get_backend())
+        yield Dist(dist.get_rank(), dist.get_world_size(), local_rank, device, backend)
         return
     timeout = timedelta(seconds=cfg.comm.timeout_s)
     if "RANK" in os.environ:
@@ -90,7 +107,7 @@ def process_group(cfg: Config) -> Iterator[Dist]:
     if backend == "nccl":
         # NCCL wants the group's first collective to include every rank; gossip's first transfer is
         # a point-to-point batch between neighbours only.
-        dist.barrier(device_ids=[local_rank])
+        dist.barrier(device_ids=[device.index])
     try:
         yield Dist(rank, world, local_rank, device, backend)
         # Leave together: a gloo rank that tears down while a peer still flushes its last

@@ -47,19 +47,22 @@ def schedule(cfg: Config, graph: topology.Graph, node: int, cycle: int) -> tuple
     return sends, (list(graph[node]) if considers(cfg, graph, node, cycle) else [])
 
 
-def _header(spec: ArchSpec) -> Tensor:
-    return torch.tensor([spec.image_size, spec.channels, spec.width, spec.z_dim, D_NORMS.index(spec.d_norm)])
+def _header(spec: ArchSpec, device: torch.device) -> Tensor:
+    return torch.tensor([spec.image_size, spec.channels, spec.width, spec.z_dim, D_NORMS.index(spec.d_norm)],
+                        device=device)
 
 
 def share_discriminators(comm: Comm, sends: list[int], recvs: list[int], D: Discriminator,
                          peers: dict[int, Discriminator]) -> None:
     """Point to point: D (its architecture spec, then its parameters and buffers) to each of
     ``sends``; each of ``recvs``'s D into ``peers[j]``, whose spec must match the one received."""
-    like = {j: [_header(peers[j].spec), *module_tensors(peers[j]).values()] for j in recvs}
-    payload = [_header(D.spec), *module_tensors(D).values()]
+    device = next(D.parameters()).device
+    like = {j: [_header(peers[j].spec, device), *module_tensors(peers[j]).values()] for j in recvs}
+    payload = [_header(D.spec, device), *module_tensors(D).values()]
     received = comm.send_recv_tensors({j: payload for j in sends}, like, "discriminators")
     for j in recvs:
         header, *tensors = received[j]
+        # a host read per received D, on the cycles gossip already reads its loss threshold
         if not torch.equal(header, like[j][0]):
             raise TrainingError(f"step {comm.step}: node {j} sent a discriminator of spec {header.tolist()}, "
                                 f"node {comm.rank} expected {like[j][0].tolist()} (configs differ?)")

@@ -271,7 +271,11 @@ class Defence:
         # and from before the swap check with no swap to check
         self.contradicted = state.get("contradicted", torch.zeros_like(self.contradicted)).to(self.contradicted)
         echo = state.get("echo")
-        self.echo = None if echo is None else Echo(**echo)
+        # checkpoints load on the CPU; the echoed checks rejoin the batch on the defence's device
+        device = self.suspicion.device
+        self.echo = None if echo is None else Echo(
+            echo["step"], tuple(t.to(device) for t in echo["items"]),
+            None if echo.get("scores") is None else echo["scores"].to(device))
 
 
 def by_robust(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, d_loss: Tensor, rule: Callable,

@@ -55,7 +55,7 @@ def run(cfg: Config) -> dict:
 
     check_world(cfg, int(os.environ.get("WORLD_SIZE", 1)))
     with process_group(cfg) as ctx:
-        return trainer_for(cfg)(cfg, ctx, Comm(ctx.rank, ctx.world, cfg.comm.timeout_s, device=ctx.device))
+        return trainer_for(cfg)(cfg, ctx, Comm(ctx.rank, ctx.world, cfg.comm.timeout_s, device=ctx.comm_device))
 
 
 def main(argv: list[str] | None = None) -> int:

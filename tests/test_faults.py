@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -19,7 +20,8 @@ import torch
 
 from conftest import ROOT, free_port
 from ddgan.checkpoint import complete_checkpoints, load_rank_file
-from ddgan.errors import CheckpointError
+from ddgan.config import load_config
+from ddgan.errors import CheckpointError, ConfigError
 
 pytestmark = pytest.mark.dist
 
@@ -274,3 +276,24 @@ def test_a_stop_request_checkpoints_every_rank_at_one_step_and_exits_cleanly(tmp
     (rc, out, err), _ = _train(2, [*args, f"train.steps={stopped_at + 3}"])
     assert rc == 0 and f"resumed from step {stopped_at}" in out, err[-2000:]
     assert complete_checkpoints(tmp_path)[0].name == f"step_{stopped_at + 3:07d}"
+
+
+@pytest.mark.parametrize("backend, local_rank, expect", [
+    ("nccl", 0, "cuda:0"),
+    ("nccl", 1, "LOCAL_RANK = 1 but this node has 1 GPU(s): NCCL needs one GPU per rank on a node"),
+    ("gloo", 3, "cuda:0"),          # gloo ranks share the node's GPUs, round robin
+])
+def test_ranks_beyond_the_gpu_count_are_a_clear_error_under_nccl_only(monkeypatch, backend, local_rank, expect):
+    """A machine with one GPU, as torch.cuda would describe it (no GPU is touched: set_device is recorded)."""
+    from ddgan.distributed import _device_and_backend
+    chosen = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
+    cfg = load_config(None, ["train.device=cuda", f"comm.backend={backend}"])
+    if expect.startswith("cuda"):
+        device, chosen_backend = _device_and_backend(cfg, local_rank)
+        assert str(device) == expect and chosen == [device] and chosen_backend == backend
+    else:
+        with pytest.raises(ConfigError, match=re.escape(expect)):
+            _device_and_backend(cfg, local_rank)
