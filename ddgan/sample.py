@@ -50,12 +50,12 @@ def load_generator(where: Path, node: int = 0) -> tuple[Generator, Config]:
 @torch.no_grad()
 def generate(G: Generator, n: int, seed: int = 0, batch: int = 500) -> torch.Tensor:
     """``n`` images in [-1, 1] from seeded z, in batches (batchnorm uses batch statistics, as in training)."""
-    rng = torch.Generator().manual_seed(seed)
-    dtype = next(G.parameters()).dtype
+    rng = torch.Generator().manual_seed(seed)     # on the CPU: the same z wherever G runs
+    weight = next(G.parameters())
     chunks = []
     for start in range(0, n, batch):
-        z = torch.randn(min(batch, n - start), G.spec.z_dim, generator=rng, dtype=torch.float32).to(dtype)
-        chunks.append(frozen_forward(G, z).float())
+        z = torch.randn(min(batch, n - start), G.spec.z_dim, generator=rng, dtype=torch.float32)
+        chunks.append(frozen_forward(G, z.to(weight.device, weight.dtype)).float().cpu())
     return torch.cat(chunks)
 
 

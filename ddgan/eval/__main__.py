@@ -42,11 +42,16 @@ def target_classes(cfg) -> list[int]:
 
 def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path = DEFAULT_CACHE, seed: int = 0,
              svm_train: int = 2000, svm_test: int = 1000, log=print, inception_weights: str | None = None,
-             inception_network=None, classes: list[int] | None = None, svm_scale: bool = True) -> dict:
+             inception_network=None, classes: list[int] | None = None, svm_scale: bool = True,
+             device: str = "auto") -> dict:
     """``inception_network``: a stand-in for the FID Inception network (tests); by default it is
     loaded from ``inception_weights`` (else the run's eval.inception_weights, else torch's hub cache).
-    ``classes``: also report fid_classifier on these classes alone (``fid_classifier_classes``)."""
+    ``classes``: also report fid_classifier on these classes alone (``fid_classifier_classes``).
+    ``device``: where the networks run (auto: the GPU where there is one); noise and subsets are drawn
+    on the CPU, so a GPU evaluation scores the same samples as a CPU one."""
     run = Path(run)
+    device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                          "cpu" if device == "auto" else device)
     where = Path(where) if where else newest_checkpoint(run)
     manifest = read_manifest(where)
     cfg = config_from_dict(manifest["config"], source=str(where / "manifest.json"))
@@ -55,6 +60,7 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     clf = classifier.load_or_train(cfg.data, cache, seed, log=log)
+    clf.model.to(device)
     target = target_classes(cfg)
     real_x, real_y = classifier.real_split(cfg.data, train=False, limit=n, seed=seed)
     _, real_features = clf.run(real_x)
@@ -63,9 +69,11 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
     nodes = range(world) if per_node else [0]
     network, why_not = (inception_network, "") if inception_network is not None else \
         inception.load_network(inception_weights or cfg.eval.inception_weights)
+    if network is not None:
+        network.to(device)
     generators, grids, fids = {}, {}, {}
     for node in nodes:
-        fake = generate(load_generator(where, node)[0], n, seed=seed)
+        fake = generate(load_generator(where, node)[0].to(device), n, seed=seed)
         probs, features = clf.run(fake)
         generators[str(node)] = metrics.summarize(probs, features, real_features, target)
         if classes:
@@ -76,6 +84,7 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
         grids[node] = out / f"samples_node_{node}.png"
         save_grid(fake[:64], grids[node])
     result = {"run": str(run), "checkpoint": str(where), "step": manifest["step"], "world_size": world,
+              "device": str(device),
               "algo": cfg.algo.name, "dataset": cfg.data.name,
               "classifier": {"accuracy": clf.accuracy, "path": str(clf.path), "n_classes": clf.n_classes},
               "inception_fid": {"value": fids, "samples": n} if network is not None else {"value": None, "reason": why_not},
@@ -88,7 +97,7 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
         errors = {}
         layout = Layout(world) if per_node else Layout.of(cfg)
         for k in range(layout.clients):
-            D = build_discriminator(cfg, k, torch.device("cpu"))
+            D = build_discriminator(cfg, k, device)
             D.load_state_dict(load_rank_file(where, layout.rank_of(k), manifest)["client"]["D"])
             errors[str(k)] = round(svm.svm_test_error(D, train_x, train_y, test_x, test_y, seed, svm_scale), 5)
         result["svm"] = {"train": len(train_y), "test": len(test_y), "standardised": svm_scale, "test_error": errors}
@@ -120,12 +129,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inception-weights", type=Path,
                         help=f"the FID Inception weights ({inception.WEIGHTS_FILE}); default: the run's "
                              f"eval.inception_weights, else torch's hub cache. Never downloaded")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where the networks run (default auto: the GPU where there is one)")
 
     def body(args) -> int:
         if not args.run.is_dir():
             raise CheckpointError(f"--run {args.run}: no such run directory")
         r = evaluate(args.run, args.checkpoint, args.n, args.cache, args.seed, args.svm_train, args.svm_test,
-                     inception_weights=args.inception_weights, classes=args.classes, svm_scale=not args.svm_no_scale)
+                     inception_weights=args.inception_weights, classes=args.classes, svm_scale=not args.svm_no_scale,
+                     device=args.device)
         for node, m in r["generators"].items():
             print(f"generator {node}: {m['classes_covered']} classes covered ({m['confident_classes_covered']} "
                   f"confidently, {100 * m['confident_fraction']:.1f} % confident), fid_classifier "

@@ -52,12 +52,13 @@ class Classifier:
     def run(self, images: Tensor, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
         """(class probabilities N x C, penultimate features N x 128) of images in [-1, 1]."""
         self.model.eval()
+        device = next(self.model.parameters()).device
         probs, feats = [], []
         for start in range(0, len(images), batch):
-            f = self.model.features(images[start:start + batch].float())
+            f = self.model.features(images[start:start + batch].float().to(device))
             probs.append(torch.softmax(self.model.head(f), 1))
             feats.append(f)
-        return torch.cat(probs).double().numpy(), torch.cat(feats).double().numpy()
+        return torch.cat(probs).double().cpu().numpy(), torch.cat(feats).double().cpu().numpy()
 
 
 def real_split(data: DataConfig, train: bool, limit: int | None = None, seed: int = 0) -> tuple[Tensor, np.ndarray]:

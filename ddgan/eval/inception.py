@@ -54,12 +54,13 @@ def load_network(configured: str | Path | None = None) -> tuple[nn.Module | None
 @torch.no_grad()
 def features(network: nn.Module, images: torch.Tensor, batch: int = 100) -> np.ndarray:
     """Pool features of images in [-1, 1] (N x C x H x W): the network's first output, flattened."""
+    device = next(network.parameters()).device
     rows = []
     for start in range(0, len(images), batch):
-        x = (images[start:start + batch].float() + 1) / 2
+        x = (images[start:start + batch].float().to(device) + 1) / 2
         x = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x
         rows.append(network(x)[0].flatten(1).double())
-    return torch.cat(rows).numpy()
+    return torch.cat(rows).cpu().numpy()
 
 
 def inception_fid(network: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> float:

@@ -25,13 +25,13 @@ from ddgan.models import Discriminator
 def d_features(D: Discriminator, images: torch.Tensor, batch: int = 500) -> np.ndarray:
     was_training = D.training
     D.eval()
-    dtype = next(D.parameters()).dtype
+    weight = next(D.parameters())
     rows = []
     for start in range(0, len(images), batch):
-        _, acts = D(images[start:start + batch].to(dtype), features=True)
+        _, acts = D(images[start:start + batch].to(weight.device, weight.dtype), features=True)
         rows.append(torch.cat([a.flatten(1) for a in acts], 1).float())
     D.train(was_training)
-    return torch.cat(rows).numpy()
+    return torch.cat(rows).cpu().numpy()
 
 
 def svm_test_error(D: Discriminator, train_x: torch.Tensor, train_y: np.ndarray,
