@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-from ddgan.config import Config, load_config
-from ddgan.layout import world_size
-from ddgan.partition import SCHEMES
+from ddgan.core.config import Config, load_config
+from ddgan.data.partition import SCHEMES
+from ddgan.forgiver.layout import world_size
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"

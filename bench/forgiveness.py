@@ -45,8 +45,8 @@ from bench.cells import (  # noqa: E402
     table_arguments,
 )
 from bench.report import publish_table  # noqa: E402
-from ddgan.config import AlgoConfig, ModelConfig  # noqa: E402
-from ddgan.models import D_NORMS  # noqa: E402
+from ddgan.core.config import AlgoConfig, ModelConfig  # noqa: E402
+from ddgan.core.models import D_NORMS  # noqa: E402
 
 DEFAULT_NORM = ModelConfig().d_norm
 F2A_OBJECTIVE = AlgoConfig().lambda_objective

@@ -130,7 +130,7 @@ def train(row: Row, run: Path, args) -> dict:
     out = {"row": row.name, "ranks": row.ranks, "backend": "gloo" if args.cpu else row.backend, "data": size[0].split("=")[1],
            "steps": steps, "wall_s": round(time.perf_counter() - start, 1), "ok": code == 0}
     if code == 0:
-        from ddgan.rundir import read_metrics
+        from ddgan.runtime.rundir import read_metrics
         out["steps_per_s"] = round(read_metrics(run)[-1]["steps_per_s"], 1)
     else:
         out["error"] = f"exit {code}: {said}"
@@ -139,7 +139,7 @@ def train(row: Row, run: Path, args) -> dict:
 
 def evaluate(run: Path, args) -> list[dict]:
     """``ddgan.eval`` of the run's checkpoints (oldest first), on the GPU unless ``--cpu``."""
-    from ddgan.checkpoint import complete_checkpoints
+    from ddgan.runtime.checkpoint import complete_checkpoints
     found = sorted(complete_checkpoints(run), key=lambda p: p.name)
     results = []
     for where in found[-2:]:

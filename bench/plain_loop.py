@@ -3,7 +3,7 @@
     python bench/plain_loop.py --device cuda --steps 400
 
 Same networks and initialisation as ``algo.name=centralized`` (ddgan.roles builds them from the same
-config), spectral-norm D, Adam, the BCE losses of ddgan.losses, batch 64, the whole data set already
+config), spectral-norm D, Adam, the BCE losses of ddgan.core.losses, batch 64, the whole data set already
 on the device and batches drawn there: no process group, no metrics, no checkpoints. What ddgan's
 centralized run adds over this loop is its own overhead. Prints steps/s; ``--fused`` uses fused Adam.
 """
@@ -18,9 +18,9 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from ddgan.config import load_config  # noqa: E402
-from ddgan.datasets import load_images, open_source  # noqa: E402
-from ddgan.losses import d_loss, g_loss  # noqa: E402
+from ddgan.core.config import load_config  # noqa: E402
+from ddgan.core.losses import d_loss, g_loss  # noqa: E402
+from ddgan.data.datasets import load_images, open_source  # noqa: E402
 from ddgan.roles import build_discriminator, build_generator  # noqa: E402
 
 

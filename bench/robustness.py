@@ -40,8 +40,8 @@ from bench.cells import (  # noqa: E402
 )
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.report import OPTIONAL, publish_table  # noqa: E402
-from ddgan.checkpoint import complete_checkpoints  # noqa: E402
 from ddgan.eval.metrics import missed_classes  # noqa: E402
+from ddgan.runtime.checkpoint import complete_checkpoints  # noqa: E402
 
 ATTACKS = ["always_real", "inverted", "noise", "gradient_scale", "gradient_flip"]
 RULES = ["f2u", "f2a", "f2u_balanced", "mdgan"]

@@ -14,7 +14,7 @@ spent inside collectives (the rest of its step is computing). Tables, all from o
   1.2x the shared layout's steps/s at K = 2;
 * exchange modes: feedback, params and secure at K in {2, 4, 5}: steps/s and bytes per rank (F2A
   with lambda on the generator's objective, which secure needs);
-* the one-process simulation (:class:`ddgan.simulate.Simulation`, all clients one after another)
+* the one-process simulation (:class:`ddgan.forgiver.simulate.Simulation`, all clients one after another)
   as the baseline, bytes independent of D's size, gossip bytes, peak memory, and wave 1's targets.
 
 Results go to stdout and to the ``step_time`` section of BENCHMARKS.md (ratios are only comparable
@@ -72,8 +72,8 @@ F2A_SECURE = ["algo.name=f2a", "algo.lambda_objective=generator", "algo.lambda_m
 def distributed(k: int, steps: int, warmup: int, extra: list[str], device: str) -> dict:
     """One torchrun run of k clients (k + 1 ranks with a dedicated generator rank); medians over the
     5-step intervals after warm-up, per rank where the trainer logs per rank."""
-    from ddgan.config import load_config
-    from ddgan.layout import world_size
+    from ddgan.core.config import load_config
+    from ddgan.forgiver.layout import world_size
 
     with tempfile.TemporaryDirectory() as run:
         backend = "nccl" if device == "cuda" else "gloo"
@@ -124,8 +124,8 @@ def simulated(k: int, steps: int, warmup: int, extra: list[str], threads: int) -
     """Median step time of the same algorithm with k clients in this process, on ``threads`` threads."""
     import torch
 
-    from ddgan.config import load_config
-    from ddgan.simulate import Simulation
+    from ddgan.core.config import load_config
+    from ddgan.forgiver.simulate import Simulation
 
     torch.set_num_threads(threads)
     overrides = [*extra, f"partition.clients={k}"] + (["algo.name=centralized"] if k == 1 else [])
@@ -145,7 +145,7 @@ def profile(steps: int, extra: list[str]) -> str:
 import os, sys, torch
 from torch.profiler import profile, ProfilerActivity
 sys.path.insert(0, {str(ROOT)!r})
-from ddgan.config import load_config  # noqa: E402
+from ddgan.core.config import load_config  # noqa: E402
 from ddgan.train import run  # noqa: E402
 cfg = load_config({str(ROOT / 'configs' / 'default.yaml')!r}, {[*extra, 'partition.clients=2',
         f'train.steps={steps}', 'run.log_every=1000', 'run.sample_every=1000000', 'run.checkpoint_every=1000000',

@@ -5,9 +5,9 @@ import argparse
 import sys
 from typing import Callable
 
-from ddgan.compat import require_torch
-from ddgan.config import load_config
-from ddgan.errors import UserError
+from ddgan.core.compat import require_torch
+from ddgan.core.config import TRAINERS, Config, load_config
+from ddgan.core.errors import UserError
 
 OVERRIDES_HELP = ("dotted overrides of config fields, e.g. train.steps=20 partition.clients=2 "
                   "partition.classes='[[0,1],[2,3]]' (values are read as YAML)")
@@ -20,6 +20,16 @@ def config_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def load_checked(path, overrides: list[str] = ()) -> Config:
+    """:func:`load_config`, plus the checks that need more than the config's own rules: a gossip
+    graph is built (and checked) here, so that a bad one fails before any launch, in one line."""
+    cfg = load_config(path, overrides)
+    if TRAINERS[cfg.algo.name] == "gossip":
+        from ddgan.nodes.topology import graph_of
+        graph_of(cfg)
+    return cfg
+
+
 def parse_args(prog: str, description: str, argv: list[str] | None = None,
                parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
     """Parse the command line and load + validate the config (replacing ``args.config``)."""
@@ -27,7 +37,7 @@ def parse_args(prog: str, description: str, argv: list[str] | None = None,
     args = parser.parse_args(argv)
     require_torch()
     args.config_path = args.config
-    args.config = load_config(args.config, args.overrides)
+    args.config = load_checked(args.config, args.overrides)
     return args
 
 

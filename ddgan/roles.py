@@ -14,14 +14,20 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ddgan import seeds
-from ddgan.datasets import channels, image_size
-from ddgan.losses import d_loss
-from ddgan.models import ArchSpec, Discriminator, Generator, frozen_forward, init_weights
-from ddgan.shard import Shard
+from ddgan.core import seeds
+from ddgan.core.losses import d_loss
+from ddgan.core.models import (
+    ArchSpec,
+    Discriminator,
+    Generator,
+    frozen_forward,
+    init_weights,
+)
+from ddgan.data.datasets import channels, image_size
+from ddgan.data.shard import Shard
 
 if TYPE_CHECKING:
-    from ddgan.config import Config
+    from ddgan.core.config import Config
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}     # ``train.dtype``
 OPTIMIZERS = ("adam", "sgd")                                       # ``train.d_optimizer``

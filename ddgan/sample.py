@@ -16,13 +16,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddgan.algorithms import ALGORITHMS
-from ddgan.checkpoint import complete_checkpoints, load_rank_file, read_manifest
 from ddgan.cli import run_cli
-from ddgan.config import Config, config_from_dict
-from ddgan.errors import CheckpointError
-from ddgan.models import Generator, frozen_forward
+from ddgan.core.algorithms import ALGORITHMS
+from ddgan.core.config import Config, config_from_dict
+from ddgan.core.errors import CheckpointError
+from ddgan.core.models import Generator, frozen_forward
 from ddgan.roles import build_generator
+from ddgan.runtime.checkpoint import complete_checkpoints, load_rank_file, read_manifest
 
 
 def newest_checkpoint(run: Path) -> Path:

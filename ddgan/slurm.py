@@ -27,7 +27,7 @@ import subprocess
 import sys
 from typing import Mapping
 
-from ddgan.errors import ConfigError
+from ddgan.core.errors import ConfigError
 
 
 def expand_hostlist(nodelist: str) -> list[str]:

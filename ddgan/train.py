@@ -7,7 +7,7 @@
 
 ``partition.clients`` must equal the number of ranks (one more with
 ``train.generator_rank=dedicated``: ``python -m ddgan.layout --config ...`` prints it).
-``algo.name`` chooses the trainer through the registry in :mod:`ddgan.algorithms`. Errors in the
+``algo.name`` chooses the trainer through the registry in :mod:`ddgan.core.algorithms`. Errors in the
 config or the data print one line and exit 2 before any work; a failed peer, a timeout or a NaN
 loss exit 1 with the step and the rank.
 """
@@ -19,20 +19,20 @@ import sys
 import time
 from typing import TYPE_CHECKING, Callable
 
-from ddgan.algorithms import ALGORITHMS
 from ddgan.cli import config_parser, parse_args
-from ddgan.config import Config
-from ddgan.errors import ConfigError, UserError
-from ddgan.layout import world_size
-from ddgan.preemption import listen
+from ddgan.core.algorithms import ALGORITHMS
+from ddgan.core.config import Config
+from ddgan.core.errors import ConfigError, UserError
+from ddgan.forgiver.layout import world_size
+from ddgan.runtime.preemption import listen
 
 if TYPE_CHECKING:
-    from ddgan.comm import Comm
-    from ddgan.distributed import Dist
+    from ddgan.runtime.comm import Comm
+    from ddgan.runtime.distributed import Dist
 
 
 # Algorithm.trainer -> the module whose ``train(cfg, ctx, comm)`` runs it.
-TRAINERS = {"forgiver": "ddgan.forgiver", "gossip": "ddgan.gossip", "fedavg": "ddgan.fedavg"}
+TRAINERS = {"forgiver": "ddgan.forgiver.trainer", "gossip": "ddgan.nodes.gossip", "fedavg": "ddgan.nodes.fedavg"}
 
 
 def trainer_for(cfg: Config) -> Callable[[Config, "Dist", "Comm"], dict]:
@@ -50,8 +50,8 @@ def check_world(cfg: Config, world: int) -> None:
 
 def run(cfg: Config) -> dict:
     """Train with the process group described by the environment; returns the last metrics record."""
-    from ddgan.comm import Comm
-    from ddgan.distributed import process_group
+    from ddgan.runtime.comm import Comm
+    from ddgan.runtime.distributed import process_group
 
     check_world(cfg, int(os.environ.get("WORLD_SIZE", 1)))
     with process_group(cfg) as ctx:

@@ -8,8 +8,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 resolved() {   # resolved KEY CONFIG [overrides...]: one field of the resolved config, or a one-line error
     python - "$@" <<'PY'
 import operator, sys
-from ddgan.config import load_config
-from ddgan.errors import UserError
+from ddgan.core.config import load_config
+from ddgan.core.errors import UserError
 try:
     print(operator.attrgetter(sys.argv[1])(load_config(sys.argv[2], sys.argv[3:])))
 except UserError as exc:

@@ -11,7 +11,7 @@ CONFIG="${CONFIG:-configs/default.yaml}"
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON="$PWD/.venv/bin/python"; else PYTHON=python3; fi
 fi
-RUN_DIR="$("$PYTHON" -c 'import sys; from ddgan.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).run.dir)' "$CONFIG" "$@")" || exit 2
+RUN_DIR="$("$PYTHON" -c 'import sys; from ddgan.core.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).run.dir)' "$CONFIG" "$@")" || exit 2
 mkdir -p "$RUN_DIR"
 echo "[job ${SLURM_JOB_ID:-?}] $(date -Is) nodes=${SLURM_JOB_NODELIST:-?} config=$CONFIG run_dir=$RUN_DIR restarts=${SLURM_RESTART_COUNT:-0}"
 

@@ -11,7 +11,11 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from ddgan.distributed import cpu_share
+from ddgan.runtime.distributed import cpu_share
+
+# The suite's equivalences and bit-exact resumes are the CPU's (GPU kernels need train.deterministic,
+# issue 35): hide any GPU from the tests and every process they start.
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -81,7 +85,7 @@ def digits_classifier_cache(tmp_path_factory) -> Path:
     classifier is trained once (under a lock), not once per worker and fixture."""
     import fcntl
 
-    from ddgan.config import load_config
+    from ddgan.core.config import load_config
     from ddgan.eval.classifier import load_or_train
 
     base = tmp_path_factory.getbasetemp()

@@ -6,9 +6,18 @@ import math
 import pytest
 import torch
 
-from ddgan.aggregate import RuleInputs, balanced_assignment, f2a, f2a_discriminator_loss, f2u, f2u_balanced, gman, mean
-from ddgan.losses import d_loss, g_loss, mixture_loss
-from ddgan.temperature import lambda_grad
+from ddgan.core.aggregate import (
+    RuleInputs,
+    balanced_assignment,
+    f2a,
+    f2a_discriminator_loss,
+    f2u,
+    f2u_balanced,
+    gman,
+    mean,
+)
+from ddgan.core.losses import d_loss, g_loss, mixture_loss
+from ddgan.forgiver.temperature import lambda_grad
 
 
 def test_f2u_fools_the_most_forgiving_discriminator_per_sample():

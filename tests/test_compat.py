@@ -1,4 +1,4 @@
-"""The PyTorch range: torch names newer than the minimum go through ddgan.compat, and a PyTorch
+"""The PyTorch range: torch names newer than the minimum go through ddgan.core.compat, and a PyTorch
 older than the minimum is refused as one line by every command."""
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from conftest import ROOT, spawn
-from ddgan.compat import MIN_TORCH, _release, require_torch
-from ddgan.config import load_config
-from ddgan.errors import UserError
-from ddgan.rundir import read_metrics
+from ddgan.core.compat import MIN_TORCH, _release, require_torch
+from ddgan.core.config import load_config
+from ddgan.core.errors import UserError
+from ddgan.runtime.rundir import read_metrics
 
 # torch.distributed names that only releases newer than MIN_TORCH have, with their older spelling
 NEWER_NAMES = {"all_gather_single": "all_gather_into_tensor"}

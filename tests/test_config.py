@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from conftest import make_configs
-from ddgan.config import Config, load_config
-from ddgan.errors import ConfigError
+from ddgan.core.config import Config, load_config
+from ddgan.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

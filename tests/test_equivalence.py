@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from conftest import spawn, train_in_one_group
-from ddgan.checkpoint import complete_checkpoints, load_rank_file
-from ddgan.config import load_config
-from ddgan.simulate import Simulation
+from ddgan.core.config import load_config
+from ddgan.forgiver.simulate import Simulation
+from ddgan.runtime.checkpoint import complete_checkpoints, load_rank_file
 
 STEPS = 3
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from conftest import ROOT
-from ddgan.config import load_config
+from ddgan.core.config import load_config
 from ddgan.eval import metrics
 from ddgan.eval.__main__ import evaluate
 from ddgan.eval.classifier import load_or_train, real_split

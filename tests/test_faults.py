@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from conftest import ROOT, free_port
-from ddgan.checkpoint import complete_checkpoints, load_rank_file
-from ddgan.config import load_config
-from ddgan.errors import CheckpointError, ConfigError
+from ddgan.core.config import load_config
+from ddgan.core.errors import CheckpointError, ConfigError
+from ddgan.runtime.checkpoint import complete_checkpoints, load_rank_file
 
 pytestmark = pytest.mark.dist
 
@@ -285,7 +285,7 @@ def test_a_stop_request_checkpoints_every_rank_at_one_step_and_exits_cleanly(tmp
 ])
 def test_ranks_beyond_the_gpu_count_are_a_clear_error_under_nccl_only(monkeypatch, backend, local_rank, expect):
     """A machine with one GPU, as torch.cuda would describe it (no GPU is touched: set_device is recorded)."""
-    from ddgan.distributed import _device_and_backend
+    from ddgan.runtime.distributed import _device_and_backend
     chosen = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)

@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from conftest import ROOT, flat_state, make_configs, spawn
-from ddgan import select, topology
-from ddgan.checkpoint import complete_checkpoints, load_rank_file
-from ddgan.config import load_config
-from ddgan.errors import ConfigError
-from ddgan.rundir import read_metrics
+from ddgan.cli import load_checked
+from ddgan.core.config import load_config
+from ddgan.core.errors import ConfigError
+from ddgan.nodes import neighbours, topology
+from ddgan.runtime.checkpoint import complete_checkpoints, load_rank_file
+from ddgan.runtime.rundir import read_metrics
 
 TINY = ["data.name=digits", "data.image_size=8", "model.g_width=4", "model.d_width=4", "model.z_dim=8",
         "train.batch_size=8", "comm.timeout_s=60", "run.log_every=2", "run.sample_every=4",
@@ -36,25 +37,25 @@ def test_kl_and_eq7_probabilities_match_hand_computed_values():
     hand = [0.8 * math.log(0.8 / 0.4) + 0.5 * math.log(0.5 / 0.5),
             0.2 * math.log(0.2 / 0.4) + 0.4 * math.log(0.4 / 0.5),
             0.9 * math.log(0.9 / 0.4) + 0.6 * math.log(0.6 / 0.5)]
-    kls = select.kl(p_nbrs, p_own)
+    kls = neighbours.kl(p_nbrs, p_own)
     assert kls.tolist() == pytest.approx(hand, rel=1e-6)
     assert hand[1] < 0                                  # the batch sum can be negative: clamped to 0
-    probs = select.infogain(kls)
+    probs = neighbours.infogain(kls)
     assert probs.tolist() == pytest.approx([hand[0] / (hand[0] + hand[2]), 0.0, hand[2] / (hand[0] + hand[2])])
-    assert select.kl(p_own[None], p_own).item() == pytest.approx(0.0, abs=1e-7)
+    assert neighbours.kl(p_own[None], p_own).item() == pytest.approx(0.0, abs=1e-7)
 
 
 def test_infogain_falls_back_to_uniform_and_draws_follow_the_probabilities():
     for kls in ([-0.3, -0.1], [0.0, 0.0], [math.nan, 1.0], [math.inf, 1.0]):
-        assert select.infogain(torch.tensor(kls)).tolist() == [0.5, 0.5], kls
-    assert select.uniform(torch.tensor([5.0, 1.0, 0.0, 2.0])).tolist() == [0.25] * 4
-    assert not select.SELECTORS["none"].consults and select.SELECTORS["infogain"].consults
-    assert set(select.SELECTORS) == {"infogain", "uniform", "none"}
+        assert neighbours.infogain(torch.tensor(kls)).tolist() == [0.5, 0.5], kls
+    assert neighbours.uniform(torch.tensor([5.0, 1.0, 0.0, 2.0])).tolist() == [0.25] * 4
+    assert not neighbours.SELECTORS["none"].consults and neighbours.SELECTORS["infogain"].consults
+    assert set(neighbours.SELECTORS) == {"infogain", "uniform", "none"}
     rng = torch.Generator().manual_seed(0)
-    draws = [select.draw(torch.tensor([0.2, 0.0, 0.8]), rng) for _ in range(2000)]
+    draws = [neighbours.draw(torch.tensor([0.2, 0.0, 0.8]), rng) for _ in range(2000)]
     assert draws.count(1) == 0 and 0.75 < draws.count(2) / 2000 < 0.85
     # saturated discriminators give large but finite values
-    assert math.isfinite(select.kl(torch.tensor([[1.0, 1.0]]), torch.tensor([0.0, 0.0])).item())
+    assert math.isfinite(neighbours.kl(torch.tensor([[1.0, 1.0]]), torch.tensor([0.0, 0.0])).item())
 
 
 # --------------------------------------------------------------------------- graphs
@@ -91,7 +92,7 @@ def test_graph_builders():
 def test_graph_errors_are_one_line_config_errors(overrides, message):
     base = ["algo.name=gossip", "partition.clients=4", "partition.scheme=iid"]
     with pytest.raises(ConfigError) as info:
-        load_config(None, [*base, *overrides])
+        load_checked(None, [*base, *overrides])
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
@@ -133,10 +134,10 @@ GRAPHS = {4: ["ring", "path", "star", "random_regular:2", "erdos_renyi:0.5"],
 def _schedule_worker(rank, world, p_consider, out):
     import torch.distributed as dist
 
-    from ddgan.errors import TrainingError
-    from ddgan.comm import Comm, module_tensors
-    from ddgan.gossip import schedule, share_discriminators
+    from ddgan.core.errors import TrainingError
+    from ddgan.nodes.gossip import schedule, share_discriminators
     from ddgan.roles import build_discriminator
+    from ddgan.runtime.comm import Comm, module_tensors
 
     dist.init_process_group("gloo")
     results = {}
@@ -196,8 +197,8 @@ def _train_worker(rank, jobs):
     """Runs configs in one gloo group, each by its trainer, and records every rank's p2p log."""
     import torch.distributed as dist
 
-    from ddgan.comm import Comm
-    from ddgan.distributed import process_group
+    from ddgan.runtime.comm import Comm
+    from ddgan.runtime.distributed import process_group
     from ddgan.train import trainer_for
 
     dist.init_process_group("gloo")

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ddgan.config import load_config
-from ddgan.errors import DataError
-from ddgan.partition import PRESETS, assign, describe, report
+from ddgan.core.config import load_config
+from ddgan.core.errors import DataError
+from ddgan.data.partition import PRESETS, assign, describe, report
 
 LABELS = np.repeat(np.arange(10), 100)           # 1,000 samples, 100 per class
 np.random.default_rng(0).shuffle(LABELS)

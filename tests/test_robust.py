@@ -5,14 +5,14 @@ import pytest
 import torch
 
 from conftest import spawn, train_in_one_group
-from ddgan.attacks import Attack
-from ddgan.checkpoint import complete_checkpoints, load_rank_file
-from ddgan.config import load_config
-from ddgan.models import ArchSpec, Generator
-from ddgan.robust import Defence, Plan
-from ddgan.rundir import read_metrics
-from ddgan.seeds import swap_permutation
-from ddgan.temperature import lambda_grad, robust_lambda_grad
+from ddgan.core.config import load_config
+from ddgan.core.models import ArchSpec, Generator
+from ddgan.core.seeds import swap_permutation
+from ddgan.forgiver.attacks import Attack
+from ddgan.forgiver.robust import Defence, Plan
+from ddgan.forgiver.temperature import lambda_grad, robust_lambda_grad
+from ddgan.runtime.checkpoint import complete_checkpoints, load_rank_file
+from ddgan.runtime.rundir import read_metrics
 
 SMALL = ["model.g_width=16", "model.d_width=16", "model.z_dim=32", "train.batch_size=32", "comm.timeout_s=60"]
 THREE = ["partition.clients=3", "partition.scheme=classes", "partition.classes=[[0,1,2],[3,4,5,6],[7,8,9]]"]

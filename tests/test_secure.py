@@ -9,9 +9,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from scipy.stats import chisquare
 
 from conftest import spawn
-from ddgan.config import load_config
-from ddgan.errors import ConfigError
-from ddgan.secure import SCALE, Masks, decode, encode, pair_keys, public_bytes
+from ddgan.core.config import load_config
+from ddgan.core.errors import ConfigError
+from ddgan.forgiver.secure import SCALE, Masks, decode, encode, pair_keys, public_bytes
 
 
 def parties(k: int) -> list[Masks]:
@@ -83,12 +83,12 @@ def _compare_worker(rank, world, out):
     """Both exchanges on the same discriminators and batch, in one gloo group, in float64 and float32."""
     import torch.distributed as dist
 
-    from ddgan.aggregate import RuleInputs, f2a, mean
-    from ddgan.comm import Comm
-    from ddgan.layout import Layout
+    from ddgan.core.aggregate import RuleInputs, f2a, mean
+    from ddgan.forgiver.exchange import by_feedback
+    from ddgan.forgiver.layout import Layout
+    from ddgan.forgiver.secure import by_secure
     from ddgan.roles import build_discriminator
-    from ddgan.secure import by_secure
-    from ddgan.verdicts import by_feedback
+    from ddgan.runtime.comm import Comm
 
     dist.init_process_group("gloo")
     try:

@@ -16,8 +16,8 @@ import time
 import pytest
 
 from conftest import ROOT, free_port
-from ddgan.checkpoint import complete_checkpoints
-from ddgan.errors import ConfigError
+from ddgan.core.errors import ConfigError
+from ddgan.runtime.checkpoint import complete_checkpoints
 from ddgan.slurm import expand_hostlist, torchrun_args
 
 SMALL = ["model.g_width=8", "model.d_width=8", "model.z_dim=16", "train.batch_size=16", "partition.scheme=iid"]

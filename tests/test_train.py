@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from conftest import flat_state, free_port, spawn, train_in_one_group
-from ddgan.checkpoint import complete_checkpoints, load_rank_file
-from ddgan.config import load_config
-from ddgan.rundir import read_metrics, save_grid
+from ddgan.core.config import load_config
+from ddgan.runtime.checkpoint import complete_checkpoints, load_rank_file
+from ddgan.runtime.rundir import read_metrics, save_grid
 
 SMALL = ["model.g_width=16", "model.d_width=16", "model.z_dim=32", "train.batch_size=32", "comm.timeout_s=60"]
 TWO_CLIENTS = ["partition.clients=2", "partition.scheme=classes", "partition.classes=[[0,1,2,3,4],[5,6,7,8,9]]"]

@@ -18,18 +18,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ddgan.algorithms import ALGORITHMS
-from ddgan.checkpoint import load_rank_file, read_manifest
 from ddgan.cli import run_cli
-from ddgan.config import config_from_dict
-from ddgan.datasets import open_source
-from ddgan.errors import CheckpointError
+from ddgan.core.algorithms import ALGORITHMS
+from ddgan.core.config import config_from_dict
+from ddgan.core.errors import CheckpointError
+from ddgan.data.datasets import open_source
+from ddgan.data.shard import client_shards
 from ddgan.eval import classifier, inception, metrics, plots, report
-from ddgan.layout import Layout
+from ddgan.forgiver.layout import Layout
 from ddgan.roles import build_discriminator
-from ddgan.rundir import read_metrics, save_grid
+from ddgan.runtime.checkpoint import load_rank_file, read_manifest
+from ddgan.runtime.rundir import read_metrics, save_grid
 from ddgan.sample import generate, load_generator, newest_checkpoint
-from ddgan.shard import client_shards
 
 DEFAULT_CACHE = Path(os.environ.get("DDGAN_CACHE", Path.home() / ".cache" / "ddgan")) / "classifiers"
 
@@ -90,7 +90,9 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
               "inception_fid": {"value": fids, "samples": n} if network is not None else {"value": None, "reason": why_not},
               "generators": generators}
     if svm_train > 0:
-        from ddgan.eval import svm     # scikit-learn: 2.5 s of CPU that an evaluation without the SVM skips
+        from ddgan.eval import (
+            svm,  # scikit-learn: 2.5 s of CPU that an evaluation without the SVM skips
+        )
 
         train_x, train_y = classifier.real_split(cfg.data, train=True, limit=svm_train, seed=seed)
         test_x, test_y = classifier.real_split(cfg.data, train=False, limit=svm_test, seed=seed)

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ddgan.config import DataConfig
-from ddgan.datasets import channels, image_size, load_images, open_source
+from ddgan.core.config import DataConfig
+from ddgan.data.datasets import channels, image_size, load_images, open_source
 
 EPOCHS = {"digits": 40, "mnist": 5, "fashion_mnist": 6, "cifar10": 8, "image_folder": 8}
 

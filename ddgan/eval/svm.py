@@ -18,7 +18,7 @@ from sklearn.linear_model import SGDClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ddgan.models import Discriminator
+from ddgan.core.models import Discriminator
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import Tensor
 
-from ddgan.errors import TrainingError
+from ddgan.core.errors import TrainingError
 
 
 class Health:

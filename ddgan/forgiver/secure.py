@@ -44,26 +44,20 @@ masks no longer cancel, the collective times out and the run stops with the usua
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ddgan.aggregate import RuleInputs
-from ddgan.comm import Comm
-from ddgan.layout import GENERATOR_RANK, Layout
-from ddgan.losses import g_loss, realness
-from ddgan.models import frozen_forward
-from ddgan.verdicts import Verdict
-
-if TYPE_CHECKING:
-    from ddgan.config import Config
+from ddgan.core.aggregate import RuleInputs
+from ddgan.core.losses import g_loss, realness
+from ddgan.core.models import frozen_forward
+from ddgan.forgiver.exchange import Verdict
+from ddgan.forgiver.layout import GENERATOR_RANK, Layout
+from ddgan.runtime.comm import Comm
 
 SCALE = 2.0 ** 32
 RANGE = 2.0 ** 24
-LAMBDA_MAX = 20.0
-SECURE_RULES = ("f2a", "mean")       # rules computable from sums over clients
 _SUMS, _GRADIENTS = 0, 1             # message ids within a step
 
 
@@ -133,23 +127,6 @@ class Masks:
             s = self.stream(peer, step, message, n)
             total = total + s if peer > self.me else total - s        # uint64 arithmetic wraps modulo 2^64
         return torch.from_numpy(total.view(np.int64))
-
-
-def check(cfg: "Config", err) -> None:
-    """What secure mode needs of the rest of the config (called by the config loader)."""
-    if cfg.algo.name not in SECURE_RULES:
-        err("comm.exchange", "secure", f"secure aggregation computes F2A and mean from sums over clients; "
-            f"{cfg.algo.name} is not a sum (e.g. F2U's per-sample max); choose algo.name f2a or mean")
-    if cfg.partition.clients < 2:
-        err("comm.exchange", "secure", "secure aggregation needs at least 2 clients (one client's sum is its own)")
-    if cfg.partition.clients > 127:
-        err("comm.exchange", "secure", "the fixed-point sums hold at most 127 clients")
-    if cfg.algo.name == "f2a" and cfg.algo.learn_lambda and cfg.algo.lambda_objective != "generator":
-        err("algo.lambda_objective", cfg.algo.lambda_objective, "secure aggregation supports the generator-side "
-            "objective only (the discriminator side needs every client's D on every client's real data)")
-    if cfg.algo.name == "f2a" and cfg.algo.lambda_max > LAMBDA_MAX:
-        err("algo.lambda_max", cfg.algo.lambda_max, f"secure aggregation needs lambda <= {LAMBDA_MAX:g}, so that "
-            f"F2A's weights exp(lambda (r - 1)) stay above the fixed-point resolution 2^-32")
 
 
 def _per_sample_loss(loss: str, agg: Tensor) -> Tensor:

@@ -20,8 +20,8 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
-from ddgan.config import Config
-from ddgan.errors import ConfigError, TrainingError
+from ddgan.core.config import Config
+from ddgan.core.errors import ConfigError, TrainingError
 
 
 @dataclass(frozen=True)

@@ -2,19 +2,19 @@
 name newer than that release, looked up here with its older spelling as the fallback.
 
 The minimum is 2.3, the release that added ``init_process_group(device_id=...)`` (the NCCL group is
-bound to the rank's GPU at start-up; :mod:`ddgan.distributed`). Everything else ddgan calls is older:
+bound to the rank's GPU at start-up; :mod:`ddgan.runtime.distributed`). Everything else ddgan calls is older:
 ``torch.distributed.DistError`` (2.2), ``torch.func.functional_call`` (2.0), the spectral-norm
 parametrization (1.11), ``torch.load(weights_only=True)`` (1.13), ``all_gather_into_tensor`` (1.13).
 torchvision 0.18 is the release built against torch 2.3.
 
-Reading the version costs no torch import: :mod:`ddgan.config` and the launch-time checks stay light.
+Reading the version costs no torch import: :mod:`ddgan.core.config` and the launch-time checks stay light.
 """
 from __future__ import annotations
 
 import re
 from importlib import metadata
 
-from ddgan.errors import UserError
+from ddgan.core.errors import UserError
 
 MIN_TORCH = (2, 3)
 
@@ -29,7 +29,7 @@ def installed_torch() -> str:
     try:
         return metadata.version("torch")
     except metadata.PackageNotFoundError:
-        import torch   # a source build without metadata: ask the module
+        import torch  # a source build without metadata: ask the module
         return torch.__version__
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ddgan.comm import Comm
+from ddgan.runtime.comm import Comm
 
 STOP_FILE = "STOP"
 

@@ -15,10 +15,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ddgan.errors import DataError
+from ddgan.core.errors import DataError
 
 if TYPE_CHECKING:
-    from ddgan.config import DataConfig
+    from ddgan.core.config import DataConfig
 
 DEFAULT_SIZE = {"digits": 16, "mnist": 28, "fashion_mnist": 28, "cifar10": 32, "image_folder": 64}
 NATIVE_CHANNELS = {"digits": 1, "mnist": 1, "fashion_mnist": 1, "cifar10": 3, "image_folder": 3}

@@ -20,8 +20,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from ddgan.compat import all_gather_into_tensor
-from ddgan.errors import TrainingError
+from ddgan.core.compat import all_gather_into_tensor
+from ddgan.core.errors import TrainingError
 
 _FAILURES = (RuntimeError, dist.DistError, ConnectionError, TimeoutError)
 

@@ -21,16 +21,32 @@ from typing import Any
 
 import yaml
 
-# Every list of names comes from the module that dispatches on it; those modules import this one
-# only for type checking, so there is no cycle.
-from ddgan.datasets import DATASETS
-from ddgan.errors import ConfigError
-from ddgan.layout import GENERATOR_RANKS
-from ddgan.losses import LOSSES
-from ddgan.models import D_NORMS, SIZES
-from ddgan.partition import SCHEMES
-from ddgan.roles import DTYPES, OPTIMIZERS
-from ddgan.topology import TOPOLOGIES, graph_of
+from ddgan.core.errors import ConfigError
+
+# The names each choice accepts. The module that dispatches on a choice keeps its own table; config
+# imports none of them (loading a config costs no torch), and tests/test_layers.py checks that each
+# list here is exactly the keys of the table it stands for.
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "image_folder")          # data.datasets
+SIZES = (8, 16, 20, 28, 32, 64)                                                      # core.models
+D_NORMS = ("none", "batch", "spectral", "layer")                                     # core.models
+SCHEMES = ("iid", "classes", "classes_per_client", "dirichlet", "disjoint_iid",      # data.partition
+           "non_ovl", "mod_ovl")
+LOSSES = ("bce", "ls")                                                               # core.losses
+DTYPES = ("float32", "float64")                                                      # roles
+OPTIMIZERS = ("adam", "sgd")                                                         # roles
+GENERATOR_RANKS = ("shared", "dedicated")                                            # forgiver.layout
+EXCHANGES = ("feedback", "params", "secure")                                         # forgiver.exchange
+ATTACKS = ("none", "always_real", "inverted", "noise", "gradient_scale", "gradient_flip")  # forgiver.attacks
+TOPOLOGIES = ("ring", "path", "star", "random_regular", "erdos_renyi", "edges")      # nodes.topology
+SELECTORS = ("infogain", "uniform", "none")                                          # nodes.neighbours
+LAMBDA_OBJECTIVES = ("generator", "discriminator")                                   # core.algorithms
+# algo.name -> the trainer that runs it (core.algorithms' registry)
+TRAINERS = {"f2u": "forgiver", "f2a": "forgiver", "f2u_balanced": "forgiver", "mean": "forgiver",
+            "gman": "forgiver", "centralized": "forgiver", "gossip": "gossip", "fedavg": "fedavg"}
+# comm.exchange = secure: the rules computable from sums over clients, and the largest F2A lambda
+# whose weights exp(lambda (r - 1)) stay above the fixed-point resolution 2^-32 (forgiver.secure)
+SECURE_RULES = ("f2a", "mean")
+SECURE_LAMBDA_MAX = 20.0
 
 
 @dataclass
@@ -134,7 +150,7 @@ class ModelConfig:
 @dataclass
 class AlgoConfig:
     name: str = "f2a"
-    """Training algorithm, by name from the registry in ``ddgan.algorithms``: f2u, f2a,
+    """Training algorithm, by name from the registry in ``ddgan.core.algorithms``: f2u, f2a,
     f2u_balanced, mean (MD-GAN), gman, centralized, gossip, fedavg."""
     loss: str = "bce"
     """GAN loss: bce (non-saturating) or ls (least squares, the form of the F2U theorem)."""
@@ -176,10 +192,8 @@ class AlgoConfig:
     """fedavg: steps between weight averages of every node's G and D (weighted by shard size)."""
 
     def check(self, err) -> None:
-        from ddgan.algorithms import ALGORITHMS, LAMBDA_OBJECTIVES  # late: the registry imports the rules
-
-        if self.name not in ALGORITHMS:
-            err("name", self.name, f"unknown algorithm; choose one of {', '.join(ALGORITHMS)}")
+        if self.name not in TRAINERS:
+            err("name", self.name, f"unknown algorithm; choose one of {', '.join(TRAINERS)}")
         if self.loss not in LOSSES:
             err("loss", self.loss, f"choose {' or '.join(LOSSES)}")
         if self.lambda_init < 0:
@@ -198,8 +212,6 @@ class AlgoConfig:
             err("balance", self.balance, "choose equal or shard_size")
         if self.swap_every < 0:
             err("swap_every", self.swap_every, "must be >= 0")
-        from ddgan.select import SELECTORS
-
         if self.select not in SELECTORS:
             err("select", self.select, f"choose {', '.join(SELECTORS)}")
         if not 0 <= self.p_consider <= 1:
@@ -287,8 +299,6 @@ class CommConfig:
     def check(self, err) -> None:
         if self.backend not in ("auto", "gloo", "nccl"):
             err("backend", self.backend, "choose auto, gloo or nccl")
-        from ddgan.verdicts import EXCHANGES  # late: the exchange modes import the rules
-
         if self.exchange not in EXCHANGES:
             err("exchange", self.exchange, f"choose {' or '.join(EXCHANGES)}")
         if not self.timeout_s > 0:
@@ -353,7 +363,7 @@ class EvalConfig:
 
 @dataclass
 class DefenceConfig:
-    """The robust exchange's checks (comm.robust; ddgan/robust.py)."""
+    """The robust exchange's checks (comm.robust; ddgan/forgiver/robust.py)."""
 
     canaries: int = 4
     """Scrambled generated images hidden in every batch; a client that calls them real is suspect."""
@@ -386,7 +396,7 @@ class AttackConfig:
     """A dishonest client, to test and measure the defences (README, "Dishonest clients")."""
 
     kind: str = "none"
-    """none, always_real, inverted, noise, gradient_scale or gradient_flip (ddgan/attacks.py)."""
+    """none, always_real, inverted, noise, gradient_scale or gradient_flip (ddgan/forgiver/attacks.py)."""
     client: int = 0
     """The client that lies."""
     start: int = 0
@@ -395,8 +405,6 @@ class AttackConfig:
     """gradient_scale: the factor its gradient w.r.t. the generated batch is multiplied by."""
 
     def check(self, err) -> None:
-        from ddgan.attacks import ATTACKS
-
         if self.kind not in ATTACKS:
             err("kind", self.kind, f"choose one of {', '.join(ATTACKS)}")
         if self.client < 0:
@@ -543,20 +551,17 @@ def _build(raw: dict[str, Any], sources: dict[str, str]) -> Config:
 
 def _check_across_sections(cfg: Config, sources: dict[str, str]) -> None:
     """Checks that involve more than one section."""
-    from ddgan.algorithms import ALGORITHMS
-    from ddgan.secure import check as secure_check
-
     def err(key: str, value: Any, why: str) -> None:
         raise ConfigError(f"{sources.get(key, 'default')}: {key} = {value!r}: {why}")
 
-    trainer = ALGORITHMS[cfg.algo.name].trainer
+    trainer = TRAINERS[cfg.algo.name]
     if cfg.algo.name == "centralized" and cfg.partition.clients != 1:
         err("partition.clients", cfg.partition.clients, "algo centralized is one client holding all data; set 1")
     if cfg.train.generator_rank != "shared" and trainer != "forgiver":
         err("train.generator_rank", cfg.train.generator_rank, f"{cfg.algo.name} has a generator per node; "
             "a generator rank belongs to the forgiver-first algorithms")
     if cfg.comm.exchange == "secure":
-        secure_check(cfg, err)
+        _check_secure(cfg, err)
     if cfg.comm.robust and (trainer != "forgiver" or cfg.comm.exchange != "feedback"):
         err("comm.robust", cfg.comm.robust, "the robust exchange is a form of the feedback exchange of the "
             "forgiver-first algorithms (comm.exchange=feedback)")
@@ -579,8 +584,24 @@ def _check_across_sections(cfg: Config, sources: dict[str, str]) -> None:
             err(f"model.{key}", widths, f"needs one width per node ({cfg.partition.clients})")
         if trainer == "fedavg" and len(set(widths)) > 1:
             err(f"model.{key}", widths, "fedavg averages the nodes' weights, so every node needs the same width")
-    if trainer == "gossip":
-        graph_of(cfg)      # every graph error is a one-line ConfigError
+    # A gossip graph is checked where it is built, by ddgan.cli before any launch (nodes.topology).
+
+
+def _check_secure(cfg: Config, err) -> None:
+    """What secure aggregation (forgiver.secure) needs of the rest of the config."""
+    if cfg.algo.name not in SECURE_RULES:
+        err("comm.exchange", "secure", f"secure aggregation computes F2A and mean from sums over clients; "
+            f"{cfg.algo.name} is not a sum (e.g. F2U's per-sample max); choose algo.name f2a or mean")
+    if cfg.partition.clients < 2:
+        err("comm.exchange", "secure", "secure aggregation needs at least 2 clients (one client's sum is its own)")
+    if cfg.partition.clients > 127:
+        err("comm.exchange", "secure", "the fixed-point sums hold at most 127 clients")
+    if cfg.algo.name == "f2a" and cfg.algo.learn_lambda and cfg.algo.lambda_objective != "generator":
+        err("algo.lambda_objective", cfg.algo.lambda_objective, "secure aggregation supports the generator-side "
+            "objective only (the discriminator side needs every client's D on every client's real data)")
+    if cfg.algo.name == "f2a" and cfg.algo.lambda_max > SECURE_LAMBDA_MAX:
+        err("algo.lambda_max", cfg.algo.lambda_max, f"secure aggregation needs lambda <= {SECURE_LAMBDA_MAX:g}, so "
+            f"that F2A's weights exp(lambda (r - 1)) stay above the fixed-point resolution 2^-32")
 
 
 def parse_override(text: str) -> tuple[str, Any]:

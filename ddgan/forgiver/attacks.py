@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from ddgan import seeds
+from ddgan.core import seeds
 
 if TYPE_CHECKING:
-    from ddgan.config import Config
+    from ddgan.core.config import Config
 
 ATTACKS = ("none", "always_real", "inverted", "noise", "gradient_scale", "gradient_flip")   # ``attack.kind``
 SATURATED_REAL = {"bce": 10.0, "ls": 1.0}

@@ -17,16 +17,24 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ddgan import checkpoint, rundir, seeds
-from ddgan.comm import Comm
-from ddgan.config import Config
-from ddgan.distributed import Dist
-from ddgan.errors import TrainingError
-from ddgan.losses import g_loss
-from ddgan.models import Discriminator, frozen_forward
-from ddgan.preemption import StopRequest
-from ddgan.roles import DTYPES, Client, Drawn, GeneratorSide, load_role_state, role_state
-from ddgan.shard import load_shard
+from ddgan.core import seeds
+from ddgan.core.config import Config
+from ddgan.core.errors import TrainingError
+from ddgan.core.losses import g_loss
+from ddgan.core.models import Discriminator, frozen_forward
+from ddgan.data.shard import load_shard
+from ddgan.roles import (
+    DTYPES,
+    Client,
+    Drawn,
+    GeneratorSide,
+    load_role_state,
+    role_state,
+)
+from ddgan.runtime import checkpoint, rundir
+from ddgan.runtime.comm import Comm
+from ddgan.runtime.distributed import Dist
+from ddgan.runtime.preemption import StopRequest
 
 
 @dataclass

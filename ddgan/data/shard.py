@@ -7,12 +7,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ddgan import seeds
-from ddgan.datasets import Source, load_images, open_source
-from ddgan.partition import assign
+from ddgan.core import seeds
+from ddgan.data.datasets import Source, load_images, open_source
+from ddgan.data.partition import assign
 
 if TYPE_CHECKING:
-    from ddgan.config import Config
+    from ddgan.core.config import Config
 
 
 class Shard:

@@ -7,7 +7,7 @@ rank of its own; :mod:`ddgan.layout`). Per step, on every rank, in this order:
   1. generate  - rank 0 draws x = G(z); x (and lambda) are broadcast to every client;
   2. D step    - client k updates D_k on a real batch of its shard and on x;
   3. verdicts  - the clients' verdicts on x reach rank 0 through the exchange mode
-                 (:mod:`ddgan.verdicts`, :mod:`ddgan.secure`, :mod:`ddgan.robust`);
+                 (:mod:`ddgan.forgiver.exchange`, :mod:`ddgan.forgiver.secure`, :mod:`ddgan.forgiver.robust`);
   4. G step    - rank 0 updates G (and lambda) by the rule;
   5. swap      - every ``algo.swap_every`` steps the Ds move along a seeded permutation (MD-GAN);
   6. upkeep    - metrics, sample grids and checkpoints.
@@ -26,23 +26,32 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ddgan import checkpoint, rundir, seeds
-from ddgan.aggregate import RuleInputs
-from ddgan.algorithms import ALGORITHMS, lambda_objective
-from ddgan.attacks import Attack
-from ddgan.comm import Comm, copy_into, module_tensors
-from ddgan.config import Config
-from ddgan.distributed import Dist
-from ddgan.health import Health
-from ddgan.layout import GENERATOR_RANK, Layout
-from ddgan.models import BATCH_DEPENDENT_NORMS
-from ddgan.preemption import StopRequest
-from ddgan.robust import Defence, Plan, by_robust, checks
-from ddgan.roles import DTYPES, Client, Drawn, GeneratorSide, build_discriminator, load_role_state, role_state
-from ddgan.secure import Masks, by_secure
-from ddgan.shard import client_shards, load_shard
-from ddgan.temperature import distributed_lambda_grad
-from ddgan.verdicts import Verdict, by_feedback, by_params
+from ddgan.core import seeds
+from ddgan.core.aggregate import RuleInputs
+from ddgan.core.algorithms import ALGORITHMS, lambda_objective
+from ddgan.core.config import Config
+from ddgan.core.models import BATCH_DEPENDENT_NORMS
+from ddgan.data.shard import client_shards, load_shard
+from ddgan.forgiver.attacks import Attack
+from ddgan.forgiver.exchange import Verdict, by_feedback, by_params
+from ddgan.forgiver.layout import GENERATOR_RANK, Layout
+from ddgan.forgiver.robust import Defence, Plan, by_robust, checks
+from ddgan.forgiver.secure import Masks, by_secure
+from ddgan.forgiver.temperature import distributed_lambda_grad
+from ddgan.roles import (
+    DTYPES,
+    Client,
+    Drawn,
+    GeneratorSide,
+    build_discriminator,
+    load_role_state,
+    role_state,
+)
+from ddgan.runtime import checkpoint, rundir
+from ddgan.runtime.comm import Comm, copy_into, module_tensors
+from ddgan.runtime.distributed import Dist
+from ddgan.runtime.health import Health
+from ddgan.runtime.preemption import StopRequest
 
 
 def rule_inputs(cfg: Config, lam: Tensor, shares: Tensor) -> RuleInputs:

@@ -23,10 +23,10 @@ from typing import Any, Callable
 
 import torch
 
-from ddgan.comm import Comm
-from ddgan.config import Config, config_diff, config_from_dict
-from ddgan.errors import CheckpointError, ConfigError, TrainingError
-from ddgan.preemption import StopRequest
+from ddgan.core.config import Config, config_diff, config_from_dict
+from ddgan.core.errors import CheckpointError, ConfigError, TrainingError
+from ddgan.runtime.comm import Comm
+from ddgan.runtime.preemption import StopRequest
 
 # Fields a resumed run may change: how long and where it runs, how it logs and talks.
 RESUMABLE_CHANGES = ("train.steps", "train.resume", "run", "comm.timeout_s", "comm.backend", "train.device", "eval")

@@ -4,7 +4,7 @@ The networks start (G) or end (D) at a 4x4 map (7x7 for 28 pixels, 5x5 for Kosmo
 pixels: 5 -> 10 -> 20) and double/halve the side per stride-2 layer, so one pair of classes
 covers every supported size. An :class:`ArchSpec` fully
 describes a network, so a discriminator sent to another node can be rebuilt there even when the
-nodes use different widths. Nothing here communicates; see :mod:`ddgan.comm`.
+nodes use different widths. Nothing here communicates; see :mod:`ddgan.runtime.comm`.
 """
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ddgan.losses import g_loss, mixture_loss, realness
+from ddgan.core.losses import g_loss, mixture_loss, realness
 
 
 @dataclass
@@ -58,7 +58,7 @@ def f2a_discriminator_loss(out: Tensor, lam: Tensor, loss: str, real: bool) -> T
     """F2A's aggregate D_agg judged as a discriminator: its mean loss on a batch that is all real
     (``real``) or all generated, for the K x B outputs ``out``. Lambda's objective under
     ``algo.lambda_objective: discriminator``: the real term on each client's own real batch, the
-    fake term on the generated batch (see :mod:`ddgan.temperature`)."""
+    fake term on the generated batch (see :mod:`ddgan.forgiver.temperature`)."""
     weights = torch.softmax(lam * realness(loss, out), dim=0)
     return mixture_loss(loss, out, weights, real).mean()
 

@@ -10,13 +10,13 @@ float64 against a one-process reference):
   carries B scores and one image-sized gradient per client, whatever the size of D.
 * ``params``: every client's discriminator parameters and buffers are all-gathered; the generator
   rank evaluates each D_k on x itself and back-propagates the rule's loss directly.
-* ``secure``: F2A and mean from masked sums only (:mod:`ddgan.secure`); the generator rank and
+* ``secure``: F2A and mean from masked sums only (:mod:`ddgan.forgiver.secure`); the generator rank and
   the clients see sums over clients, never one client's scores or gradient.
 
-``comm.robust`` turns feedback into the robust exchange (:mod:`ddgan.robust`). A dedicated
+``comm.robust`` turns feedback into the robust exchange (:mod:`ddgan.forgiver.robust`). A dedicated
 generator rank (:mod:`ddgan.layout`) holds no client: it contributes an empty row to the gathers
 and zeros to the sums. Every function here runs collectives and must be called by all ranks in
-the same order; none reads a value on the host (see :mod:`ddgan.health` for NaNs).
+the same order; none reads a value on the host (see :mod:`ddgan.runtime.health` for NaNs).
 """
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ddgan.aggregate import RuleInputs
-from ddgan.attacks import Attack
-from ddgan.comm import Comm, module_tensors, pack, unpack
-from ddgan.layout import GENERATOR_RANK, Layout
-from ddgan.models import frozen_forward
+from ddgan.core.aggregate import RuleInputs
+from ddgan.core.models import frozen_forward
+from ddgan.forgiver.attacks import Attack
+from ddgan.forgiver.layout import GENERATOR_RANK, Layout
+from ddgan.runtime.comm import Comm, module_tensors, pack, unpack
 
 EXCHANGES = ("feedback", "params", "secure")       # ``comm.exchange``
 

@@ -44,7 +44,7 @@ gradients, and it checks them:
    c_ki it was asked for; the median of these norms over the active clients bounds each row at
    ``defence.clip`` x median x |c_ki|. A client that scales its gradient by 100 moves G no more
    than a client ``clip`` times steeper than the typical one.
-4. **F2A's lambda** (discriminator-side objective, :mod:`ddgan.temperature`): the clients' terms
+4. **F2A's lambda** (discriminator-side objective, :mod:`ddgan.forgiver.temperature`): the clients' terms
    arrive separately (a gather of one number each), a named client's term, scores and D leave the
    objective, and each term is bounded at ``clip`` x the median magnitude. Before this, a named
    ``always_real`` client still dragged lambda from 2.6 to 0.9, towards averaging, and G lost
@@ -69,17 +69,17 @@ from typing import TYPE_CHECKING, Callable
 import torch
 from torch import Tensor
 
-from ddgan import seeds
-from ddgan.aggregate import RuleInputs
-from ddgan.attacks import Attack
-from ddgan.comm import Comm
-from ddgan.layout import GENERATOR_RANK, Layout
-from ddgan.losses import realness
-from ddgan.models import frozen_forward
-from ddgan.verdicts import Verdict
+from ddgan.core import seeds
+from ddgan.core.aggregate import RuleInputs
+from ddgan.core.losses import realness
+from ddgan.core.models import frozen_forward
+from ddgan.forgiver.attacks import Attack
+from ddgan.forgiver.exchange import Verdict
+from ddgan.forgiver.layout import GENERATOR_RANK, Layout
+from ddgan.runtime.comm import Comm
 
 if TYPE_CHECKING:
-    from ddgan.config import Config
+    from ddgan.core.config import Config
 
 MEMORY = 0.9          # suspicion's exponential average keeps 0.9 of yesterday: about ten steps
 CHECK_EVERY = 10      # steps between the generator rank's host reads of the suspicion

@@ -11,11 +11,11 @@ from __future__ import annotations
 from itertools import combinations
 from typing import TYPE_CHECKING
 
-from ddgan import seeds
-from ddgan.errors import ConfigError
+from ddgan.core import seeds
+from ddgan.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from ddgan.config import Config, TopologyConfig
+    from ddgan.core.config import Config, TopologyConfig
 
 Graph = list[list[int]]
 TOPOLOGIES = ("ring", "path", "star", "random_regular", "erdos_renyi", "edges")   # ``topology.kind``

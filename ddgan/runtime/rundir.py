@@ -3,7 +3,7 @@
     <run.dir>/config.yaml               the resolved config of the run
     <run.dir>/metrics.jsonl             one JSON object per logged step
     <run.dir>/samples/step_NNNNNNN.png  sample grids from a fixed z (gossip/fedavg: node_K/ subfolders)
-    <run.dir>/checkpoints/step_NNNNNNN/ see ddgan.checkpoint
+    <run.dir>/checkpoints/step_NNNNNNN/ see ddgan.runtime.checkpoint
 
 Only rank 0 writes the shared files; checkpoints are written by every rank.
 """
@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
-from ddgan.config import Config, save_config
-from ddgan.errors import ConfigError
+from ddgan.core.config import Config, save_config
+from ddgan.core.errors import ConfigError
 
 
 def prepare(cfg: Config, is_main: bool) -> Path:

@@ -12,14 +12,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ddgan import seeds
-from ddgan.algorithms import ALGORITHMS, lambda_objective
-from ddgan.config import Config
-from ddgan.forgiver import client_shares, rule_inputs
-from ddgan.models import frozen_forward
+from ddgan.core import seeds
+from ddgan.core.algorithms import ALGORITHMS, lambda_objective
+from ddgan.core.config import Config
+from ddgan.core.models import frozen_forward
+from ddgan.data.shard import client_shards, load_shard
+from ddgan.forgiver.temperature import REAL_SAMPLES, lambda_grad
+from ddgan.forgiver.trainer import client_shares, rule_inputs
 from ddgan.roles import DTYPES, Client, Drawn, GeneratorSide
-from ddgan.shard import client_shards, load_shard
-from ddgan.temperature import REAL_SAMPLES, lambda_grad
 
 
 class Simulation:

@@ -24,12 +24,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ddgan.aggregate import f2a_discriminator_loss
-from ddgan.comm import Comm
-from ddgan.layout import GENERATOR_RANK, Layout
-from ddgan.models import frozen_forward
+from ddgan.core.aggregate import f2a_discriminator_loss
+from ddgan.core.models import frozen_forward
+from ddgan.forgiver.exchange import Verdict, gather_discriminators
+from ddgan.forgiver.layout import GENERATOR_RANK, Layout
 from ddgan.roles import Client
-from ddgan.verdicts import Verdict, gather_discriminators
+from ddgan.runtime.comm import Comm
 
 
 def lambda_grad(lam: Tensor, loss: str, real_out: Tensor | None, fake_out: Tensor | None) -> Tensor:

@@ -7,7 +7,7 @@ Every rank is a node with its own shard, G_k and D_k, all starting from the same
   2. sync       - every ``algo.sync_every`` steps, the parameters and float buffers of G and D become
                   their average over the nodes weighted by shard size (one all_reduce), and a checksum
                   of every replica is compared (an all_gather): they must be bit-identical;
-  3. upkeep     - metrics, per-node sample grids and checkpoints (:mod:`ddgan.nodes`).
+  3. upkeep     - metrics, per-node sample grids and checkpoints (:mod:`ddgan.nodes.local_gan`).
 Optimiser states stay local, as in FedGAN. Every node needs the same widths.
 """
 from __future__ import annotations
@@ -18,15 +18,15 @@ import zlib
 import torch
 from torch import Tensor
 
-from ddgan import nodes
-from ddgan.comm import Comm, module_tensors, pack
-from ddgan.config import Config
-from ddgan.distributed import Dist
-from ddgan.errors import TrainingError
-from ddgan.preemption import StopRequest
+from ddgan.core.config import Config
+from ddgan.core.errors import TrainingError
+from ddgan.nodes import local_gan
+from ddgan.runtime.comm import Comm, module_tensors, pack
+from ddgan.runtime.distributed import Dist
+from ddgan.runtime.preemption import StopRequest
 
 
-def averaged(node: nodes.Node) -> list[Tensor]:
+def averaged(node: local_gan.Node) -> list[Tensor]:
     """What a sync averages: the floating-point parameters and buffers of G_k and D_k."""
     tensors = [*module_tensors(node.generator.G).values(), *module_tensors(node.client.D).values()]
     return [t for t in tensors if t.is_floating_point()]
@@ -54,10 +54,10 @@ def sync(comm: Comm, tensors: list[Tensor], weight: float) -> None:
 
 def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
     """Run FedAvg-GAN to ``cfg.train.steps``; returns the last metrics record."""
-    run, node, start = nodes.start(cfg, ctx, comm, same_init=True)
+    run, node, start = local_gan.start(cfg, ctx, comm, same_init=True)
     sizes = comm.all_gather(torch.tensor([len(node.client.shard)], dtype=torch.int64), "shard sizes")
     weight = len(node.client.shard) / int(sizes.sum())
-    log, stop, step = nodes.NodeLog(run, ctx, comm), StopRequest(run, cfg.run.stop_check_every, ctx.is_main), start
+    log, stop, step = local_gan.NodeLog(run, ctx, comm), StopRequest(run, cfg.run.stop_check_every, ctx.is_main), start
     for step in range(start + 1, cfg.train.steps + 1):
         comm.step = step
         # -- 1. local GAN step
@@ -70,7 +70,7 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
         sent = comm.bytes_sent - bytes_before
         # -- 3. upkeep
         log.add({"d_loss": d_loss, "d_steps": d_steps, "g_loss": g, "bytes_sent": sent})
-        if nodes.upkeep(cfg, run, comm, node, log, stop, step, {"bytes_sent_last": sent}):
+        if local_gan.upkeep(cfg, run, comm, node, log, stop, step, {"bytes_sent_last": sent}):
             break
-    nodes.finish(cfg, run, comm, log, step)
+    local_gan.finish(cfg, run, comm, log, step)
     return log.last
