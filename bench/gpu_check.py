@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +74,8 @@ def rows(cpu: bool) -> list[Row]:
         Row("dedicated generator rank", many + 1, [*split, "algo.name=f2u_balanced", "train.generator_rank=dedicated"],
             "gloo"),
         Row(f"f2u, {many} clients", many, [*split, "algo.name=f2u"], "gloo", data="mnist"),
-        Row("robust MD-GAN, resumed at its swap step", many, [*split, "algo.name=mean", "comm.robust=true"], "gloo",
+        Row("robust MD-GAN, deterministic, resumed at its swap step", many,
+            [*split, "algo.name=mean", "comm.robust=true", "defence.seed=5", "train.deterministic=true"], "gloo",
             resume=True),
     ]
 
@@ -109,11 +111,15 @@ def train(row: Row, run: Path, args) -> dict:
     half = max(1, steps // 2)
     cfg = ["--config", str(ROOT / "configs" / "default.yaml"), *row.overrides, *size,
            f"train.device={device}", f"comm.backend={row.backend if not args.cpu else 'gloo'}",
-           f"run.dir={run}", f"run.log_every={max(1, steps // 3)}", f"run.sample_every={steps}",
+           f"run.log_every={max(1, steps // 3)}", f"run.sample_every={steps}",
            f"run.checkpoint_every={half}", "comm.timeout_s=120"]
-    # the resumed row swaps at exactly the step its first launch checkpoints and stops at
-    launches = [[f"train.steps={half}", f"algo.swap_every={half}"], [f"train.steps={steps}", f"algo.swap_every={half}"]] \
-        if row.resume else [[f"train.steps={steps}", "train.resume=never"]]
+    # the resumed row swaps at exactly the step its first launch checkpoints and stops at, then
+    # continues; an uninterrupted run beside it must end with the same bits
+    straight = run.with_name(run.name + "_straight")
+    swap = [f"algo.swap_every={half}"]
+    launches = [[f"run.dir={run}", f"train.steps={half}", *swap], [f"run.dir={run}", f"train.steps={steps}", *swap],
+                [f"run.dir={straight}", f"train.steps={steps}", *swap]] \
+        if row.resume else [[f"run.dir={run}", f"train.steps={steps}", "train.resume=never"]]
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "OMP_NUM_THREADS": "1" if args.cpu else "2"}
     start = time.perf_counter()
@@ -132,9 +138,30 @@ def train(row: Row, run: Path, args) -> dict:
     if code == 0:
         from ddgan.runtime.rundir import read_metrics
         out["steps_per_s"] = round(read_metrics(run)[-1]["steps_per_s"], 1)
+        if row.resume:
+            out["bit_identical"] = same_bits(run, straight, row.ranks)
     else:
         out["error"] = f"exit {code}: {said}"
     return out
+
+
+def same_bits(a: Path, b: Path, ranks: int) -> bool:
+    """Whether two runs' newest checkpoints hold the same tensors, bit for bit, on every rank."""
+    import torch
+
+    from ddgan.runtime.checkpoint import (
+        complete_checkpoints,
+        flat_state,
+        load_rank_file,
+    )
+
+    where_a, where_b = complete_checkpoints(a)[0], complete_checkpoints(b)[0]
+    for rank in range(ranks):
+        la, lb = flat_state(load_rank_file(where_a, rank)), flat_state(load_rank_file(where_b, rank))
+        if la.keys() != lb.keys() or not all(
+                torch.equal(v, lb[k]) if isinstance(v, torch.Tensor) else v == lb[k] for k, v in la.items()):
+            return False
+    return True
 
 
 def evaluate(run: Path, args) -> list[dict]:
@@ -187,16 +214,18 @@ def check(args) -> dict:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for row in rows(args.cpu):
+            if not any(fnmatch(row.name, pattern) for pattern in args.only):
+                continue
             if row.needs and importlib.util.find_spec(row.needs) is None:
                 result["rows"].append({"row": row.name, "ok": None, "skipped": f"{row.needs} is not installed"})
             else:
                 result["rows"].append(train(row, Path(tmp) / row.name.replace(" ", "_").replace(",", ""), args))
             print(format_row(result["rows"][-1]), flush=True)
-            if row.name == "centralized":
+            if row.name == "centralized" and result["rows"][-1]["ok"]:
                 result["rows"].append(plain_loop(args))
                 print(format_row(result["rows"][-1]), flush=True)
         f2a = Path(tmp) / "f2a_feedback"
-        if f2a.is_dir():
+        if f2a.is_dir() and args.eval_n > 0:
             for r in evaluate(f2a, args):
                 result["rows"].append(r)
                 print(format_row(r), flush=True)
@@ -219,6 +248,9 @@ def format_row(r: dict) -> str:
         what = f"{r['steps_per_s']} steps/s{fused}"
     else:
         what = f"ok, {r['steps_per_s']} steps/s"
+        if "bit_identical" in r:
+            what += "; ends bit for bit as an uninterrupted run" if r["bit_identical"] else \
+                "; NOT bit-identical to an uninterrupted run"
     where = f"{r['ranks']} rank(s), {r['backend']}, {r['data']}" if "ranks" in r else r.get("data", "")
     return f"| {r['row']} | {where} | {what} | {r.get('wall_s', '-')} |"
 
@@ -238,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path, help="a folder holding MNIST/raw (else the MNIST rows use digits)")
     parser.add_argument("--steps", type=int, help="steps per training row (default 300; --cpu: 6)")
     parser.add_argument("--eval-n", type=int, help="samples per evaluated checkpoint (default 5000; --cpu: 100)")
+    parser.add_argument("--only", nargs="+", default=["*"], metavar="GLOB", help="only the rows whose names match")
     parser.add_argument("--row-timeout", type=float, default=180.0, help="seconds before a row counts as failed")
     parser.add_argument("--cache", type=Path, help="ddgan.eval's classifier cache")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
@@ -254,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(result))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1))
-    return 0 if all(r["ok"] is not False for r in result["rows"]) else 1
+    return 0 if all(r["ok"] is not False and r.get("bit_identical", True) for r in result["rows"]) else 1
 
 
 if __name__ == "__main__":

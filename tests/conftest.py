@@ -11,6 +11,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from ddgan.runtime.checkpoint import flat_state  # noqa: F401  (the tests' exact comparisons)
 from ddgan.runtime.distributed import cpu_share
 
 # The suite's equivalences and bit-exact resumes are the CPU's (GPU kernels need train.deterministic,
@@ -102,20 +103,6 @@ def shared_data() -> Path:
     if not (SHARED_DATA / "MNIST" / "raw").is_dir():
         pytest.skip(f"real MNIST/Fashion-MNIST not at {SHARED_DATA} (only the project's own machines have it)")
     return SHARED_DATA
-
-
-def flat_state(state, prefix=""):
-    """A nested state (dicts, lists, tensors) as {dotted path: leaf}, for exact comparisons."""
-    out = {}
-    if isinstance(state, dict):
-        for k, v in state.items():
-            out.update(flat_state(v, f"{prefix}{k}."))
-    elif isinstance(state, (list, tuple)):
-        for i, v in enumerate(state):
-            out.update(flat_state(v, f"{prefix}{i}."))
-    else:
-        out[prefix] = state
-    return out
 
 
 def make_configs():

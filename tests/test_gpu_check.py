@@ -20,8 +20,9 @@ def test_gpu_check_runs_every_row_in_cpu_mode(tmp_path, digits_classifier_cache)
     result = json.loads(out.read_text())
     rows = {r["row"]: r for r in result["rows"]}
     for name in ("f2u", "f2a feedback", "f2a params", "f2a robust", "fedavg", "centralized", "f2a secure", "gossip",
-                 "MD-GAN swap", "dedicated generator rank", "f2u, 2 clients", "robust MD-GAN, resumed at its swap step"):
+                 "MD-GAN swap", "dedicated generator rank", "f2u, 2 clients", "robust MD-GAN, deterministic, resumed at its swap step"):
         assert rows[name]["ok"] and rows[name]["steps_per_s"] > 0, rows[name]
+    assert rows["robust MD-GAN, deterministic, resumed at its swap step"]["bit_identical"] is True
     assert rows["plain PyTorch loop (bench/plain_loop.py)"]["steps_per_s"] > 0
     evals = [r for r in result["rows"] if r["row"].startswith("eval ")]
     assert [r["row"] for r in evals] == ["eval step_0000003", "eval step_0000006"]

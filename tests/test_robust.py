@@ -182,3 +182,12 @@ def test_an_inverted_md_gan_client_is_named_by_the_first_swap_that_can_tell_it_a
     assert all(r["named"] == {} for r in read_metrics(tmp_path / "honest"))
     liar = read_metrics(tmp_path / "liar")
     assert [r["named"] for r in liar if r["step"] in (60, 70)] == [{}, {"1": 70}]
+
+
+def test_the_sorted_median_is_torchs_median_along_the_first_dimension():
+    from ddgan.forgiver.robust import lower_median
+    g = torch.Generator().manual_seed(0)
+    for rows in (1, 2, 3, 4, 7):
+        x = torch.rand(rows, 9, generator=g)
+        x[0, 0] = x[-1, 0]                  # ties too
+        assert torch.equal(lower_median(x), x.median(0).values)

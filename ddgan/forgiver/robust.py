@@ -92,6 +92,12 @@ SWAP_CHECK = ("its scores after the swap contradict those its D's last holder ga
               "holder contradicts its own")
 
 
+def lower_median(x: Tensor) -> Tensor:
+    """``x.median(0).values`` (the lower of the two middle values for an even count) through a sort:
+    torch's median along a dimension has no deterministic CUDA kernel (train.deterministic)."""
+    return x.sort(0).values[(x.shape[0] - 1) // 2]
+
+
 @dataclass
 class Echo:
     """The checks of a swap step, shown again in the next batch: each D's scores of them on both sides
@@ -200,7 +206,7 @@ class Defence:
             r = realness(loss, canary)
             # the median of the other active clients: a weak honest D may find canaries half real,
             # but not much realer than its peers do
-            peers = torch.stack([r[[j for j in self.active if j != k]].median(0).values for k in range(self.k)])
+            peers = torch.stack([lower_median(r[[j for j in self.active if j != k]]) for k in range(self.k)])
             evidence["canaries"] = (r - peers > CANARY_MARGIN).double().mean(1)
         if plan.probes:
             start = plan.generated + plan.canaries

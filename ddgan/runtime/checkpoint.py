@@ -29,7 +29,8 @@ from ddgan.runtime.comm import Comm
 from ddgan.runtime.preemption import StopRequest
 
 # Fields a resumed run may change: how long and where it runs, how it logs and talks.
-RESUMABLE_CHANGES = ("train.steps", "train.resume", "run", "comm.timeout_s", "comm.backend", "train.device", "eval")
+RESUMABLE_CHANGES = ("train.steps", "train.resume", "run", "comm.timeout_s", "comm.backend", "train.device",
+                     "train.deterministic", "eval")
 
 
 def step_dir(run_dir: Path, step: int) -> Path:
@@ -147,6 +148,20 @@ def read_manifest(where: Path) -> dict[str, Any]:
         raise CheckpointError(f"{where}: not a ddgan checkpoint (manifest format {manifest.get('format')!r})",
                               same_on_all_ranks=True)
     return manifest
+
+
+def flat_state(state, prefix=""):
+    """A nested state (dicts, lists, tensors) as {dotted path: leaf}, for exact comparisons."""
+    out = {}
+    if isinstance(state, dict):
+        for k, v in state.items():
+            out.update(flat_state(v, f"{prefix}{k}."))
+    elif isinstance(state, (list, tuple)):
+        for i, v in enumerate(state):
+            out.update(flat_state(v, f"{prefix}{i}."))
+    else:
+        out[prefix] = state
+    return out
 
 
 def complete_checkpoints(run_dir: Path) -> list[Path]:

@@ -84,6 +84,18 @@ def cpu_share(processes: int) -> int:
     return max(1, (os.cpu_count() or 1) // max(1, processes))
 
 
+def make_deterministic() -> None:
+    """Kernels that give the same bits on every run (train.deterministic): on a GPU, no TF32, cuDNN's
+    deterministic algorithms without autotuning, and cuBLAS on a fixed workspace; an op with no
+    deterministic kernel raises instead of running. The CPU's kernels already are deterministic."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True
+    torch.use_deterministic_algorithms(True)
+
+
 @contextmanager
 def process_group(cfg: Config) -> Iterator[Dist]:
     """Join (or, alone, create) the default process group; always destroy it on the way out."""
@@ -94,6 +106,8 @@ def process_group(cfg: Config) -> Iterator[Dist]:
     device, backend = _device_and_backend(cfg, local_rank, dist.get_backend() if dist.is_initialized() else None)
     if device.type == "cpu":
         torch.set_num_threads(cpu_share(local_world))
+    if cfg.train.deterministic:
+        make_deterministic()
     if dist.is_initialized():
         # Called from a program that owns the group already (tests, notebooks): use it, leave it.
         yield Dist(dist.get_rank(), dist.get_world_size(), local_rank, device, backend)
