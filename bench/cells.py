@@ -173,11 +173,16 @@ def table_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train only the cells whose names match (e.g. 'mnist_*_s0_*'); the tables show all")
 
 
+# Keys added to ddgan whose default does not reproduce what came before them: the value a stored
+# cell without the key ran with (its samples came from the raw G before the averaged generator).
+IMPLIED = {("train", "g_ema"): 0.0}
+
+
 def same_config(stored: dict | None, now: dict) -> bool:
     """Whether a stored cell was trained with the config it resolves to now. A key added to ddgan
-    after the cell was stored counts as the same when it holds its default (the new option did not
-    exist then, so the cell ran as if it held the default); a key ddgan has dropped since is ignored
-    (what a cell varies is in its name)."""
+    after the cell was stored counts as the same when it holds the value the cell ran as if it held:
+    its default (the new option did not exist then), or what IMPLIED says; a key ddgan has dropped
+    since is ignored (what a cell varies is in its name)."""
     if stored is None:
         return False
     defaults = Config().to_dict()
@@ -186,7 +191,7 @@ def same_config(stored: dict | None, now: dict) -> bool:
             if key in stored.get(section, {}):
                 if stored[section][key] != value:
                     return False
-            elif value != defaults[section].get(key):
+            elif value != IMPLIED.get((section, key), defaults[section].get(key)):
                 return False
     return True
 

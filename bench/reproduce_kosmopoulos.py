@@ -78,7 +78,7 @@ def svm(results: Results, c: Cell, key: str, args, svm_train: int, scale: bool =
         if evaluated is None:
             run = results.runs / c.name
             cmd = [sys.executable, "-m", "ddgan.eval", "--run", str(run), "--n", "500", "--cache", str(CLASSIFIERS),
-                   "--svm-train", str(svm_train), *flags]
+                   "--svm-train", str(svm_train), "--inception", "off", *flags]
             if step is not None:
                 cmd += ["--checkpoint", str(run / "checkpoints" / f"step_{step:07d}")]
             proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)

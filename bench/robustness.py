@@ -85,7 +85,7 @@ def classes_result(results: Results, c: Cell, root: Path) -> dict | None:
     if not complete_checkpoints(run):        # the run was cleared since: its row shows no honest-class fid
         return r
     proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run), "--svm-train", "0", "--cache",
-                           str(CLASSIFIERS), "--classes", *map(str, HONEST_CLASSES)], cwd=ROOT, capture_output=True,
+                           str(CLASSIFIERS), "--inception", "off", "--classes", *map(str, HONEST_CLASSES)], cwd=ROOT, capture_output=True,
                           text=True)
     if proc.returncode:
         raise SystemExit(f"evaluation of {run} failed:\n{proc.stderr[-2000:]}")

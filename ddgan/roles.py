@@ -8,6 +8,7 @@ tolerance; ``state_dict()`` makes both checkpointable.
 """
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -118,6 +119,9 @@ class GeneratorSide:
     lam_max: float
     noise: torch.Generator            # the stream of z, on the CPU so every device draws the same
     fixed_z: Tensor                   # the z of every sample grid
+    ema: Generator | None = None      # the averaged generator (train.g_ema), None when off
+    ema_decay: float = 0.0
+    ema_updates: int = 0
 
     @classmethod
     def build(cls, cfg: Config, device: torch.device, learns_lambda: bool, node: int | None = None,
@@ -130,8 +134,10 @@ class GeneratorSide:
         lam_opt = torch.optim.Adam([lam], lr=cfg.algo.lambda_lr) if learns_lambda else None
         fixed = torch.randn(64, cfg.model.z_dim, generator=seeds.torch_generator(cfg.train.seed, "fixed_noise"),
                             dtype=torch.float32).to(device=device, dtype=dtype)
+        ema = copy.deepcopy(G).requires_grad_(False) if cfg.train.g_ema > 0 else None
         return cls(G, make_optimizer(G.parameters(), cfg, cfg.train.lr_g), lam, lam_opt, cfg.algo.lambda_max,
-                   seeds.torch_generator(cfg.train.seed, "noise", *([] if node is None else [node])), fixed)
+                   seeds.torch_generator(cfg.train.seed, "noise", *([] if node is None else [node])), fixed,
+                   ema, cfg.train.g_ema)
 
     def draw(self, n: int, stash: bool = False) -> Drawn:
         """A batch from fresh z. ``stash``: through a copy of the current parameters, so that the
@@ -152,7 +158,20 @@ class GeneratorSide:
 
     @torch.no_grad()
     def samples(self) -> Tensor:
-        return frozen_forward(self.G, self.fixed_z)
+        """The sample grid's images, from the averaged generator where there is one."""
+        return frozen_forward(self.ema if self.ema is not None else self.G, self.fixed_z)
+
+    @torch.no_grad()
+    def _average(self) -> None:
+        """One step of the averaged generator; the decay ramps up with the updates, so that the
+        average is not held back by the first, untrained weights. Buffers (batchnorm's running
+        statistics) are copied: they already are averages."""
+        self.ema_updates += 1
+        decay = min(self.ema_decay, (1 + self.ema_updates) / (10 + self.ema_updates))
+        for avg, p in zip(self.ema.parameters(), self.G.parameters()):
+            avg.lerp_(p, 1.0 - decay)
+        for avg, b in zip(self.ema.buffers(), self.G.buffers()):
+            avg.copy_(b)
 
     def step(self, drawn: Drawn, grad_x: Tensor | None = None, loss: Tensor | None = None,
              lam_grad: Tensor | None = None) -> None:
@@ -171,17 +190,25 @@ class GeneratorSide:
         if self.lam_opt is not None and lam_grad is not None:
             self.lam.grad = lam_grad
         self.opt.step()
+        if self.ema is not None:
+            self._average()
         if self.lam_opt is not None:
             self.lam_opt.step()
             with torch.no_grad():
                 self.lam.clamp_(0.0, self.lam_max)
 
     def state_dict(self) -> dict:
+        averaged = {"G_ema": self.ema.state_dict(), "ema_updates": self.ema_updates} if self.ema is not None else {}
         return {"G": self.G.state_dict(), "G_opt": self.opt.state_dict(), "lam": self.lam.detach().clone(),
-                "lam_opt": self.lam_opt.state_dict() if self.lam_opt else {}, "noise": self.noise.get_state()}
+                "lam_opt": self.lam_opt.state_dict() if self.lam_opt else {}, "noise": self.noise.get_state(),
+                **averaged}
 
     def load_state_dict(self, state: dict) -> None:
         self.G.load_state_dict(state["G"])
+        if self.ema is not None:
+            # a checkpoint written before the average existed starts it from G
+            self.ema.load_state_dict(state.get("G_ema", state["G"]))
+            self.ema_updates = int(state.get("ema_updates", 0))
         self.opt.load_state_dict(state["G_opt"])
         with torch.no_grad():
             self.lam.copy_(state["lam"])

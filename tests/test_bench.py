@@ -153,3 +153,15 @@ def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trai
     table = grid(results, args)
     assert "Not run yet" not in table
     assert "| uniform < standalone | 0.50 | 1.00 | yes (within noise) (2 seeds) |" in table
+
+
+def test_a_cell_stored_before_the_averaged_generator_is_stale_unless_it_asks_for_the_raw_g():
+    """Its samples came from the raw G: it matches g_ema = 0, not the new default."""
+    from bench.cells import same_config
+    cell = Cell("digits", "non_ovl", "f2a", "spectral", 0, 40)
+    now = resolved(cell, Path("/data"))
+    before = json.loads(json.dumps(now))
+    del before["train"]["g_ema"]
+    assert not same_config(before, now)
+    raw = resolved(Cell("digits", "non_ovl", "f2a", "spectral", 0, 40, "raw", ("train.g_ema=0",)), Path("/data"))
+    assert same_config(before, raw) and same_config(now, now)

@@ -182,3 +182,27 @@ def test_the_core_and_the_roles_never_import_torch_distributed():
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
         names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
         assert not any("distributed" in n for n in names), module
+
+
+def test_the_averaged_generator_follows_its_ramped_decay_and_leaves_g_alone():
+    """Each G step moves the average towards G by 1 - min(g_ema, (1 + n) / (10 + n)); the grid is
+    drawn from the average; g_ema = 0 keeps none."""
+    from ddgan.roles import GeneratorSide
+    cfg = load_config(None, ["model.g_width=4", "model.z_dim=8", "data.image_size=8", "train.g_ema=0.5"])
+    side = GeneratorSide.build(cfg, torch.device("cpu"), learns_lambda=False)
+    expect = [p.detach().clone() for p in side.ema.parameters()]
+    for n in range(1, 4):
+        drawn = side.draw(4)
+        side.step(drawn, loss=drawn.x.square().mean())
+        decay = min(0.5, (1 + n) / (10 + n))
+        expect = [e * decay + p.detach() * (1 - decay) for e, p in zip(expect, side.G.parameters())]
+    for e, avg, p in zip(expect, side.ema.parameters(), side.G.parameters()):
+        assert torch.allclose(avg, e, atol=1e-7) and not avg.requires_grad
+    assert any(not torch.equal(a, p) for a, p in zip(side.ema.parameters(), side.G.parameters()))
+    assert side.state_dict()["ema_updates"] == 3 and "G_ema" in side.state_dict()
+    ema_only = torch.func.functional_call(side.G, dict(side.ema.named_parameters()) | dict(side.ema.named_buffers()),
+                                          (side.fixed_z,))
+    assert torch.allclose(side.samples(), ema_only.detach(), atol=1e-6)
+    plain = GeneratorSide.build(load_config(None, ["model.g_width=4", "model.z_dim=8", "data.image_size=8",
+                                                   "train.g_ema=0"]), torch.device("cpu"), learns_lambda=False)
+    assert plain.ema is None and "G_ema" not in plain.state_dict()

@@ -30,6 +30,8 @@ def _assert_same_models(where, sim: Simulation, label, first_client_rank: int = 
     gen_state = load_rank_file(where, 0)["generator"]
     for name, ref in sim.generator.G.state_dict().items():
         assert _rel(gen_state["G"][name], ref) < 1e-5, (label, name)
+    for name, ref in sim.generator.ema.state_dict().items():
+        assert _rel(gen_state["G_ema"][name], ref) < 1e-5, (label, "G_ema", name)
     assert _rel(gen_state["lam"], sim.generator.lam.detach()) < 1e-5, label
     for k, c in enumerate(sim.clients):
         d_state = load_rank_file(where, first_client_rank + k)["client"]["D"]

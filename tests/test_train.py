@@ -56,6 +56,11 @@ def test_two_rank_run_on_digits_writes_every_output(tmp_path):
     assert sample.returncode == 0, sample.stderr
     images = np.load(out)["images"]
     assert images.shape == (70, 1, 16, 16) and images.dtype == np.uint8 and images.std() > 10
+    # the default is the averaged generator (train.g_ema); --raw draws from the trained one itself
+    raw = subprocess.run([sys.executable, "-m", "ddgan.sample", "--run", str(run), "--n", "70", "--raw", "--out",
+                          str(tmp_path / "raw.npz")], capture_output=True, text=True)
+    assert raw.returncode == 0, raw.stderr
+    assert not np.array_equal(np.load(tmp_path / "raw.npz")["images"], images)
 
 
 def test_wrong_world_size_is_a_clear_error_said_once(tmp_path):

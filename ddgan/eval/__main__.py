@@ -43,10 +43,13 @@ def target_classes(cfg) -> list[int]:
 def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path = DEFAULT_CACHE, seed: int = 0,
              svm_train: int = 2000, svm_test: int = 1000, log=print, inception_weights: str | None = None,
              inception_network=None, classes: list[int] | None = None, svm_scale: bool = True,
-             device: str = "auto") -> dict:
+             device: str = "auto", raw: bool = False, use_inception: str = "auto") -> dict:
     """``inception_network``: a stand-in for the FID Inception network (tests); by default it is
     loaded from ``inception_weights`` (else the run's eval.inception_weights, else torch's hub cache).
     ``classes``: also report fid_classifier on these classes alone (``fid_classifier_classes``).
+    ``use_inception``: on, off, or auto: on where the networks run on a GPU (Inception costs
+    about 0.6 s per image on 2 CPU cores, and the reference statistics as many images again, once).
+    ``raw``: score the trained generator itself, not its average (train.g_ema).
     ``device``: where the networks run (auto: the GPU where there is one); noise and subsets are drawn
     on the CPU, so a GPU evaluation scores the same samples as a CPU one."""
     run = Path(run)
@@ -67,27 +70,38 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
 
     per_node = ALGORITHMS[cfg.algo.name].trainer != "forgiver"
     nodes = range(world) if per_node else [0]
-    network, why_not = (inception_network, "") if inception_network is not None else \
-        inception.load_network(inception_weights or cfg.eval.inception_weights)
+    if inception_network is not None:
+        network, name, why_not = inception_network, "", ""
+    elif use_inception == "on" or (use_inception == "auto" and device.type == "cuda"):
+        network, name, why_not = inception.load_network(inception_weights or cfg.eval.inception_weights)
+    else:
+        network, name, why_not = None, "", (f"not computed: --inception {use_inception}" + (
+            " skips it on the CPU (about 0.6 s per image; --inception on computes it)" if use_inception == "auto" else ""))
     if network is not None:
         network.to(device)
+        # the reference: n seeded training images, their statistics cached once (a stand-in network: never)
+        ref_x, _ = classifier.real_split(cfg.data, train=True, limit=n, seed=seed)
+        key = f"{name}_{classifier.cache_name(cfg.data, seed)}_train{len(ref_x)}"
+        reference = inception.reference_stats(network, key, ref_x, Path(cache).parent / "inception" if name else None)
     generators, grids, fids = {}, {}, {}
     for node in nodes:
-        fake = generate(load_generator(where, node)[0].to(device), n, seed=seed)
+        fake = generate(load_generator(where, node, raw)[0].to(device), n, seed=seed)
         probs, features = clf.run(fake)
         generators[str(node)] = metrics.summarize(probs, features, real_features, target)
         if classes:
             fid = metrics.fid_on_classes(probs, features, real_features, real_y, classes)
             generators[str(node)].update(classes=sorted(classes), fid_classifier_classes=fid and round(fid, 4))
         if network is not None:
-            fids[str(node)] = round(inception.inception_fid(network, fake, real_x), 4)
+            fids[str(node)] = round(inception.inception_fid(network, fake, reference), 4)
         grids[node] = out / f"samples_node_{node}.png"
         save_grid(fake[:64], grids[node])
     result = {"run": str(run), "checkpoint": str(where), "step": manifest["step"], "world_size": world,
-              "device": str(device),
+              "device": str(device), "raw_generator": raw,
               "algo": cfg.algo.name, "dataset": cfg.data.name,
               "classifier": {"accuracy": clf.accuracy, "path": str(clf.path), "n_classes": clf.n_classes},
-              "inception_fid": {"value": fids, "samples": n} if network is not None else {"value": None, "reason": why_not},
+              "inception_fid": {"value": fids, "samples": n, "reference": f"{len(ref_x)} training images",
+                                "network": name or "stand-in"} if network is not None else
+              {"value": None, "reason": why_not},
               "generators": generators}
     if svm_train > 0:
         from ddgan.eval import (
@@ -131,6 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inception-weights", type=Path,
                         help=f"the FID Inception weights ({inception.WEIGHTS_FILE}); default: the run's "
                              f"eval.inception_weights, else torch's hub cache. Never downloaded")
+    parser.add_argument("--inception", default="auto", choices=["auto", "on", "off"],
+                        help="Inception FID: auto (default) computes it where the networks run on a GPU; on the "
+                             "CPU it costs about 0.6 s per image, so there only --inception on does")
+    parser.add_argument("--raw", action="store_true",
+                        help="score the trained generator itself, not its average (train.g_ema)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                         help="where the networks run (default auto: the GPU where there is one)")
 
@@ -139,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
             raise CheckpointError(f"--run {args.run}: no such run directory")
         r = evaluate(args.run, args.checkpoint, args.n, args.cache, args.seed, args.svm_train, args.svm_test,
                      inception_weights=args.inception_weights, classes=args.classes, svm_scale=not args.svm_no_scale,
-                     device=args.device)
+                     device=args.device, raw=args.raw, use_inception=args.inception)
         for node, m in r["generators"].items():
             print(f"generator {node}: {m['classes_covered']} classes covered ({m['confident_classes_covered']} "
                   f"confidently, {100 * m['confident_fraction']:.1f} % confident), fid_classifier "

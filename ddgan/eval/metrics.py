@@ -61,10 +61,16 @@ def _sqrt_psd(matrix: np.ndarray) -> np.ndarray:
     return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
 
 
-def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+def gaussian(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance of N x D features, in float64."""
+    features = np.asarray(features, np.float64)
+    return features.mean(0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray | tuple[np.ndarray, np.ndarray]) -> float:
+    """Frechet distance between Gaussians fitted to features ``a`` and ``b`` (``b`` may be given as
+    its mean and covariance already, e.g. cached reference statistics)."""
+    (mu_a, cov_a), (mu_b, cov_b) = gaussian(a), (b if isinstance(b, tuple) else gaussian(b))
     root_a = _sqrt_psd(cov_a)
     middle = np.linalg.eigvalsh((root_a @ cov_b @ root_a + (root_a @ cov_b @ root_a).T) / 2)
     trace_sqrt = np.sqrt(np.clip(middle, 0, None)).sum()
