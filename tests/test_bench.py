@@ -23,6 +23,7 @@ from conftest import ROOT
     ("reproduce_f2u.py", ["| digits | classes | f2u | 1 |", "**Orderings**", "f2u_digits_classes.png"]),
     ("reproduce_kosmopoulos.py", ["| standalone |", "| info-gain < uniform |", "kosmopoulos_nodes.png"]),
     ("robustness.py", ["| f2u | honest | robust |", "| f2u | always_real | robust |"]),
+    ("convergence.py", ["| rule | 20 | 40 |", "| centralized | ", "| f2a | "]),
 ])
 def test_quick_smoke_run(tmp_path, digits_classifier_cache, script, expect):
     store = ROOT / "bench" / "results.json"

@@ -1,0 +1,150 @@
+"""How far each rule is from converged: fid_classifier and classes covered against steps, MNIST Non-OVL.
+
+    python bench/convergence.py                                   # every curve, resumable (hours on 2 cores)
+    python bench/convergence.py --only 'mnist_non_ovl_centralized*'
+    python bench/convergence.py --report                          # only rebuild the table and the figure
+    python bench/convergence.py --quick                           # a smoke run on digits, printed only
+
+One cell per rule (seed 0, the paper configs, the default D), checkpointed every ``--every`` steps
+(1,500); every checkpoint is scored by ``ddgan.eval`` on 10,000 samples of the averaged generator.
+Centralized, f2a and f2u_balanced train 15,000 steps (20 epochs of MNIST at batch 64, as Lucic et
+al. 2018 train it), f2u and MD-GAN 6,000. A cell resumes like every bench cell (``touch
+runs/bench/cells/<cell>/STOP`` checkpoints it and ends the script; the same command continues it),
+and its curve is stored with it in bench/results.json, one evaluation per checkpoint as it is made,
+so an interrupted scoring resumes too. Inception FID is not computed here (on 2 CPU cores it costs
+about 0.6 s per image); ``--inception on`` asks for it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.cells import QUICK, QUICK_CLIENTS, ROOT, Cell, Results, table_arguments  # noqa: E402
+from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
+from bench.report import publish_table  # noqa: E402
+from ddgan.runtime.checkpoint import complete_checkpoints  # noqa: E402
+
+STEPS = {"centralized": 15000, "f2a": 15000, "f2u_balanced": 15000, "f2u": 6000, "mdgan": 6000}
+FIGURE = ROOT / "docs" / "figures" / "convergence_mnist_non_ovl.png"
+
+
+def curve_cell(rule: str, every: int, quick: bool) -> Cell:
+    if quick:
+        clients = () if rule == "centralized" else QUICK_CLIENTS
+        return Cell("digits", "classes", rule, DEFAULT_NORM, 0, 2 * every, "curve",
+                    (*QUICK, *clients, f"run.checkpoint_every={every}"))
+    base = rule_cell("mnist", rule, DEFAULT_NORM, 0, STEPS[rule])
+    variant = f"{base.variant}-curve" if base.variant else "curve"
+    return Cell(base.dataset, base.split, base.rule, base.norm, base.seed, base.steps, variant,
+                (*base.extra, f"run.checkpoint_every={every}"))
+
+
+def point(evaluated: dict) -> dict:
+    g = evaluated["generators"]["0"]
+    return {"fid_classifier": round(g["fid_classifier"], 2), "classes": g["classes_covered"],
+            "confident": g["confident_classes_covered"],
+            "inception_fid": (evaluated["inception_fid"]["value"] or {}).get("0")}
+
+
+def score(results: Results, cell: Cell, args) -> dict | None:
+    """Train the cell (unless stored), then evaluate each of its checkpoints not yet on its curve."""
+    result = results.run(cell, args.root, n=args.n, eval_args=["--inception", args.inception])
+    if result is None:
+        return None
+    curve = {int(k): v for k, v in result.get("curve", {}).items()}
+    curve.setdefault(result["step"], point(result))          # the cell's own evaluation: its last checkpoint
+    run_dir = results.runs / cell.name
+    for where in sorted(complete_checkpoints(run_dir), key=lambda p: p.name):
+        step = int(where.name.removeprefix("step_"))
+        if step in curve:
+            continue
+        proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run_dir), "--checkpoint", str(where),
+                               "--n", str(args.n), "--svm-train", "0", "--inception", args.inception],
+                              cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode:
+            raise SystemExit(f"evaluation of {where} failed:\n{proc.stderr[-2000:]}")
+        curve[step] = point(json.loads((run_dir / "eval.json").read_text()))
+        result["curve"] = {str(k): v for k, v in sorted(curve.items())}
+        results.add(cell.name, result)
+        print(f"  {cell.name} step {step}: {curve[step]}", flush=True)
+    if "curve" not in result:
+        result["curve"] = {str(k): v for k, v in sorted(curve.items())}
+        results.add(cell.name, result)
+    return result
+
+
+def table(results: Results, cells: dict[str, Cell], args) -> str:
+    steps = sorted({s for c in cells.values() for s in range(args.every, c.steps + 1, args.every)})
+    head = "| rule | " + " | ".join(f"{s:,}" for s in steps) + " |"
+    lines = [head, "| --- |" + " --- |" * len(steps)]
+    for rule, cell in cells.items():
+        done = results.get(cell, args.root) or {}
+        curve = done.get("curve", {})
+        row = [(f"{curve[str(s)]['fid_classifier']:.1f}, {curve[str(s)]['classes']} ({curve[str(s)]['confident']})"
+                if str(s) in curve else ("-" if s > cell.steps else "not run")) for s in steps]
+        lines.append(f"| {rule} | " + " | ".join(row) + " |")
+    missing = [c.name for c in cells.values() if not (results.get(c, args.root) or {}).get("curve")]
+    note = (f"\n\nNot run yet: {', '.join(missing)} (`python bench/convergence.py --only NAME`)." if missing else "")
+    return (f"Cells: fid_classifier, classes covered (confidently), on {args.n:,} samples of the averaged generator, "
+            "per checkpoint.\n\n" + "\n".join(lines) + note + (f"\n\n![convergence]({FIGURE.relative_to(ROOT)})"
+                                                               if FIGURE.exists() else ""))
+
+
+def figure(results: Results, cells: dict[str, Cell], args) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    drawn = False
+    for rule, cell in cells.items():
+        curve = (results.get(cell, args.root) or {}).get("curve", {})
+        if not curve:
+            continue
+        steps = sorted(int(s) for s in curve)
+        left.plot(steps, [curve[str(s)]["fid_classifier"] for s in steps], marker="o", label=rule)
+        right.plot(steps, [curve[str(s)]["confident"] for s in steps], marker="o", label=rule)
+        drawn = True
+    if not drawn:
+        plt.close(fig)
+        return
+    left.set(xlabel="step", ylabel="fid_classifier (lower is better)", yscale="log")
+    right.set(xlabel="step", ylabel="classes covered confidently", ylim=(0, 10.5))
+    left.legend()
+    fig.suptitle("MNIST Non-OVL, 5 clients, seed 0")
+    fig.tight_layout()
+    FIGURE.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(FIGURE, dpi=90)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    table_arguments(parser)
+    parser.add_argument("--quick", action="store_true", help="a smoke run on digits, printed only")
+    parser.add_argument("--every", type=int, default=1500, help="steps between scored checkpoints (default 1500)")
+    parser.add_argument("--n", type=int, default=10000, help="samples per scored checkpoint (default 10000)")
+    parser.add_argument("--inception", default="off", choices=["auto", "on", "off"],
+                        help="Inception FID per checkpoint (default off: about 0.6 s per image on 2 CPU cores)")
+    parser.add_argument("--rules", nargs="+", default=list(STEPS), choices=list(STEPS))
+    args = parser.parse_args()
+    if args.quick:
+        args.every, args.n, args.rules = 20, 200, ["centralized", "f2a"]
+        args.out = args.out.with_name(args.out.name + "_quick")
+    results = Results.of(args)
+    cells = {rule: curve_cell(rule, args.every, args.quick) for rule in args.rules}
+    if not args.report:
+        for cell in cells.values():
+            score(results, cell, args)
+    if not args.quick:
+        figure(results, cells, args)
+    publish_table("convergence", "Convergence: MNIST Non-OVL against steps", table(results, cells, args), args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
