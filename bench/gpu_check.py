@@ -94,7 +94,7 @@ def last_line(text: str) -> str:
     """ddgan's own one-line error where there is one, else the last exception line that is not torchrun's."""
     lines = [l for l in text.splitlines() if l.strip()]
     ours = [l for l in lines if l.startswith("error:")]
-    raised = [l for l in lines if "Error" in l and "torch.distributed.elastic" not in l]
+    raised = [l for l in lines if "Error: " in l and "ChildFailedError" not in l]     # "[rank0]: RuntimeError: ..."
     return (ours or raised or lines or ["(no output)"])[-1].strip()[:240]
 
 

@@ -1,6 +1,10 @@
 """Print how many ranks a config needs: one per client, plus a dedicated generator rank if asked for.
 
     python -m ddgan.layout --config configs/paper/mnist_non_ovl_f2a.yaml train.generator_rank=dedicated
+    python -m ddgan.layout --check-data --config ...   # also open the training data (the launchers do)
+
+Errors in the config (and, with ``--check-data``, a data set that is not at data.root) print one
+line and exit 2: the launchers run this before torchrun starts any rank.
 """
 from __future__ import annotations
 
@@ -8,10 +12,21 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ddgan.cli import print_for_config
+    from ddgan.cli import config_parser, parse_args, run_cli
     from ddgan.forgiver.layout import world_size
 
-    return print_for_config("ddgan.layout", __doc__.split("\n\n")[0], world_size, argv)
+    parser = config_parser("ddgan.layout", __doc__.split("\n\n")[0])
+    parser.add_argument("--check-data", action="store_true",
+                        help="also open the training split at data.root (one line and exit 2 when it is not there)")
+
+    def body(args) -> int:
+        if args.check_data:
+            from ddgan.data.datasets import open_source
+            open_source(args.config.data, train=True)
+        print(world_size(args.config))
+        return 0
+
+    return run_cli(lambda: parse_args("ddgan.layout", "", argv, parser), body)
 
 
 if __name__ == "__main__":

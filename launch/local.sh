@@ -20,7 +20,7 @@ PY
 local_train() {
     local device="$1" backend="$2" config="$3"; shift 3
     local nproc run_dir
-    nproc="$(python -m ddgan.layout --config "$config" "$@")" || exit 2
+    nproc="$(python -m ddgan.layout --check-data --config "$config" "$@")" || exit 2
     run_dir="$(resolved run.dir "$config" "$@")" || exit 2
     if [ "$device" = cuda ]; then
         local gpus

@@ -11,6 +11,8 @@ CONFIG="${CONFIG:-configs/default.yaml}"
 if [ -z "${PYTHON:-}" ]; then
     if [ -x .venv/bin/python ]; then PYTHON="$PWD/.venv/bin/python"; else PYTHON=python3; fi
 fi
+# the config and the data, checked once here (one line, exit 2) before any rank starts
+"$PYTHON" -m ddgan.layout --check-data --config "$CONFIG" "$@" > /dev/null || exit 2
 RUN_DIR="$("$PYTHON" -c 'import sys; from ddgan.core.config import load_config; print(load_config(sys.argv[1], sys.argv[2:]).run.dir)' "$CONFIG" "$@")" || exit 2
 mkdir -p "$RUN_DIR"
 echo "[job ${SLURM_JOB_ID:-?}] $(date -Is) nodes=${SLURM_JOB_NODELIST:-?} config=$CONFIG run_dir=$RUN_DIR restarts=${SLURM_RESTART_COUNT:-0}"

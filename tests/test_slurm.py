@@ -8,6 +8,7 @@ started. It skips, saying why, only where that is impossible (not root, or no ap
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,3 +114,32 @@ def test_sbatch_the_project_template_on_a_real_local_slurm(tmp_path):
         assert (run / "config.yaml").exists()
     finally:
         subprocess.run(["bash", "slurm/local-cluster.sh", "stop"], cwd=ROOT, env=env, capture_output=True, timeout=60)
+
+
+def _sbatch_lines() -> list[tuple[str, str]]:
+    """(where, command) of every ``sbatch`` example in README.md and the templates' headers, with
+    backslash continuations joined and the templates' comment marks dropped."""
+    found = []
+    for path in [ROOT / "README.md", *sorted((ROOT / "slurm").glob("*.sbatch"))]:
+        text = re.sub(r"^#\s{0,3}", "", path.read_text(), flags=re.M) if path.suffix == ".sbatch" else path.read_text()
+        text = re.sub(r"\\\n\s*", " ", text)
+        found += [(path.name, m.group(0)) for m in re.finditer(r"(?m)^(?:CONFIG=\S+ )?sbatch .*slurm/\w+\.sbatch.*$", text)]
+    return found
+
+
+def test_every_sbatch_example_starts_as_many_ranks_as_its_config_needs():
+    examples = _sbatch_lines()
+    assert len(examples) >= 4
+    for where, line in examples:
+        line = line.split("#")[0].split("(")[0].strip()
+        template = re.search(r"slurm/(\w+)\.sbatch", line).group(0)
+        header = (ROOT / template).read_text()
+        config = re.match(r"CONFIG=(\S+)", line)
+        nodes = int(re.search(r"--nodes=(\d+)", line + " " + header).group(1))
+        per_node = re.search(r"DDGAN_NPROC_PER_NODE=(\d+)", line) or re.search(r"--gpus-per-node=(\d+)", line + " " + header)
+        overrides = [a for a in line.split(template, 1)[1].split() if "=" in a and not a.startswith("-")]
+        proc = subprocess.run([sys.executable, "-m", "ddgan.layout", "--config",
+                               config.group(1) if config else "configs/default.yaml", *overrides],
+                              cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, (where, line, proc.stderr)
+        assert int(proc.stdout) == nodes * int(per_node.group(1)), (where, line, proc.stdout)

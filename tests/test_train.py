@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import flat_state, free_port, spawn, train_in_one_group
+from conftest import ROOT, flat_state, free_port, spawn, train_in_one_group
 from ddgan.core.config import load_config
 from ddgan.runtime.checkpoint import complete_checkpoints, load_rank_file
 from ddgan.runtime.rundir import read_metrics, save_grid
@@ -180,3 +180,17 @@ def test_sample_grids_are_torchvisions_pixel_for_pixel(tmp_path, shape):
                value_range=(-1.0, 1.0), padding=2)
     ours, theirs = (np.asarray(Image.open(tmp_path / f).convert("RGB")) for f in ("ours.png", "theirs.png"))
     assert ours.shape == theirs.shape and np.array_equal(ours, theirs)
+
+
+def test_a_missing_dataset_is_one_line_before_any_rank_starts_and_said_once_under_bare_torchrun(tmp_path):
+    missing = ["data.name=mnist", f"data.root={tmp_path / 'nowhere'}", f"run.dir={tmp_path / 'run'}"]
+    launcher = subprocess.run(["launch/cpu.sh", "configs/default.yaml", *missing], cwd=ROOT, capture_output=True,
+                              text=True, timeout=300)
+    assert launcher.returncode == 2
+    errors = [l for l in launcher.stderr.splitlines() if l.strip() and not l.startswith("[setup]")]
+    assert len(errors) == 1 and errors[0].startswith("error: data.root = ") and "mnist not found" in errors[0]
+    assert "Traceback" not in launcher.stderr and not (tmp_path / "run").exists()     # torchrun never started
+    bare = torchrun(2, "--config", "configs/default.yaml", "partition.clients=2", "partition.scheme=iid", *missing,
+                    timeout=120)
+    assert bare.returncode != 0
+    assert len([l for l in bare.stderr.splitlines() if l.startswith("error:")]) == 1

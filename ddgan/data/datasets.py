@@ -83,8 +83,8 @@ def _torchvision(cfg: DataConfig, train: bool) -> Source:
         where = Path(cfg.root).resolve() / folder
         raise DataError(
             f"data.root = {cfg.root!r}: {cfg.name} not found in {where} (looked for {how}); "
-            f"copy the files there, or set data.download=true on a machine with internet ({exc})"
-        ) from None
+            f"copy the files there, or set data.download=true on a machine with internet ({exc})",
+            same_on_all_ranks=True) from None
     data = torch.as_tensor(np.asarray(ds.data))
     data = data[:, None] if data.ndim == 3 else data.permute(0, 3, 1, 2)   # N x C x H x W uint8
     labels = np.asarray(ds.targets, dtype=np.int64)
@@ -98,11 +98,12 @@ def _image_folder(cfg: DataConfig, train: bool) -> Source:
     root = Path(cfg.root)
     if not root.is_dir():
         raise DataError(f"data.root = {cfg.root!r}: image_folder needs a directory of class folders "
-                        f"(root/<class>/<image>), and {root.resolve()} is not a directory")
+                        f"(root/<class>/<image>), and {root.resolve()} is not a directory", same_on_all_ranks=True)
     try:
         ds = ImageFolder(str(root), loader=lambda p: p)     # paths only: pixels load per shard
     except (FileNotFoundError, RuntimeError) as exc:
-        raise DataError(f"data.root = {cfg.root!r}: no images in class folders under {root.resolve()} ({exc})") from None
+        raise DataError(f"data.root = {cfg.root!r}: no images in class folders under {root.resolve()} ({exc})",
+                        same_on_all_ranks=True) from None
     # ImageFolder has no split: hold out a fixed 10 % as the test split.
     order = np.random.default_rng(len(ds.samples)).permutation(len(ds.samples))
     cut = int(0.9 * len(order))
