@@ -107,7 +107,8 @@ def test_image_folder_loads_only_its_own_shard(tmp_path, monkeypatch):
     real_open = Image.open
     monkeypatch.setattr(Image, "open", lambda p, *a, **k: opened.append(str(p)) or real_open(p, *a, **k))
     cfg = data_cfg("data.name=image_folder", f"data.root={tmp_path}", "data.image_size=16",
-                   "partition.scheme=classes", "partition.clients=2", "partition.classes=[[0],[1,2]]")
+                   "partition.scheme=classes", "partition.clients=2", "partition.classes=[[0],[1,2]]",
+                   "train.batch_size=8")
     shard = load_shard(cfg, 0, torch.device("cpu"), torch.float32)
     assert shard.images.shape[1:] == (3, 16, 16) and set(shard.labels.tolist()) == {0}
     assert opened and all("/cat/" in p for p in opened)            # never another client's files

@@ -106,3 +106,28 @@ def test_report_table_counts_and_totals():
     assert table[-1].split() == ["total"] + ["100"] * 10 + ["1000"]
     text = describe(load_config(None, ["partition.scheme=iid", "partition.clients=3"]))
     assert text.startswith("digits: 1437 training samples, 10 classes; scheme iid, 3 clients")
+
+
+def test_a_dirichlet_split_over_100_clients_keeps_every_shard_at_least_a_batch():
+    from ddgan.data.partition import min_shard
+    labels = np.random.default_rng(0).integers(0, 10, 60000)          # MNIST's size and classes
+    cfg = load_config(None, ["partition.scheme=dirichlet", "partition.clients=100", "partition.alpha=0.5"])
+    assert min_shard(cfg) == cfg.train.batch_size == 64
+    shards = assign(labels, cfg.partition, seed=0, num_classes=10, min_size=min_shard(cfg))
+    assert len(shards) == 100 and min(len(s) for s in shards) >= 64
+    assert len(np.unique(np.concatenate(shards))) == sum(len(s) for s in shards) == 60000     # disjoint, complete
+    mixes = np.stack([np.bincount(labels[s], minlength=10) / len(s) for s in shards])
+    assert mixes.max(1).mean() > 0.25            # still skewed (Dir(0.5)); iid shards of ~600 give about 0.13
+    strict = load_config(None, ["partition.scheme=dirichlet", "partition.clients=100", "partition.alpha=0.05",
+                                "partition.min_samples=500"])
+    with pytest.raises(DataError, match=r"100 Dirichlet draws over 100 clients each left a client with fewer than "
+                                        r"500 samples \(at best \d+\); raise partition.alpha"):
+        assign(labels, strict.partition, seed=0, num_classes=10, min_size=min_shard(strict))
+
+
+def test_a_shard_smaller_than_a_batch_is_one_line_naming_the_client():
+    labels = np.repeat(np.arange(10), [100, 100, 100, 100, 100, 100, 100, 100, 100, 30])
+    cfg = load_config(None, ["partition.scheme=classes", "partition.clients=2", "partition.classes=[[0,1],[9]]"])
+    with pytest.raises(DataError) as info:
+        assign(labels, cfg.partition, seed=0, num_classes=10, min_size=64)
+    assert "client 1's shard holds 30 samples, fewer than 64" in str(info.value) and info.value.same_on_all_ranks

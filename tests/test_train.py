@@ -187,7 +187,7 @@ def test_a_missing_dataset_is_one_line_before_any_rank_starts_and_said_once_unde
     launcher = subprocess.run(["launch/cpu.sh", "configs/default.yaml", *missing], cwd=ROOT, capture_output=True,
                               text=True, timeout=300)
     assert launcher.returncode == 2
-    errors = [l for l in launcher.stderr.splitlines() if l.strip() and not l.startswith("[setup]")]
+    errors = [l for l in launcher.stderr.splitlines() if l.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: data.root = ") and "mnist not found" in errors[0]
     assert "Traceback" not in launcher.stderr and not (tmp_path / "run").exists()     # torchrun never started
     bare = torchrun(2, "--config", "configs/default.yaml", "partition.clients=2", "partition.scheme=iid", *missing,

@@ -92,6 +92,10 @@ class PartitionConfig:
     """scheme dirichlet: concentration; small = very skewed, large = close to iid."""
     samples_per_client: int = 0
     """scheme disjoint_iid: unique samples per client; 0 = all samples divided equally."""
+    min_samples: int = 0
+    """The fewest samples a client's shard may hold; 0 = one batch (train.batch_size). dirichlet
+    redraws its split until every shard holds that many; any other split that leaves a client
+    fewer fails before training, naming the client."""
 
     def check(self, err) -> None:
         if self.scheme not in SCHEMES:
@@ -114,6 +118,8 @@ class PartitionConfig:
             err("alpha", self.alpha, "must be > 0")
         if self.samples_per_client < 0:
             err("samples_per_client", self.samples_per_client, "must be >= 0")
+        if self.min_samples < 0:
+            err("min_samples", self.min_samples, "must be >= 0 (0 = one batch)")
 
 
 @dataclass

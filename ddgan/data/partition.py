@@ -48,9 +48,15 @@ def _split_classes(labels: np.ndarray, held: list[list[int]], rng: np.random.Gen
     return [np.sort(np.concatenate(s)) if s else np.empty(0, np.int64) for s in shards]
 
 
-def _dirichlet(labels: np.ndarray, k: int, alpha: float, rng: np.random.Generator) -> list[np.ndarray]:
-    """Each class split among all clients in Dir(alpha) proportions; redrawn if a shard is empty."""
-    for _ in range(100):
+DRAWS = 100     # dirichlet: draws before a split whose every shard is large enough is given up
+
+
+def _dirichlet(labels: np.ndarray, k: int, alpha: float, rng: np.random.Generator, min_size: int) -> list[np.ndarray]:
+    """Each class split among all clients in Dir(alpha) proportions; the whole split is redrawn while
+    a shard holds fewer than ``min_size`` samples (the minimum-size rule of Hsu et al. 2019's and
+    FedLab's Dirichlet splits: the proportions of the kept draw are still Dir(alpha) draws)."""
+    smallest = 0
+    for _ in range(DRAWS):
         shards: list[list[np.ndarray]] = [[] for _ in range(k)]
         for c in np.unique(labels):
             members = rng.permutation(np.flatnonzero(labels == c))
@@ -58,10 +64,13 @@ def _dirichlet(labels: np.ndarray, k: int, alpha: float, rng: np.random.Generato
             for client, part in enumerate(np.split(members, cuts)):
                 shards[client].append(part)
         out = [np.sort(np.concatenate(s)) for s in shards]
-        if min(len(s) for s in out) > 0:
+        smallest = max(smallest, min(len(s) for s in out))
+        if smallest >= min_size:
             return out
-    raise DataError(f"partition.alpha = {alpha}: 100 Dirichlet draws each left a client with an empty "
-                    f"shard; raise alpha or lower partition.clients ({k})")
+    short = "an empty shard" if min_size <= 1 else f"fewer than {min_size} samples (at best {smallest})"
+    raise DataError(f"partition.alpha = {alpha}: {DRAWS} Dirichlet draws over {k} clients each left a client with "
+                    f"{short}; raise partition.alpha, lower "
+                    f"partition.clients or partition.min_samples", same_on_all_ranks=True)
 
 
 def class_lists(cfg: PartitionConfig, num_classes: int, seed: int) -> list[list[int]] | None:
@@ -80,8 +89,10 @@ def class_lists(cfg: PartitionConfig, num_classes: int, seed: int) -> list[list[
     return None
 
 
-def assign(labels: np.ndarray, cfg: PartitionConfig, seed: int, num_classes: int | None = None) -> list[np.ndarray]:
-    """Sorted sample indices of every client's shard; identical on every rank for the same seed."""
+def assign(labels: np.ndarray, cfg: PartitionConfig, seed: int, num_classes: int | None = None,
+           min_size: int = 1) -> list[np.ndarray]:
+    """Sorted sample indices of every client's shard; identical on every rank for the same seed.
+    Every shard holds at least ``min_size`` samples (:func:`min_shard`), or a DataError says which does not."""
     labels = np.asarray(labels)
     n, k = len(labels), cfg.clients
     num_classes = num_classes or int(labels.max()) + 1
@@ -94,7 +105,7 @@ def assign(labels: np.ndarray, cfg: PartitionConfig, seed: int, num_classes: int
     elif cfg.scheme == "iid":
         shards = [np.sort(s) for s in np.array_split(rng.permutation(n), k)]
     elif cfg.scheme == "dirichlet":
-        shards = _dirichlet(labels, k, cfg.alpha, rng)
+        shards = _dirichlet(labels, k, cfg.alpha, rng, min_size)
     else:  # disjoint_iid
         per = cfg.samples_per_client or n // k
         if per * k > n:
@@ -102,9 +113,17 @@ def assign(labels: np.ndarray, cfg: PartitionConfig, seed: int, num_classes: int
                             f"need {per * k}, the dataset has {n}")
         shards = [np.sort(s) for s in rng.permutation(n)[: per * k].reshape(k, per)]
     for client, shard in enumerate(shards):
-        if len(shard) == 0:
-            raise DataError(f"partition.scheme = {cfg.scheme!r}: client {client}'s shard is empty")
+        if len(shard) < min_size:
+            what = "is empty" if len(shard) == 0 else f"holds {len(shard)} samples, fewer than {min_size}"
+            raise DataError(f"partition.scheme = {cfg.scheme!r}: client {client}'s shard {what} (one batch, "
+                            f"train.batch_size, or partition.min_samples); use fewer clients or another split",
+                            same_on_all_ranks=True)
     return shards
+
+
+def min_shard(cfg: Config) -> int:
+    """The fewest samples a client may hold: partition.min_samples, else one batch."""
+    return cfg.partition.min_samples or cfg.train.batch_size
 
 
 def report(labels: np.ndarray, shards: list[np.ndarray], num_classes: int) -> str:
@@ -125,7 +144,7 @@ def describe(cfg: Config) -> str:
     from ddgan.data.datasets import open_source
 
     source = open_source(cfg.data)
-    shards = assign(source.labels, cfg.partition, cfg.train.seed, source.num_classes)
+    shards = assign(source.labels, cfg.partition, cfg.train.seed, source.num_classes, min_shard(cfg))
     title = (f"{cfg.data.name}: {len(source.labels)} training samples, {source.num_classes} classes; "
              f"scheme {cfg.partition.scheme}, {cfg.partition.clients} clients, seed {cfg.train.seed}")
     return title + "\n" + report(source.labels, shards, source.num_classes)

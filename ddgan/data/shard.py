@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ddgan.core import seeds
 from ddgan.data.datasets import Source, load_images, open_source
-from ddgan.data.partition import assign
+from ddgan.data.partition import assign, min_shard
 
 if TYPE_CHECKING:
     from ddgan.core.config import Config
@@ -62,7 +62,7 @@ class Shard:
 def client_shards(cfg: Config, source: Source | None = None) -> tuple[Source, list[np.ndarray]]:
     """The dataset and every client's sample indices (the same on every rank)."""
     source = source or open_source(cfg.data)
-    return source, assign(source.labels, cfg.partition, cfg.train.seed, source.num_classes)
+    return source, assign(source.labels, cfg.partition, cfg.train.seed, source.num_classes, min_shard(cfg))
 
 
 def load_shard(cfg: Config, client: int, device: torch.device, dtype: torch.dtype,
