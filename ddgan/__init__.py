@@ -21,4 +21,4 @@ ddgan/nodes/      per-node trainers: local_gan.py  a node's G_k and D_k; gossip.
 commands          train.py, sample.py, eval/, layout.py, partition.py, slurm.py; cli.py  their plumbing
 """
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"

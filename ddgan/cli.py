@@ -15,7 +15,8 @@ OVERRIDES_HELP = ("dotted overrides of config fields, e.g. train.steps=20 partit
 
 def config_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=prog, description=description)
-    parser.add_argument("--config", metavar="FILE", help="YAML run config (default: all defaults, see configs/default.yaml)")
+    parser.add_argument("--config", metavar="FILE", help="YAML run config (default: every key at its default); "
+                        "every key, its type, default and meaning: docs/configuration.md")
     parser.add_argument("overrides", nargs="*", metavar="section.key=value", help=OVERRIDES_HELP)
     return parser
 
