@@ -144,7 +144,8 @@ class Results:
         run_dir, config = self.runs / cell.name, resolved(cell, root)
         marker = run_dir / CELL_MARKER
         stored = json.loads(marker.read_text()) if marker.exists() else None
-        resuming = stored == json.loads(json.dumps(config))       # as the marker holds it
+        # the same settings, a key added to ddgan since counting as the value the run had (same_config)
+        resuming = same_config(stored, json.loads(json.dumps(config)))       # as the marker holds it
         print(f"[{self.runs.name}] {cell.name} ...{' (resuming its run)' if resuming else ''}", flush=True)
         if not resuming:           # an attempt under other settings (or none) starts over, clean
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -174,8 +175,9 @@ def table_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 # Keys added to ddgan whose default does not reproduce what came before them: the value a stored
-# cell without the key ran with (its samples came from the raw G before the averaged generator).
-IMPLIED = {("train", "g_ema"): 0.0}
+# cell without the key ran with (its samples came from the raw G before the averaged generator;
+# F2A's lambda saw every D every step before the refreshed copies).
+IMPLIED = {("train", "g_ema"): 0.0, ("algo", "lambda_refresh"): 1}
 
 
 def same_config(stored: dict | None, now: dict) -> bool:

@@ -41,7 +41,7 @@ def _assert_same_models(where, sim: Simulation, label, first_client_rank: int = 
 
 CASES = [(algo, ()) for algo in ("f2u", "f2u_balanced", "f2a", "mean", "gman")] + [
     ("mean", ("algo.swap_every=1",)), ("f2a", ("algo.lambda_objective=generator",)),
-    ("f2a", ("model.d_norm=batch",)), ("f2u", ("model.d_norm=layer",))]
+    ("f2a", ("model.d_norm=batch",)), ("f2u", ("model.d_norm=layer",)), ("f2a", ("algo.lambda_refresh=2",))]
 
 
 @pytest.mark.dist

@@ -170,6 +170,11 @@ class AlgoConfig:
     D_agg). gman's lambda always descends G's objective (GMAN*). See README, "F2A's lambda"."""
     lambda_lr: float = 0.01
     """f2a / gman: Adam learning rate of lambda."""
+    lambda_refresh: int = 20
+    """f2a, lambda_objective discriminator: every client's copies of all the discriminators, on which
+    lambda's real term is computed, are all-gathered every this many steps and reused in between
+    (lambda moves slowly), so the feedback exchange's bytes stay far below the params exchange's;
+    1 = every step. The params exchange refreshes them from the Ds it gathers anyway (no bytes)."""
     lambda_max: float = 100.0
     """f2a / gman: lambda is clamped to [0, lambda_max] after every update."""
     gman_penalty: float = 0.001
@@ -210,6 +215,8 @@ class AlgoConfig:
             err("lambda_objective", self.lambda_objective, f"choose {' or '.join(LAMBDA_OBJECTIVES)}")
         if self.lambda_lr < 0:
             err("lambda_lr", self.lambda_lr, "must be >= 0")
+        if self.lambda_refresh < 1:
+            err("lambda_refresh", self.lambda_refresh, "must be >= 1 (1 = fresh copies every step)")
         if self.tau <= 0:
             err("tau", self.tau, "must be > 0")
         if self.sinkhorn_iters < 1:

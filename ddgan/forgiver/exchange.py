@@ -86,9 +86,14 @@ def gather_discriminators(comm: Comm, D: torch.nn.Module, stats: Tensor | None =
     packed_stats = pack([stats]) if stats is not None else packed.new_empty(0)
     rows = comm.all_gather(torch.cat([packed, packed_stats]), "discriminator parameters")
     n = rows.shape[1] - packed_stats.numel()       # the stats sit in their own padded slot at the end
-    states = [dict(zip(own, unpack(row[:n], list(own.values())))) for row in rows]
     all_stats = torch.stack([unpack(row[n:], [stats])[0] for row in rows]) if stats is not None else None
-    return states, all_stats
+    return discriminator_states(rows[:, :n], D), all_stats
+
+
+def discriminator_states(rows: Tensor, D: torch.nn.Module) -> list[dict[str, Tensor]]:
+    """The state dicts (views) of gathered packed discriminators, one row per rank, shaped like ``D``'s."""
+    own = module_tensors(D)
+    return [dict(zip(own, unpack(row, list(own.values())))) for row in rows]
 
 
 def by_params(comm: Comm, layout: Layout, D: torch.nn.Module, x: Tensor | None, d_loss: Tensor,

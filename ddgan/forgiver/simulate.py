@@ -20,6 +20,7 @@ from ddgan.data.shard import client_shards, load_shard
 from ddgan.forgiver.temperature import REAL_SAMPLES, lambda_grad
 from ddgan.forgiver.trainer import client_shares, rule_inputs
 from ddgan.roles import DTYPES, Client, Drawn, GeneratorSide
+from ddgan.runtime.comm import module_tensors
 
 
 class Simulation:
@@ -34,6 +35,7 @@ class Simulation:
         self.shares = client_shares(cfg, [len(s) for s in shards], dtype).to(device)
         self.step_count = 0
         self.in_flight: tuple[Drawn, Tensor] | None = None    # pipeline: the batch drawn a step earlier
+        self.copies: list[dict[str, Tensor]] = []    # lambda's view of the Ds (algo.lambda_refresh)
 
     def step(self) -> tuple[Tensor, Tensor, Tensor]:
         """One step of every role; returns (D losses, generator loss, the rule's weights)."""
@@ -51,13 +53,20 @@ class Simulation:
         if self.objective == "generator":
             (lam_grad,) = torch.autograd.grad(loss, lam, retain_graph=True)
         elif self.objective == "discriminator":
-            real = [lambda_grad(lam, self.cfg.algo.loss, torch.stack([frozen_forward(o.D, c.real[:REAL_SAMPLES])
-                                                                     for o in self.clients]), None) for c in self.clients]
+            copies = self._copies()
+            real = [lambda_grad(lam, self.cfg.algo.loss, torch.stack([frozen_forward(c.D, c.real[:REAL_SAMPLES], state=s)
+                                                                     for s in copies]), None) for c in self.clients]
             lam_grad = sum(real) / len(real) + lambda_grad(lam, self.cfg.algo.loss, None, out)
         self.generator.step(judged, loss=loss, lam_grad=lam_grad)
         if self.cfg.algo.swap_every and self.step_count % self.cfg.algo.swap_every == 0:
             self._swap()
         return d_losses, loss.detach(), weights
+
+    def _copies(self) -> list[dict[str, Tensor]]:
+        """Every D as lambda's real term sees it: taken at steps 1, 1 + lambda_refresh, ..."""
+        if not self.copies or (self.step_count - 1) % self.cfg.algo.lambda_refresh == 0:
+            self.copies = [{k: v.detach().clone() for k, v in module_tensors(c.D).items()} for c in self.clients]
+        return self.copies
 
     def _swap(self) -> None:
         """D_k (with its optimiser) moves to client perm[k], as the distributed swap does."""

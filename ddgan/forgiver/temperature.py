@@ -9,13 +9,16 @@ better discriminator of real data (the union of the clients' shards) against G's
                 + E_{x ~ G's batch}[loss(D_agg(x), fake)]
 
 Real data never moves. Every client receives every discriminator (one all_gather of their
-parameters, which the params exchange performs anyway), evaluates them on the first
+parameters every ``algo.lambda_refresh`` steps, :class:`DiscriminatorCopies`, reused in between;
+the params exchange refreshes them from the Ds it gathers anyway), evaluates them on the first
 ``REAL_SAMPLES`` images of the real batch of its own D step and sends one number, its real term's
 d L_D / d lambda, to the generator rank (a reduce; under the robust exchange a gather, so that the
 terms can be checked one by one: :func:`robust_lambda_grad`); the generator rank adds the fake term
 from the K x B scores it already has and updates lambda. What crosses the wire beyond the exchange
-mode's own traffic: in feedback mode the discriminators' parameters (so the bytes per step grow
-with D, unlike plain feedback) and one scalar per client. A client holding every D could probe
+mode's own traffic: in feedback mode the discriminators' parameters once per refresh (1 /
+``lambda_refresh`` of the params exchange's bytes per step, on average) and one scalar per client.
+Between refreshes the real term is computed with discriminators up to ``lambda_refresh`` - 1 steps
+old: lambda moves by about 0.01 per step, the Ds' verdicts on real data slowly. A client holding every D could probe
 them for the others' data; use the generator-side objective where that matters (and in
 ``comm.exchange: secure``).
 """
@@ -26,10 +29,10 @@ from torch import Tensor
 
 from ddgan.core.aggregate import f2a_discriminator_loss
 from ddgan.core.models import frozen_forward
-from ddgan.forgiver.exchange import Verdict, gather_discriminators
+from ddgan.forgiver.exchange import Verdict, discriminator_states
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
 from ddgan.roles import Client
-from ddgan.runtime.comm import Comm
+from ddgan.runtime.comm import Comm, module_tensors, pack
 
 
 def lambda_grad(lam: Tensor, loss: str, real_out: Tensor | None, fake_out: Tensor | None) -> Tensor:
@@ -50,6 +53,30 @@ def lambda_grad(lam: Tensor, loss: str, real_out: Tensor | None, fake_out: Tenso
 REAL_SAMPLES = 16
 
 
+class DiscriminatorCopies:
+    """Every client's D as lambda's real term sees it: all-gathered at steps 1, 1 + every, 1 + 2 every,
+    ... and reused in between. The gathered rows are part of the checkpoint, so a resumed run
+    computes with the copies the uninterrupted one would."""
+
+    def __init__(self, every: int):
+        self.every, self.rows = every, None
+
+    def states(self, comm: Comm, layout: Layout, D: torch.nn.Module, fresh: list[dict[str, Tensor]] | None = None
+               ) -> list[dict[str, Tensor]]:
+        """One state dict per client. At a refresh step a collective (all_gather), unless ``fresh``
+        holds every client's D already (the params exchange gathered them): then a local copy."""
+        if self.rows is None or (comm.step - 1) % self.every == 0:
+            self.rows = torch.stack([pack(state.values()) for state in fresh]) if fresh is not None else \
+                layout.client_rows(comm.all_gather(pack(module_tensors(D).values()), "discriminator copies for lambda"))
+        return discriminator_states(self.rows, D)
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict, device: torch.device) -> None:
+        self.rows = None if state["rows"] is None else state["rows"].to(device)
+
+
 def robust_lambda_grad(lam: Tensor, loss: str, real_grads: Tensor, fake_out: Tensor, active: Tensor,
                        clip: float) -> Tensor:
     """d L_D / d lambda under the robust exchange, from the clients' real terms (K) and every D's
@@ -62,12 +89,13 @@ def robust_lambda_grad(lam: Tensor, loss: str, real_grads: Tensor, fake_out: Ten
 
 
 def distributed_lambda_grad(comm: Comm, layout: Layout, D: torch.nn.Module, client: Client | None, verdict: Verdict,
-                            lam: Tensor, loss: str, clip: float) -> Tensor | None:
-    """Collective (all_gather of the Ds unless the params exchange brought them, then a reduce, or
-    a gather under the robust exchange): d L_D / d lambda on the generator rank, None elsewhere.
-    ``D`` is the client's own, or on a dedicated generator rank a template of the clients' shapes;
-    ``clip`` bounds the clients' terms under the robust exchange (:func:`robust_lambda_grad`)."""
-    states = verdict.states if verdict.states is not None else layout.client_rows(gather_discriminators(comm, D)[0])
+                            lam: Tensor, loss: str, clip: float, copies: DiscriminatorCopies) -> Tensor | None:
+    """Collective (at a refresh, an all_gather of the Ds unless the params exchange brought them;
+    then a reduce, or a gather under the robust exchange): d L_D / d lambda on the generator rank,
+    None elsewhere. ``D`` is the client's own, or on a dedicated generator rank a template of the
+    clients' shapes; ``clip`` bounds the clients' terms under the robust exchange
+    (:func:`robust_lambda_grad`)."""
+    states = copies.states(comm, layout, D, verdict.states)
     if verdict.active is not None:        # robust: a named client's D leaves the aggregate (one host read)
         states = [state for state, counted in zip(states, verdict.active.tolist()) if counted]
     real_grad = lam.new_zeros(1)

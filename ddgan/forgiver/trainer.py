@@ -37,7 +37,7 @@ from ddgan.forgiver.exchange import Verdict, by_feedback, by_params
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
 from ddgan.forgiver.robust import Defence, Plan, by_robust, checks
 from ddgan.forgiver.secure import Masks, by_secure
-from ddgan.forgiver.temperature import distributed_lambda_grad
+from ddgan.forgiver.temperature import DiscriminatorCopies, distributed_lambda_grad
 from ddgan.roles import (
     DTYPES,
     Client,
@@ -164,6 +164,7 @@ class Rank:
     attack: Attack | None = None    # this client lies (attack.*)
     defence: Defence | None = None  # the robust exchange's checks (generator rank)
     masks: Masks | None = None      # the secure exchange's pairwise masks (clients)
+    copies: DiscriminatorCopies | None = None   # lambda's discriminator-side objective: the Ds it sees
 
     @classmethod
     def build(cls, cfg: Config, ctx: Dist) -> "Rank":
@@ -174,8 +175,9 @@ class Rank:
         generator = GeneratorSide.build(cfg, ctx.device, lambda_objective(cfg) is not None) if ctx.is_main else None
         D = client.D if client is not None else build_discriminator(cfg, 0, ctx.device)
         defence = Defence(cfg, layout.clients, generator.G) if cfg.comm.robust and generator is not None else None
+        copies = DiscriminatorCopies(cfg.algo.lambda_refresh) if lambda_objective(cfg) == "discriminator" else None
         return cls(layout, client, generator, D, client_shares(cfg, [len(s) for s in shards], dtype).to(ctx.device),
-                   Attack.of(cfg, me), defence)
+                   Attack.of(cfg, me), defence, copies=copies)
 
 
 def judge(cfg: Config, comm: Comm, rank: Rank, batch: Batch, d_loss: Tensor, inputs: RuleInputs) -> Verdict:
@@ -192,7 +194,7 @@ def judge(cfg: Config, comm: Comm, rank: Rank, batch: Batch, d_loss: Tensor, inp
         verdict = by_params(comm, rank.layout, rank.D, batch.drawn and batch.drawn.x, d_loss, rule, inputs)
     if lambda_objective(cfg) == "discriminator":
         verdict.lam_grad = distributed_lambda_grad(comm, rank.layout, rank.D, rank.client, verdict, batch.lam,
-                                                   cfg.algo.loss, cfg.defence.clip)
+                                                   cfg.algo.loss, cfg.defence.clip, rank.copies)
     return verdict
 
 
@@ -276,6 +278,8 @@ def _state(step: int, rank: Rank, batch: Batch, cfg: Config) -> dict:
                               "lam": batch.lam}
     if rank.defence is not None:
         extra["defence"] = rank.defence.state_dict()
+    if rank.copies is not None:
+        extra["lambda_copies"] = rank.copies.state_dict()
     return role_state(step, rank.client, rank.generator, **extra)
 
 
@@ -296,6 +300,8 @@ def _resume(run, cfg: Config, comm: Comm, rank: Rank) -> tuple[int, tuple[Drawn,
     generator, step = rank.generator, load_role_state(state, rank.client, rank.generator)
     if rank.defence is not None:
         rank.defence.load_state_dict(state["defence"])
+    if rank.copies is not None and "lambda_copies" in state:      # an older checkpoint: refreshed now
+        rank.copies.load_state_dict(state["lambda_copies"], next(rank.D.parameters()).device)
     flight = state.get("in_flight")
     if generator is None or flight is None:
         return step, None
