@@ -166,3 +166,14 @@ def test_a_cell_stored_before_the_averaged_generator_is_stale_unless_it_asks_for
     assert not same_config(before, now)
     raw = resolved(Cell("digits", "non_ovl", "f2a", "spectral", 0, 40, "raw", ("train.g_ema=0",)), Path("/data"))
     assert same_config(before, raw) and same_config(now, now)
+
+
+@pytest.mark.dist
+def test_exchange_bytes_quick_measures_every_mode():
+    proc = subprocess.run([sys.executable, "bench/exchange_bytes.py", "--quick"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [l for l in proc.stdout.splitlines() if l.startswith("| feedback") or l.startswith("| params")]
+    assert len(rows) == 3 and rows[-1].endswith("| 1.000 |")
+    refreshed, every_step = (float(r.split("|")[2]) for r in rows[:2])
+    assert 0 < refreshed < every_step             # refreshing the copies sends fewer bytes
