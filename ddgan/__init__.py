@@ -9,6 +9,7 @@ ddgan/core/       the pure core (imports no other ddgan package)
     models.py        DCGAN G and D for 8-64 px, D's normalisation; losses.py  bce / ls per sample
     aggregate.py     generator rules: f2u, f2a, f2u_balanced, mean, gman; F2A's discriminator loss
     algorithms.py    the registry users choose from by name (algo.name), and lambda's objective
+    reference.py     docs/configuration.md, generated from config.py's docstrings
 ddgan/data/       datasets.py by name; partition.py  non-iid shards; shard.py  a client's sampler
 ddgan/runtime/    comm.py  every transfer; distributed.py  process group; checkpoint.py;
                   rundir.py  run directory, metrics, grids; preemption.py  stop requests; health.py
