@@ -18,9 +18,9 @@ from the K x B scores it already has and updates lambda. What crosses the wire b
 mode's own traffic: in feedback mode the discriminators' parameters once per refresh (1 /
 ``lambda_refresh`` of the params exchange's bytes per step, on average) and one scalar per client.
 Between refreshes the real term is computed with discriminators up to ``lambda_refresh`` - 1 steps
-old: lambda moves by about 0.01 per step, the Ds' verdicts on real data slowly. A client holding every D could probe
-them for the others' data; use the generator-side objective where that matters (and in
-``comm.exchange: secure``).
+old: lambda moves by about 0.01 per step, the Ds' verdicts on real data slowly. A client holding
+every D could probe them for the others' data; use the generator-side objective where that matters
+(and in ``comm.exchange: secure``).
 """
 from __future__ import annotations
 
