@@ -25,7 +25,7 @@ from ddgan.core.models import (
     init_weights,
 )
 from ddgan.data.datasets import channels, image_size
-from ddgan.data.shard import Shard
+from ddgan.data.shard import Shard, load_shard
 
 if TYPE_CHECKING:
     from ddgan.core.config import Config
@@ -99,6 +99,50 @@ class Client:
         self.D.load_state_dict(state["D"])
         self.opt.load_state_dict(state["D_opt"])
         self.shard.load_state_dict(state["shard"])
+
+
+@dataclass
+class ClientGroup:
+    """The clients one rank hosts (``train.client_ranks``, :mod:`ddgan.forgiver.layout`), trained
+    together: when their discriminators share one architecture (and no batchnorm), as one batched
+    computation (:class:`ddgan.core.batched.StackedDiscriminators`), else one after another. Each
+    client keeps its own shard, sampling stream, weights and optimiser state, and its own entry in
+    the checkpoint."""
+
+    ids: list[int]
+    clients: list[Client]
+
+    @classmethod
+    def build(cls, cfg: Config, ids: range, device: torch.device, source) -> "ClientGroup":
+        dtype = DTYPES[cfg.train.dtype]
+        return cls(list(ids), [Client.build(cfg, k, load_shard(cfg, k, device, dtype, source), device) for k in ids])
+
+    @property
+    def Ds(self) -> list[Discriminator]:
+        return [c.D for c in self.clients]
+
+    def d_step(self, fake: Tensor) -> Tensor:
+        """One D step of every hosted client on its own real batch and the shared ``fake``; their losses."""
+        return torch.stack([c.d_step(fake) for c in self.clients])
+
+    def scores(self, x: Tensor) -> Tensor:
+        """Every hosted D's raw outputs on ``x`` (clients x B), differentiable w.r.t. ``x``; no
+        buffer moves (:func:`frozen_forward`)."""
+        return torch.stack([frozen_forward(D, x) for D in self.Ds])
+
+    def tensors(self, j: int) -> list[Tensor]:
+        """Client ``j``'s D weights and buffers, then its optimiser state: what MD-GAN's swap moves,
+        overwritten in place."""
+        client = self.clients[j]
+        opt_state = [v for p in client.D.parameters() for v in client.opt.state[p].values() if torch.is_tensor(v)]
+        return [*client.D.parameters(), *client.D.buffers(), *opt_state]
+
+    def state_dict(self) -> dict:
+        return {str(k): c.state_dict() for k, c in zip(self.ids, self.clients)}
+
+    def load_state_dict(self, states: dict) -> None:
+        for k, c in zip(self.ids, self.clients):
+            c.load_state_dict(states[str(k)])
 
 
 @dataclass

@@ -15,6 +15,10 @@ This is the only place that reads SLURM's environment (``slurm/*.sbatch`` call i
 * R: ``DDGAN_MAX_RESTARTS`` (default 3): a worker that dies restarts the whole group, which
   resumes from the newest complete checkpoint.
 
+An allocation of fewer ranks (M x N) than the config's clients co-hosts them: the forgiver-first
+algorithms get ``train.client_ranks`` appended (:func:`ddgan.forgiver.layout.fit`), so 20 clients
+run on 2 nodes x 4 GPUs as 8 ranks of 2 or 3 clients.
+
 On clusters, point gloo/NCCL at the right network interface with ``GLOO_SOCKET_IFNAME`` and
 ``NCCL_SOCKET_IFNAME`` (e.g. ``ib0``) when the default route is not the fast fabric.
 """
@@ -27,7 +31,7 @@ import subprocess
 import sys
 from typing import Mapping
 
-from ddgan.core.errors import ConfigError
+from ddgan.core.errors import ConfigError, UserError
 
 
 def expand_hostlist(nodelist: str) -> list[str]:
@@ -79,6 +83,14 @@ def torchrun_args(env: Mapping[str, str]) -> list[str]:
             "--max_restarts", env.get("DDGAN_MAX_RESTARTS", "3")]
 
 
+def fitted(argv: list[str], ranks: int) -> list[str]:
+    """``ddgan.train``'s arguments, with the overrides that run the config on ``ranks`` ranks."""
+    from ddgan.cli import parse_args
+    from ddgan.forgiver.layout import fit
+
+    return [*argv, *fit(parse_args("ddgan.slurm", "", argv).config, ranks)]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["-h"], ["--help"]):
@@ -86,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         args = torchrun_args(os.environ)
-    except ConfigError as exc:
+        argv = fitted(argv, int(args[1]) * int(args[3]))
+    except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     cmd = [sys.executable, "-m", "torch.distributed.run", *args, "-m", "ddgan.train", *argv]

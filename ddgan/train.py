@@ -41,11 +41,18 @@ def trainer_for(cfg: Config) -> Callable[[Config, "Dist", "Comm"], dict]:
 
 def check_world(cfg: Config, world: int) -> None:
     need, clients = world_size(cfg), cfg.partition.clients
-    if need != world:
-        what = f"{clients}" if need == clients else f"{clients} with a dedicated generator rank needs {need} ranks,"
-        raise ConfigError(
-            f"partition.clients = {what} but {world} rank(s) were started (WORLD_SIZE={world}); launch with "
-            f"torchrun --nproc_per_node {need} or set partition.clients={world - (need - clients)}")
+    if need == world:
+        return
+    hosts = cfg.train.client_ranks or clients
+    dedicated = need - hosts
+    what = f"{clients} on train.client_ranks = {hosts}" if cfg.train.client_ranks else f"{clients}"
+    if dedicated:
+        what += f" with a dedicated generator rank needs {need} ranks,"
+    fix = f"train.client_ranks={world - dedicated}" if cfg.train.client_ranks else f"partition.clients={world - dedicated}"
+    hint = f" (or train.client_ranks={world - dedicated} to host the {clients} clients on fewer ranks)" \
+        if not cfg.train.client_ranks and 0 < world - dedicated < clients else ""
+    raise ConfigError(f"partition.clients = {what} but {world} rank(s) were started (WORLD_SIZE={world}); "
+                      f"launch with torchrun --nproc_per_node {need} or set {fix}{hint}")
 
 
 def run(cfg: Config) -> dict:

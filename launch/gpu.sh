@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Train CONFIG on this machine's GPUs: one NCCL rank per client, rank r on cuda:r (with
-# train.generator_rank=dedicated, G alone on cuda:0 and client k on cuda:k+1), so the ranks
-# (python -m ddgan.layout) must not exceed the GPU count.  (Clusters: see slurm/.)
+# Train CONFIG on this machine's GPUs: one NCCL rank per GPU, rank r on cuda:r. With fewer GPUs
+# than clients the forgiver-first algorithms co-host them (train.client_ranks = the GPU count:
+# the default job's 5 clients run on one GPU); gossip and fedavg need a GPU per node.
+# (Clusters: see slurm/.)
+#   launch/gpu.sh configs/default.yaml
 #   launch/gpu.sh configs/paper/mnist_non_ovl_f2a.yaml data.root=/datasets
 set -euo pipefail
 source "$(dirname "$0")/local.sh"

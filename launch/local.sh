@@ -1,5 +1,6 @@
-# Sourced by launch/cpu.sh and launch/gpu.sh: one torchrun rank per client on this machine (plus
-# one for a dedicated generator rank, train.generator_rank=dedicated).
+# Sourced by launch/cpu.sh and launch/gpu.sh: one torchrun rank per client rank on this machine (one
+# per client unless train.client_ranks says fewer; plus one for a dedicated generator rank,
+# train.generator_rank=dedicated). On fewer GPUs than that, the clients share the GPUs.
 #   local_train DEVICE BACKEND CONFIG [overrides...]
 # The config (after overrides) sets the number of ranks (python -m ddgan.layout prints it); the run
 # directory's newest sample grid and metrics are printed at the end.
@@ -26,8 +27,12 @@ local_train() {
         local gpus
         gpus="$(python -c 'import torch; print(torch.cuda.device_count())')"
         if [ "$gpus" -lt "$nproc" ]; then
-            echo "error: this config needs $nproc ranks, one per GPU; this machine has $gpus GPUs" >&2
-            exit 2
+            # fewer GPUs than ranks: the clients share them (train.client_ranks), where the algorithm allows
+            local fit
+            fit="$(python -m ddgan.layout --fit "$gpus" --config "$config" "$@")" || exit 2
+            echo "note: $nproc ranks on $gpus GPU(s): the clients share them ($fit)" >&2
+            set -- "$@" $fit
+            nproc="$gpus"
         fi
     else
         export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"

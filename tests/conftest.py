@@ -66,6 +66,17 @@ def spawn(fn, world: int, *args, timeout: float = 240.0) -> None:
         pytest.fail(f"{len(alive)} rank(s) hung; failures:\n{msg}" if alive else msg)
 
 
+def saved_client(where, k: int) -> dict:
+    """Client k's state in a forgiver-first checkpoint, from whichever rank hosted it."""
+    from ddgan.core.config import config_from_dict
+    from ddgan.forgiver.layout import Layout
+    from ddgan.runtime.checkpoint import load_rank_file, read_manifest
+
+    manifest = read_manifest(where)
+    layout = Layout.of(config_from_dict(manifest["config"]))
+    return load_rank_file(where, layout.rank_of(k), manifest)["clients"][str(k)]
+
+
 def train_in_one_group(rank: int, cfgs) -> None:
     """A spawn target: every rank runs ``ddgan.train.run`` on each config in turn, in one gloo
     group (re-creating groups costs seconds)."""

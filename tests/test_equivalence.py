@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import spawn, train_in_one_group
+from conftest import saved_client, spawn, train_in_one_group
 from ddgan.core.config import load_config
 from ddgan.forgiver.simulate import Simulation
 from ddgan.runtime.checkpoint import complete_checkpoints, load_rank_file
@@ -26,7 +26,7 @@ def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
 
 
-def _assert_same_models(where, sim: Simulation, label, first_client_rank: int = 0) -> None:
+def _assert_same_models(where, sim: Simulation, label) -> None:
     gen_state = load_rank_file(where, 0)["generator"]
     for name, ref in sim.generator.G.state_dict().items():
         assert _rel(gen_state["G"][name], ref) < 1e-5, (label, name)
@@ -34,7 +34,7 @@ def _assert_same_models(where, sim: Simulation, label, first_client_rank: int = 
         assert _rel(gen_state["G_ema"][name], ref) < 1e-5, (label, "G_ema", name)
     assert _rel(gen_state["lam"], sim.generator.lam.detach()) < 1e-5, label
     for k, c in enumerate(sim.clients):
-        d_state = load_rank_file(where, first_client_rank + k)["client"]["D"]
+        d_state = saved_client(where, k)["D"]
         for name, ref in c.D.state_dict().items():
             assert _rel(d_state[name], ref) < 1e-5, (label, k, name)
 
@@ -81,7 +81,7 @@ def test_dedicated_generator_rank_and_pipeline_equal_their_references(tmp_path):
         runs.append((cfg, sim, f"{algo} {exchange} pipeline={pipeline}"))
     spawn(train_in_one_group, 3, [cfg for cfg, _, _ in runs])
     for cfg, sim, label in runs:
-        _assert_same_models(complete_checkpoints(cfg.run.dir)[0], sim, label, first_client_rank=1)
+        _assert_same_models(complete_checkpoints(cfg.run.dir)[0], sim, label)
     # the pipeline really is one step stale: its generator differs from the synchronous one
     sync = Simulation(small_config(tmp_path / "ref", 2, "f2u", "feedback", ("train.generator_rank=dedicated",)))
     for _ in range(STEPS):
@@ -113,4 +113,33 @@ def test_robust_exchange_with_honest_clients_equals_the_reference(tmp_path):
         runs.append((cfg, sim, f"{algo} robust dedicated", 1))
     spawn(train_in_one_group, 3, [cfg for cfg, _, _, _ in runs])
     for cfg, sim, label, first in runs:
-        _assert_same_models(complete_checkpoints(cfg.run.dir)[0], sim, label, first_client_rank=first)
+        _assert_same_models(complete_checkpoints(cfg.run.dir)[0], sim, label)
+
+
+@pytest.mark.dist
+def test_co_hosted_clients_equal_the_reference(tmp_path):
+    """3 clients on 2 ranks ({0, 1} together, {2} alone; train.client_ranks) give the one-process
+    reference's update, for every rule and exchange mode, MD-GAN's swap (within a rank and across),
+    lambda's discriminator-side copies, the robust and secure exchanges, and G on a rank of its own
+    with all 3 clients on the other (pipelined too)."""
+    runs = []
+    cases = [(algo, exchange, ()) for algo in ("f2u", "f2u_balanced", "f2a", "mean", "gman")
+             for exchange in ("feedback", "params")]
+    cases += [("mean", "feedback", ("algo.swap_every=1",)), ("mean", "params", ("algo.swap_every=1",)),
+              ("f2a", "feedback", ("algo.lambda_refresh=2",)),
+              ("f2u", "feedback", ("comm.robust=true", "defence.canaries=0", "defence.probes=0")),
+              ("f2a", "feedback", ("comm.robust=true", "defence.canaries=0", "defence.probes=0")),
+              ("f2a", "secure", ("algo.lambda_objective=generator", "algo.lambda_max=20")), ("mean", "secure", ()),
+              ("f2a", "feedback", ("train.generator_rank=dedicated", "train.client_ranks=1")),
+              ("f2u", "params", ("train.generator_rank=dedicated", "train.client_ranks=1", "train.pipeline=true"))]
+    for algo, exchange, extra in cases:
+        extra = extra if "train.client_ranks=1" in extra else (*extra, "train.client_ranks=2")
+        sim = Simulation(small_config(tmp_path / "ref", 3, algo, "feedback" if exchange == "secure" else exchange,
+                                      tuple(e for e in extra if not e.startswith(("comm.", "defence.")))))
+        for _ in range(STEPS):
+            sim.step()
+        cfg = small_config(tmp_path / f"{algo}-{exchange}-{'-'.join(extra)}", 3, algo, exchange, extra)
+        runs.append((cfg, sim, f"{algo} {exchange} {extra}"))
+    spawn(train_in_one_group, 2, [cfg for cfg, _, _ in runs])
+    for cfg, sim, label in runs:
+        _assert_same_models(complete_checkpoints(cfg.run.dir)[0], sim, label)

@@ -151,8 +151,8 @@ def test_elastic_restart_after_sigkill_ends_like_an_uninterrupted_run(tmp_path):
     assert a.name == b.name == f"step_{steps:07d}"
     for rank in range(2):
         sa, sb = load_rank_file(a, rank), load_rank_file(b, rank)
-        for name, value in sa["client"]["D"].items():
-            assert torch.equal(value, sb["client"]["D"][name]), name
+        for name, value in sa["clients"][str(rank)]["D"].items():
+            assert torch.equal(value, sb["clients"][str(rank)]["D"][name]), name
     for name, value in load_rank_file(a, 0)["generator"]["G"].items():
         assert torch.equal(value, load_rank_file(b, 0)["generator"]["G"][name]), name
 

@@ -167,7 +167,7 @@ def test_an_always_real_client_is_named_and_silenced_and_an_honest_run_names_nob
     after = [r for r in liar if r["step"] > named[0]["named"]["1"] + 10]
     assert after and all(r["weight_share"][1] == 0 for r in after)
     # and its D still trains: the liar only lies in what it sends
-    assert load_rank_file(complete_checkpoints(tmp_path / "liar")[0], 1)["client"]["D"]
+    assert load_rank_file(complete_checkpoints(tmp_path / "liar")[0], 1)["clients"]["1"]["D"]
 
 
 @pytest.mark.dist

@@ -87,7 +87,7 @@ def _compare_worker(rank, world, out):
     from ddgan.forgiver.exchange import by_feedback
     from ddgan.forgiver.layout import Layout
     from ddgan.forgiver.secure import by_secure
-    from ddgan.roles import build_discriminator
+    from ddgan.roles import Client, ClientGroup, build_discriminator
     from ddgan.runtime.comm import Comm
 
     dist.init_process_group("gloo")
@@ -100,14 +100,15 @@ def _compare_worker(rank, world, out):
                                      "model.d_width=8"])
             dtype = getattr(torch, dtype_name)
             D = build_discriminator(cfg, rank, torch.device("cpu"))
+            group = ClientGroup([rank], [Client(None, D, None, "bce", 16)])      # only its D is used
             x = torch.rand(16, 1, 16, 16, generator=torch.Generator().manual_seed(1), dtype=dtype) * 2 - 1
             for name, rule in (("f2a", f2a), ("mean", mean)):
                 lam = torch.tensor(2.5, dtype=dtype)
                 comm.step += 1
-                plain = by_feedback(comm, layout, D, x, torch.tensor(0.7, dtype=dtype), rule,
+                plain = by_feedback(comm, layout, group, x, torch.tensor([0.7], dtype=dtype), rule,
                                     RuleInputs(lam=lam.clone().requires_grad_(name == "f2a")))
                 comm.step += 1
-                secret = by_secure(comm, layout, D, x, torch.tensor(0.7, dtype=dtype), name,
+                secret = by_secure(comm, layout, group, x, torch.tensor([0.7], dtype=dtype), name,
                                    RuleInputs(lam=lam.clone().requires_grad_(name == "f2a")), masks)
                 results[dtype_name, name] = [plain.g_loss, secret.g_loss, plain.grad_x, secret.grad_x,
                                              plain.lam_grad if name == "f2a" else None, secret.lam_grad]

@@ -127,7 +127,9 @@ def _sbatch_lines() -> list[tuple[str, str]]:
     return found
 
 
-def test_every_sbatch_example_starts_as_many_ranks_as_its_config_needs():
+def test_every_sbatch_example_fits_its_config_on_the_ranks_it_starts():
+    """Each example's allocation runs its config: one rank per client, or fewer ranks that co-host
+    them (ddgan.slurm appends what ``ddgan.layout --fit`` prints)."""
     examples = _sbatch_lines()
     assert len(examples) >= 4
     for where, line in examples:
@@ -138,8 +140,12 @@ def test_every_sbatch_example_starts_as_many_ranks_as_its_config_needs():
         nodes = int(re.search(r"--nodes=(\d+)", line + " " + header).group(1))
         per_node = re.search(r"DDGAN_NPROC_PER_NODE=(\d+)", line) or re.search(r"--gpus-per-node=(\d+)", line + " " + header)
         overrides = [a for a in line.split(template, 1)[1].split() if "=" in a and not a.startswith("-")]
-        proc = subprocess.run([sys.executable, "-m", "ddgan.layout", "--config",
+        ranks = nodes * int(per_node.group(1))
+        proc = subprocess.run([sys.executable, "-m", "ddgan.layout", "--fit", str(ranks), "--config",
                                config.group(1) if config else "configs/default.yaml", *overrides],
                               cwd=ROOT, capture_output=True, text=True)
         assert proc.returncode == 0, (where, line, proc.stderr)
-        assert int(proc.stdout) == nodes * int(per_node.group(1)), (where, line, proc.stdout)
+        proc = subprocess.run([sys.executable, "-m", "ddgan.layout", "--config",
+                               config.group(1) if config else "configs/default.yaml", *overrides,
+                               *proc.stdout.split()], cwd=ROOT, capture_output=True, text=True)
+        assert int(proc.stdout) == ranks, (where, line, proc.stdout)

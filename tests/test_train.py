@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, flat_state, free_port, spawn, train_in_one_group
+from conftest import ROOT, flat_state, free_port, saved_client, spawn, train_in_one_group
 from ddgan.core.config import load_config
+from ddgan.core.errors import ConfigError
+from ddgan.runtime import checkpoint
 from ddgan.runtime.checkpoint import complete_checkpoints, load_rank_file
 from ddgan.runtime.rundir import read_metrics, save_grid
 
@@ -68,7 +70,8 @@ def test_wrong_world_size_is_a_clear_error_said_once(tmp_path):
     assert proc.returncode != 0
     errors = [l for l in proc.stderr.splitlines() if l.startswith("error:")]
     assert errors == ["error: partition.clients = 5 but 2 rank(s) were started (WORLD_SIZE=2); "
-                      "launch with torchrun --nproc_per_node 5 or set partition.clients=2"]
+                      "launch with torchrun --nproc_per_node 5 or set partition.clients=2 (or train.client_ranks=2 to host "
+                      "the 5 clients on fewer ranks)"]
     # torchrun reports the failed workers with a traceback of its own; ours print none
     assert "/ddgan/" not in proc.stderr.replace(f"{tmp_path}", "")
     assert "exitcode  : 2" in proc.stderr
@@ -84,7 +87,8 @@ def test_wrong_world_size_is_a_clear_error_said_once(tmp_path):
     (2, ["algo.name=f2u", "comm.robust=true", "defence.seed=5", "defence.warmup=2", "attack.kind=noise",
          "attack.client=1", "attack.start=3"]),
     (3, ["algo.name=f2u_balanced", "train.generator_rank=dedicated", "train.pipeline=true"]),
-], ids=["f2a-feedback", "gman-params", "f2a-secure", "f2u-robust-attacked", "dedicated-pipeline"])
+    (1, ["algo.name=f2a", "train.client_ranks=1"]),
+], ids=["f2a-feedback", "gman-params", "f2a-secure", "f2u-robust-attacked", "dedicated-pipeline", "co-hosted"])
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, world, extra):
     args = [*TWO_CLIENTS, *SMALL, *extra, "algo.swap_every=3", "run.checkpoint_every=5", "run.log_every=5"]
     straight = load_config("configs/default.yaml", [*args, "train.steps=12", f"run.dir={tmp_path / 'a'}"])
@@ -102,6 +106,39 @@ def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, world, e
             assert same, (rank, key)
     steps = [r["step"] for r in read_metrics(tmp_path / "b")]
     assert steps == [5, 6, 10, 12]                      # the second launch continued after step 6 (a swap step)
+
+
+@pytest.mark.dist
+def test_a_checkpoint_resumes_on_another_number_of_client_ranks(tmp_path):
+    """Each client is saved under its own number: 3 clients trained on 1 rank continue on 3 ranks
+    (and back on 2) as a run that never moved them, to float64 tolerance (batched and looped
+    discriminators round differently); another change of layout is refused, naming the field."""
+    args = [*SMALL, "partition.clients=3", "partition.scheme=classes", "partition.classes=[[0,1,2],[3,4,5],[6,7,8,9]]",
+            "algo.name=f2a", "algo.swap_every=3", "train.dtype=float64", "run.checkpoint_every=4", "run.log_every=4"]
+    straight = load_config("configs/default.yaml", [*args, "train.steps=8", f"run.dir={tmp_path / 'a'}"])
+    one = load_config("configs/default.yaml", [*args, "train.steps=4", "train.client_ranks=1", f"run.dir={tmp_path / 'b'}"])
+    three = load_config("configs/default.yaml", [*args, "train.steps=6", f"run.dir={tmp_path / 'b'}"])
+    two = load_config("configs/default.yaml", [*args, "train.steps=8", "train.client_ranks=2", f"run.dir={tmp_path / 'b'}"])
+    spawn(train_in_one_group, 1, [one])
+    spawn(train_in_one_group, 3, [straight, three])
+    spawn(train_in_one_group, 2, [two])
+    a, b = complete_checkpoints(tmp_path / "a")[0], complete_checkpoints(tmp_path / "b")[0]
+    assert a.name == b.name == "step_0000008"
+    for k in range(3):
+        for key, value in flat_state(saved_client(a, k)).items():
+            other = flat_state(saved_client(b, k))[key]
+            if isinstance(value, torch.Tensor) and value.is_floating_point():
+                torch.testing.assert_close(other, value, rtol=1e-6, atol=1e-9, msg=f"client {k} {key}")
+            else:
+                assert torch.equal(other, value) if isinstance(value, torch.Tensor) else other == value, (k, key)
+    for key, value in flat_state(load_rank_file(a, 0)["generator"]).items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            torch.testing.assert_close(flat_state(load_rank_file(b, 0)["generator"])[key], value, rtol=1e-6,
+                                       atol=1e-9, msg=key)
+    dedicated = load_config("configs/default.yaml", [*args, "train.steps=10", "train.generator_rank=dedicated",
+                                                     f"run.dir={tmp_path / 'b'}"])
+    with pytest.raises(ConfigError, match="train.generator_rank"):
+        checkpoint.check_compatible(checkpoint.read_manifest(b), dedicated, 4, b, regroups=True)
 
 
 @pytest.mark.dist

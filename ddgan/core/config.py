@@ -275,6 +275,10 @@ class TrainConfig:
     generator_rank: str = "shared"
     """Forgiver-first algorithms: shared = rank 0 holds G and client 0 (partition.clients ranks);
     dedicated = rank 0 holds only G, client k lives on rank k + 1 (partition.clients + 1 ranks)."""
+    client_ranks: int = 0
+    """Forgiver-first algorithms: the ranks that host the partition.clients clients, each a
+    contiguous group trained as one batched computation (0 = one rank per client). 5 clients on 1
+    rank run the default job on one GPU; 100 clients on 2 ranks are 50 per process."""
     pipeline: bool = False
     """dedicated only: rank 0 sends the next generated batch before it applies this step's
     feedback, so the clients' next D step overlaps G's update; G then learns from feedback that is
@@ -301,6 +305,8 @@ class TrainConfig:
             err("device", self.device, "choose auto, cpu or cuda")
         if self.generator_rank not in GENERATOR_RANKS:
             err("generator_rank", self.generator_rank, f"choose {' or '.join(GENERATOR_RANKS)}")
+        if self.client_ranks < 0:
+            err("client_ranks", self.client_ranks, "must be >= 0 (0 = one rank per client)")
         if self.pipeline and self.generator_rank != "dedicated":
             err("pipeline", self.pipeline, "the pipelined step needs train.generator_rank=dedicated (a rank "
                 "that holds only G can update it while the clients train on the next batch)")
@@ -585,6 +591,12 @@ def _check_across_sections(cfg: Config, sources: dict[str, str]) -> None:
     if cfg.train.generator_rank != "shared" and trainer != "forgiver":
         err("train.generator_rank", cfg.train.generator_rank, f"{cfg.algo.name} has a generator per node; "
             "a generator rank belongs to the forgiver-first algorithms")
+    if cfg.train.client_ranks and trainer != "forgiver":
+        err("train.client_ranks", cfg.train.client_ranks, f"{cfg.algo.name} runs one node per rank; co-hosted "
+            "clients belong to the forgiver-first algorithms")
+    if cfg.train.client_ranks > cfg.partition.clients:
+        err("train.client_ranks", cfg.train.client_ranks, f"more ranks than the {cfg.partition.clients} clients "
+            f"they would host")
     if cfg.comm.exchange == "secure":
         _check_secure(cfg, err)
     if cfg.comm.robust and (trainer != "forgiver" or cfg.comm.exchange != "feedback"):

@@ -114,7 +114,8 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
         layout = Layout(world) if per_node else Layout.of(cfg)
         for k in range(layout.clients):
             D = build_discriminator(cfg, k, device)
-            D.load_state_dict(load_rank_file(where, layout.rank_of(k), manifest)["client"]["D"])
+            saved = load_rank_file(where, layout.rank_of(k), manifest)
+            D.load_state_dict((saved["clients"][str(k)] if "clients" in saved else saved["client"])["D"])
             errors[str(k)] = round(svm.svm_test_error(D, train_x, train_y, test_x, test_y, seed, svm_scale), 5)
         result["svm"] = {"train": len(train_y), "test": len(test_y), "standardised": svm_scale, "test_error": errors}
     figures = plots.training_curves(read_metrics(run), out) if (run / "metrics.jsonl").exists() else []

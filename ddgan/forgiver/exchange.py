@@ -30,7 +30,8 @@ from ddgan.core.aggregate import RuleInputs
 from ddgan.core.models import frozen_forward
 from ddgan.forgiver.attacks import Attack
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
-from ddgan.runtime.comm import Comm, module_tensors, pack, unpack
+from ddgan.roles import ClientGroup
+from ddgan.runtime.comm import Comm, module_tensors, pack, packed_size, unpack
 
 EXCHANGES = ("feedback", "params", "secure")       # ``comm.exchange``
 
@@ -51,64 +52,90 @@ class Verdict:
     logged: dict[str, Tensor] = field(default_factory=dict)   # more per-step values for metrics.jsonl (generator rank)
 
 
-def by_feedback(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, d_loss: Tensor,
-                rule: Callable, inputs: RuleInputs, attack: Attack | None = None) -> Verdict:
-    """Collective (all_gather + reduce): the feedback exchange; see the module docstring. ``D`` is
-    None on a dedicated generator rank. ``inputs.lam`` must hold the same value on every rank (it
-    arrives with the batch) and requires grad when lambda descends the generator's loss."""
+def by_feedback(comm: Comm, layout: Layout, group: ClientGroup | None, x: Tensor, d_losses: Tensor,
+                rule: Callable, inputs: RuleInputs, attacks: list[Attack | None] | None = None) -> Verdict:
+    """Collective (all_gather + reduce): the feedback exchange; see the module docstring. ``group``
+    (this rank's clients, ``d_losses`` their D losses) is None on a dedicated generator rank.
+    ``inputs.lam`` must hold the same value on every rank (it arrives with the batch) and requires
+    grad when lambda descends the generator's loss. A co-hosted client's row is its own: the rank
+    sends one row per client, and one gradient, the sum of its clients' ones."""
     b = x.shape[0]
     x_req = x.detach().requires_grad_(True)
-    own = frozen_forward(D, x_req) if D is not None else x.new_zeros(b)
-    sent = own.detach() if attack is None else attack.scores(own.detach(), comm.step)
-    rows = layout.client_rows(comm.all_gather(torch.cat([sent, d_loss.reshape(1)]), "realness scores"))
+    own = group.scores(x_req) if group is not None else x.new_zeros(0, b)
+    sent = own.detach()
+    if attacks and any(attacks):
+        sent = torch.stack([row if a is None else a.scores(row, comm.step) for row, a in zip(sent, attacks)])
+    mine = x.new_zeros(layout.per_rank, b + 1)
+    mine[:len(own)] = torch.cat([sent, d_losses.reshape(-1, 1)], 1)
+    rows = layout.client_rows(comm.all_gather(mine, "realness scores"))
     out = rows[:, :b].clone().requires_grad_(True)
     g_loss, weights = rule(out, inputs)
     learn = inputs.lam is not None and inputs.lam.requires_grad
     grads = torch.autograd.grad(g_loss, [out, inputs.lam] if learn else [out])
     grad_x = torch.zeros_like(x)
-    if D is not None:
-        (grad_x,) = torch.autograd.grad(own, x_req, grads[0][layout.client_of(comm.rank)])
-        if attack is not None:
-            grad_x = attack.gradient(grad_x, comm.step)
+    if group is not None:
+        coef = grads[0][group.ids]
+        if attacks and any(attacks):      # a liar transforms its own gradient: one backward per client
+            for j, attack in enumerate(attacks):
+                (g,) = torch.autograd.grad(own[j], x_req, coef[j], retain_graph=True)
+                grad_x += g if attack is None else attack.gradient(g, comm.step)
+        else:
+            (grad_x,) = torch.autograd.grad(own, x_req, coef)
     comm.reduce_sum(grad_x, GENERATOR_RANK, "gradients w.r.t. the generated batch")
     return Verdict(rows[:, b], g_loss.detach(), torch.isfinite(out.detach()).all(1), out.detach(), weights,
                    grad_x=grad_x, lam_grad=grads[1] if learn else None)
 
 
-def gather_discriminators(comm: Comm, D: torch.nn.Module, stats: Tensor | None = None
-                          ) -> tuple[list[dict[str, Tensor]], Tensor | None]:
-    """Collective (all_gather): every rank's discriminator parameters and buffers, as one state
-    dict per rank (views into the gathered buffer; :func:`frozen_forward` never writes into them),
-    and the ranks' ``stats`` sent along (None when none were sent). A rank without a client sends
-    ``D`` all the same (a template of the right shapes)."""
-    own = module_tensors(D)
-    packed = pack(own.values())
-    packed_stats = pack([stats]) if stats is not None else packed.new_empty(0)
-    rows = comm.all_gather(torch.cat([packed, packed_stats]), "discriminator parameters")
-    n = rows.shape[1] - packed_stats.numel()       # the stats sit in their own padded slot at the end
-    all_stats = torch.stack([unpack(row[n:], [stats])[0] for row in rows]) if stats is not None else None
-    return discriminator_states(rows[:, :n], D), all_stats
+def packed_discriminators(layout: Layout, Ds: list[torch.nn.Module], template: torch.nn.Module,
+                          extra: Tensor | None = None) -> Tensor:
+    """This rank's contribution to a gather of discriminators: ``layout.per_rank`` rows, one packed
+    D per hosted client (then that client's row of ``extra``, packed in a slot of its own), zeros
+    where the rank hosts fewer."""
+    rows = [pack(module_tensors(D).values()) for D in Ds]
+    if extra is not None:
+        rows = [torch.cat([row, pack([e])]) for row, e in zip(rows, extra)]
+    width = packed_size(module_tensors(template).values()) + (packed_size([extra.new_empty(extra.shape[1:])]) if extra is not None else 0)
+    out = torch.zeros(layout.per_rank, width, dtype=torch.uint8, device=next(template.parameters()).device)
+    if rows:
+        out[:len(rows)] = torch.stack(rows)
+    return out
+
+
+def gather_discriminators(comm: Comm, layout: Layout, Ds: list[torch.nn.Module], template: torch.nn.Module,
+                          stats: Tensor | None = None) -> tuple[list[dict[str, Tensor]], Tensor | None]:
+    """Collective (all_gather): every client's discriminator parameters and buffers, as one state
+    dict per client (views into the gathered buffer; :func:`frozen_forward` never writes into them),
+    and the clients' rows of ``stats`` (clients x s) sent along (None when none were sent).
+    ``template`` is a D of the clients' shapes (a rank without clients sends only padding)."""
+    rows = layout.client_rows(comm.all_gather(packed_discriminators(layout, Ds, template, stats),
+                                              "discriminator parameters"))
+    n = packed_size(module_tensors(template).values())
+    like = stats.new_empty(stats.shape[1:]) if stats is not None else None
+    all_stats = torch.stack([unpack(row[n:], [like])[0] for row in rows]) if stats is not None else None
+    return discriminator_states(rows[:, :n], template), all_stats
 
 
 def discriminator_states(rows: Tensor, D: torch.nn.Module) -> list[dict[str, Tensor]]:
-    """The state dicts (views) of gathered packed discriminators, one row per rank, shaped like ``D``'s."""
+    """The state dicts (views) of gathered packed discriminators, one row per client, shaped like ``D``'s."""
     own = module_tensors(D)
     return [dict(zip(own, unpack(row, list(own.values())))) for row in rows]
 
 
-def by_params(comm: Comm, layout: Layout, D: torch.nn.Module, x: Tensor | None, d_loss: Tensor,
-              rule: Callable, inputs: RuleInputs) -> Verdict:
+def by_params(comm: Comm, layout: Layout, group: ClientGroup | None, template: torch.nn.Module, x: Tensor | None,
+              d_losses: Tensor, rule: Callable, inputs: RuleInputs) -> Verdict:
     """Collective (all_gather + broadcast): the params exchange; ``x`` is G's output on the
     generator rank (with its graph) and unused elsewhere, where the verdict's loss is ready for
-    ``backward()``. ``D`` on a dedicated generator rank is a template of the clients' shapes."""
-    states, all_stats = gather_discriminators(comm, D, d_loss.reshape(1))
-    states, d_losses = layout.client_rows(states), layout.client_rows(all_stats)[:, 0]
+    ``backward()``. ``template`` is a D of the clients' shapes (on a dedicated generator rank it is
+    all the rank has)."""
+    Ds = group.Ds if group is not None else []
+    states, all_stats = gather_discriminators(comm, layout, Ds, template, d_losses.reshape(-1, 1))
+    d_losses = all_stats[:, 0]
     # The others learn the loss and which clients' scores were finite, so a NaN stops every rank
     # at the same step with the same message.
-    status = d_loss.new_zeros(1 + layout.clients)
+    status = d_losses.new_zeros(1 + layout.clients)
     g_loss = out = weights = lam_grad = None
     if comm.rank == GENERATOR_RANK:
-        out = torch.stack([frozen_forward(D, x, state=state) for state in states])
+        out = torch.stack([frozen_forward(template, x, state=state) for state in states])
         g_loss, weights = rule(out, inputs)
         if inputs.lam is not None and inputs.lam.requires_grad:
             (lam_grad,) = torch.autograd.grad(g_loss, inputs.lam, retain_graph=True)

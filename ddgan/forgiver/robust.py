@@ -76,6 +76,7 @@ from ddgan.core.models import frozen_forward
 from ddgan.forgiver.attacks import Attack
 from ddgan.forgiver.exchange import Verdict
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
+from ddgan.roles import ClientGroup
 from ddgan.runtime.comm import Comm
 
 if TYPE_CHECKING:
@@ -284,16 +285,21 @@ class Defence:
             None if echo.get("scores") is None else echo["scores"].to(device))
 
 
-def by_robust(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, d_loss: Tensor, rule: Callable,
-              inputs: RuleInputs, attack: Attack | None, defence: Defence | None, plan: Plan | None) -> Verdict:
+def by_robust(comm: Comm, layout: Layout, group: ClientGroup | None, x: Tensor, d_losses: Tensor, rule: Callable,
+              inputs: RuleInputs, attacks: list[Attack | None], defence: Defence | None, plan: Plan | None) -> Verdict:
     """Collective (gather, scatter, gather): the robust exchange; ``defence`` and ``plan`` live on
-    the generator rank. See the module docstring."""
-    n, k = x.shape[0], layout.clients
+    the generator rank, ``group`` (this rank's clients) is None on a dedicated one. Co-hosted
+    clients send a row and a gradient each, so the checks name a co-hosted liar like any other.
+    See the module docstring."""
+    n, k, per = x.shape[0], layout.clients, layout.per_rank
     x_req = x.detach().requires_grad_(True)
-    own = frozen_forward(D, x_req) if D is not None else x.new_zeros(n)
-    sent = own.detach() if attack is None else attack.scores(own.detach(), comm.step)
-    rows = comm.gather(torch.cat([sent, d_loss.reshape(1)]), GENERATOR_RANK, "realness scores")
-    # every rank's row: its coefficients on the batch, then the round's status (so all ranks see
+    own = group.scores(x_req) if group is not None else x.new_zeros(0, n)
+    sent = torch.stack([row if a is None else a.scores(row, comm.step) for row, a in zip(own.detach(), attacks)]) \
+        if attacks else own.detach()
+    mine = x.new_zeros(per, n + 1)
+    mine[:len(own)] = torch.cat([sent, d_losses.reshape(-1, 1)], 1)
+    rows = comm.gather(mine, GENERATOR_RANK, "realness scores")
+    # every client's row: its coefficients on the batch, then the round's status (so all ranks see
     # the same losses and stop together on a NaN, and know who is still counted)
     status_width = 1 + 3 * k
     out = weights = lam_grad = coef = scores = None
@@ -318,17 +324,16 @@ def by_robust(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, 
         counted[active] = 1
         status = torch.cat([g_loss.detach().reshape(1), d_losses, torch.isfinite(scores).all(1).to(d_losses.dtype),
                             counted])
-        # a dedicated generator rank scores nothing of its own, but it needs the status like everyone
-        coefs = torch.cat([batch_coef.new_zeros(layout.first_client_rank, n), batch_coef])
-        to_send = torch.cat([coefs, status[None].expand(coefs.shape[0], -1)], 1)
-    mine = comm.scatter(to_send, x.new_empty(n + status_width), GENERATOR_RANK, "coefficients")
-    grad_x = torch.zeros_like(x)
-    if D is not None:
-        (grad_x,) = torch.autograd.grad(own, x_req, mine[:n])
+        # a rank that hosts fewer clients (or none: a dedicated generator rank) still needs the status
+        to_send = torch.cat([layout.rank_rows(batch_coef), status.expand(layout.world, per, -1)], 2)
+    mine = comm.scatter(to_send, x.new_empty(per, n + status_width), GENERATOR_RANK, "coefficients")
+    grads_x = x.new_zeros(per, *x.shape)
+    for j, attack in enumerate(attacks):
+        (grads_x[j],) = torch.autograd.grad(own[j], x_req, mine[j, :n], retain_graph=j + 1 < len(attacks))
         if attack is not None:
-            grad_x = attack.gradient(grad_x, comm.step)
-    gathered = comm.gather(grad_x, GENERATOR_RANK, "gradients w.r.t. the generated batch")
-    status = mine[n:]
+            grads_x[j] = attack.gradient(grads_x[j], comm.step)
+    gathered = comm.gather(grads_x, GENERATOR_RANK, "gradients w.r.t. the generated batch")
+    status = mine[0, n:]
     verdict = Verdict(status[1:1 + k], status[0], status[1 + k:1 + 2 * k] > 0, None if out is None else out.detach(),
                       weights, lam_grad=lam_grad, active=status[1 + 2 * k:] > 0)
     if comm.rank == GENERATOR_RANK:

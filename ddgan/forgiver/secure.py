@@ -51,9 +51,9 @@ from torch import Tensor
 
 from ddgan.core.aggregate import RuleInputs
 from ddgan.core.losses import g_loss, realness
-from ddgan.core.models import frozen_forward
 from ddgan.forgiver.exchange import Verdict
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
+from ddgan.roles import ClientGroup
 from ddgan.runtime.comm import Comm
 
 SCALE = 2.0 ** 32
@@ -101,16 +101,18 @@ class Masks:
         self.me, self.keys = me, keys
 
     @classmethod
-    def agree(cls, comm: Comm, layout: Layout) -> "Masks | None":
-        """Collective (all_gather of 32-byte public keys): X25519 with every other client."""
+    def agree(cls, comm: Comm, layout: Layout) -> "list[Masks]":
+        """Collective (all_gather of 32-byte public keys): X25519 of each client this rank hosts
+        with every other client; one :class:`Masks` per hosted client."""
         from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-        me = layout.client_of(comm.rank)
-        private = X25519PrivateKey.generate()
-        mine = torch.frombuffer(bytearray(public_bytes(private)), dtype=torch.uint8) if me is not None \
-            else torch.zeros(32, dtype=torch.uint8)
-        rows = layout.client_rows(comm.all_gather(mine, "public keys"))
-        return cls(me, pair_keys(me, private, [bytes(row.tolist()) for row in rows])) if me is not None else None
+        hosted = layout.clients_of(comm.rank)
+        privates = [X25519PrivateKey.generate() for _ in hosted]
+        mine = torch.zeros(layout.per_rank, 32, dtype=torch.uint8)
+        for j, private in enumerate(privates):
+            mine[j] = torch.frombuffer(bytearray(public_bytes(private)), dtype=torch.uint8)
+        publics = [bytes(row.tolist()) for row in layout.client_rows(comm.all_gather(mine, "public keys"))]
+        return [cls(me, pair_keys(me, private, publics)) for me, private in zip(hosted, privates)]
 
     def stream(self, peer: int, step: int, message: int, n: int) -> np.ndarray:
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
@@ -134,25 +136,26 @@ def _per_sample_loss(loss: str, agg: Tensor) -> Tensor:
     return -torch.log(agg) if loss == "bce" else 0.5 * (agg - 1.0) ** 2
 
 
-def by_secure(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, d_loss: Tensor, rule: str,
-              inputs: RuleInputs, masks: Masks | None) -> Verdict:
-    """Collective (all_reduce, reduce): the secure exchange; ``masks`` is None on a dedicated
-    generator rank. See the module docstring."""
+def by_secure(comm: Comm, layout: Layout, group: ClientGroup | None, x: Tensor, d_losses: Tensor, rule: str,
+              inputs: RuleInputs, masks: list[Masks]) -> Verdict:
+    """Collective (all_reduce, reduce): the secure exchange; ``group`` (this rank's clients, one
+    :class:`Masks` each) is None on a dedicated generator rank. A rank adds its clients' masked
+    values before they leave it: the masks between two co-hosted clients cancel there, and the
+    host, which computes its guests' scores itself, learns nothing new. See the module docstring."""
     b, k, loss = x.shape[0], layout.clients, inputs.loss
     x_req = x.detach().requires_grad_(True)
-    own = frozen_forward(D, x_req) if D is not None else None
+    own = group.scores(x_req) if group is not None else x.new_zeros(0, b)
     lam = inputs.lam.detach()
     # -- 1. masked sums: F2A's A, N, Q per sample (mean: the G loss), the D loss, two flags
     width = 3 * b if rule == "f2a" else 1
     payload = torch.zeros(width + 3, dtype=torch.int64, device=x.device)
-    if own is not None:
-        r = realness(loss, own.detach())
+    for row, d_loss, mask in zip(own.detach(), d_losses, masks):
+        r = realness(loss, row)
         w = torch.exp(lam * (r - 1.0))
-        parts = [w, w * r, w * r * r] if rule == "f2a" else [_g_loss_sum(loss, own.detach())]
-        values = torch.cat([*(p.reshape(-1) for p in parts), d_loss.reshape(1)])
-        enc, bad = encode(values)
-        payload = torch.cat([enc, bad.reshape(1), (~torch.isfinite(own.detach())).any().long().reshape(1)])
-        payload = payload + masks.mask(comm.step, _SUMS, payload.numel()).to(payload.device)
+        parts = [w, w * r, w * r * r] if rule == "f2a" else [_g_loss_sum(loss, row)]
+        enc, bad = encode(torch.cat([*(p.reshape(-1) for p in parts), d_loss.reshape(1)]))
+        payload += torch.cat([enc, bad.reshape(1), (~torch.isfinite(row)).any().long().reshape(1)])
+        payload += mask.mask(comm.step, _SUMS, payload.numel()).to(payload.device)
     total = comm.all_reduce(payload, "masked sums")
     sums, flags = decode(total[:width + 1], x.dtype), total[width + 1:]
     # -- 2. every rank: D_agg, G's loss and lambda's gradient from the sums alone
@@ -168,10 +171,10 @@ def by_secure(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, 
     nan = torch.full((), float("nan"), dtype=x.dtype, device=x.device)
     d_losses = torch.where(ok, sums[width] / k, nan).reshape(1)
     verdict = Verdict(d_losses, torch.where(ok, g_loss, nan), ok.reshape(1), lam_grad=lam_grad)
-    # -- 3. each client's gradient w.r.t. x, masked, summed on the generator rank
+    # -- 3. each client's gradient w.r.t. x, masked, summed on its rank, then on the generator rank
     grad = torch.zeros(x.numel() + 1, dtype=torch.int64, device=x.device)
-    if own is not None:
-        out = own.detach().requires_grad_(True)
+    for j, mask in enumerate(masks):
+        out = own[j].detach().requires_grad_(True)
         if rule == "f2a":
             r = realness(loss, out)
             w = torch.exp(lam * (r - 1.0))
@@ -180,11 +183,11 @@ def by_secure(comm: Comm, layout: Layout, D: torch.nn.Module | None, x: Tensor, 
         else:
             mean_loss = _g_loss_sum(loss, out) / (k * b)
         (coef,) = torch.autograd.grad(mean_loss, out)
-        (grad_x,) = torch.autograd.grad(own, x_req, coef)
+        (grad_x,) = torch.autograd.grad(own[j], x_req, coef, retain_graph=j + 1 < len(masks))
         limit = RANGE / 2
         enc, bad = encode(grad_x.clamp(-limit, limit).reshape(-1))
         clamped = (grad_x.abs() > limit).sum() + bad
-        grad = torch.cat([enc, clamped.reshape(1)]) + masks.mask(comm.step, _GRADIENTS, x.numel() + 1).to(x.device)
+        grad += torch.cat([enc, clamped.reshape(1)]) + mask.mask(comm.step, _GRADIENTS, x.numel() + 1).to(x.device)
     comm.reduce_sum(grad, GENERATOR_RANK, "masked gradients w.r.t. the generated batch")
     if comm.rank == GENERATOR_RANK:
         verdict.grad_x = decode(grad[:-1], x.dtype).view_as(x)

@@ -29,10 +29,10 @@ from torch import Tensor
 
 from ddgan.core.aggregate import f2a_discriminator_loss
 from ddgan.core.models import frozen_forward
-from ddgan.forgiver.exchange import Verdict, discriminator_states
+from ddgan.forgiver.exchange import Verdict, discriminator_states, packed_discriminators
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
-from ddgan.roles import Client
-from ddgan.runtime.comm import Comm, module_tensors, pack
+from ddgan.roles import ClientGroup
+from ddgan.runtime.comm import Comm, pack
 
 
 def lambda_grad(lam: Tensor, loss: str, real_out: Tensor | None, fake_out: Tensor | None) -> Tensor:
@@ -61,14 +61,16 @@ class DiscriminatorCopies:
     def __init__(self, every: int):
         self.every, self.rows = every, None
 
-    def states(self, comm: Comm, layout: Layout, D: torch.nn.Module, fresh: list[dict[str, Tensor]] | None = None
-               ) -> list[dict[str, Tensor]]:
-        """One state dict per client. At a refresh step a collective (all_gather), unless ``fresh``
-        holds every client's D already (the params exchange gathered them): then a local copy."""
+    def states(self, comm: Comm, layout: Layout, Ds: list[torch.nn.Module], template: torch.nn.Module,
+               fresh: list[dict[str, Tensor]] | None = None) -> list[dict[str, Tensor]]:
+        """One state dict per client. At a refresh step a collective (all_gather of this rank's
+        clients' ``Ds``), unless ``fresh`` holds every client's D already (the params exchange
+        gathered them): then a local copy."""
         if self.rows is None or (comm.step - 1) % self.every == 0:
             self.rows = torch.stack([pack(state.values()) for state in fresh]) if fresh is not None else \
-                layout.client_rows(comm.all_gather(pack(module_tensors(D).values()), "discriminator copies for lambda"))
-        return discriminator_states(self.rows, D)
+                layout.client_rows(comm.all_gather(packed_discriminators(layout, Ds, template),
+                                                   "discriminator copies for lambda"))
+        return discriminator_states(self.rows, template)
 
     def state_dict(self) -> dict:
         return {"rows": self.rows}
@@ -88,27 +90,29 @@ def robust_lambda_grad(lam: Tensor, loss: str, real_grads: Tensor, fake_out: Ten
     return real_grads.clamp(-cap, cap).mean() + lambda_grad(lam, loss, None, fake_out)
 
 
-def distributed_lambda_grad(comm: Comm, layout: Layout, D: torch.nn.Module, client: Client | None, verdict: Verdict,
-                            lam: Tensor, loss: str, clip: float, copies: DiscriminatorCopies) -> Tensor | None:
+def distributed_lambda_grad(comm: Comm, layout: Layout, template: torch.nn.Module, group: ClientGroup | None,
+                            verdict: Verdict, lam: Tensor, loss: str, clip: float, copies: DiscriminatorCopies
+                            ) -> Tensor | None:
     """Collective (at a refresh, an all_gather of the Ds unless the params exchange brought them;
     then a reduce, or a gather under the robust exchange): d L_D / d lambda on the generator rank,
-    None elsewhere. ``D`` is the client's own, or on a dedicated generator rank a template of the
-    clients' shapes; ``clip`` bounds the clients' terms under the robust exchange
-    (:func:`robust_lambda_grad`)."""
-    states = copies.states(comm, layout, D, verdict.states)
+    None elsewhere. ``group`` is this rank's clients (None on a dedicated generator rank),
+    ``template`` a D of the clients' shapes; ``clip`` bounds the clients' terms under the robust
+    exchange (:func:`robust_lambda_grad`)."""
+    states = copies.states(comm, layout, group.Ds if group is not None else [], template, verdict.states)
     if verdict.active is not None:        # robust: a named client's D leaves the aggregate (one host read)
         states = [state for state, counted in zip(states, verdict.active.tolist()) if counted]
-    real_grad = lam.new_zeros(1)
-    if client is not None:
+    real_grads = lam.new_zeros(layout.per_rank, 1)
+    for j, client in enumerate(group.clients if group is not None else []):
         with torch.no_grad():
-            real_out = torch.stack([frozen_forward(D, client.real[:REAL_SAMPLES], state=state) for state in states])
-        real_grad = lambda_grad(lam, loss, real_out, None).reshape(1)
+            real_out = torch.stack([frozen_forward(template, client.real[:REAL_SAMPLES], state=state)
+                                    for state in states])
+        real_grads[j] = lambda_grad(lam, loss, real_out, None)
     if verdict.active is None:
-        comm.reduce_sum(real_grad, GENERATOR_RANK, "lambda gradient")
+        total = comm.reduce_sum(real_grads.sum(0), GENERATOR_RANK, "lambda gradient")
         if comm.rank != GENERATOR_RANK:
             return None
-        return real_grad[0] / layout.clients + lambda_grad(lam, loss, None, verdict.out)
-    gathered = comm.gather(real_grad, GENERATOR_RANK, "lambda gradients")
+        return total[0] / layout.clients + lambda_grad(lam, loss, None, verdict.out)
+    gathered = comm.gather(real_grads, GENERATOR_RANK, "lambda gradients")
     if comm.rank != GENERATOR_RANK:
         return None
     return robust_lambda_grad(lam, loss, layout.client_rows(gathered)[:, 0], verdict.out, verdict.active, clip)

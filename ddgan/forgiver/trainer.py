@@ -1,11 +1,13 @@
-"""The forgiver-first trainer: one generator, K client discriminators, one rank per client.
+"""The forgiver-first trainer: one generator, K client discriminators, one or more clients per rank.
 
     torchrun --standalone --nproc_per_node 5 -m ddgan.train --config configs/default.yaml
+    torchrun --standalone --nproc_per_node 1 -m ddgan.train --config configs/default.yaml train.client_ranks=1
 
-Rank 0 holds the generator (and client 0, unless ``train.generator_rank: dedicated`` gives it a
-rank of its own; :mod:`ddgan.layout`). Per step, on every rank, in this order:
-  1. generate  - rank 0 draws x = G(z); x (and lambda) are broadcast to every client;
-  2. D step    - client k updates D_k on a real batch of its shard and on x;
+Rank 0 holds the generator (and the first clients, unless ``train.generator_rank: dedicated`` gives
+it a rank of its own); each client rank hosts a contiguous group of clients (``train.client_ranks``;
+:mod:`ddgan.forgiver.layout`). Per step, on every rank, in this order:
+  1. generate  - rank 0 draws x = G(z); x (and lambda) are broadcast to every client rank;
+  2. D step    - client k updates D_k on a real batch of its shard and on x (a rank's clients together);
   3. verdicts  - the clients' verdicts on x reach rank 0 through the exchange mode
                  (:mod:`ddgan.forgiver.exchange`, :mod:`ddgan.forgiver.secure`, :mod:`ddgan.forgiver.robust`);
   4. G step    - rank 0 updates G (and lambda) by the rule;
@@ -31,7 +33,7 @@ from ddgan.core.aggregate import RuleInputs
 from ddgan.core.algorithms import ALGORITHMS, lambda_objective
 from ddgan.core.config import Config
 from ddgan.core.models import BATCH_DEPENDENT_NORMS
-from ddgan.data.shard import client_shards, load_shard
+from ddgan.data.shard import client_shards
 from ddgan.forgiver.attacks import Attack
 from ddgan.forgiver.exchange import Verdict, by_feedback, by_params
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
@@ -40,7 +42,7 @@ from ddgan.forgiver.secure import Masks, by_secure
 from ddgan.forgiver.temperature import DiscriminatorCopies, distributed_lambda_grad
 from ddgan.roles import (
     DTYPES,
-    Client,
+    ClientGroup,
     Drawn,
     GeneratorSide,
     build_discriminator,
@@ -48,7 +50,7 @@ from ddgan.roles import (
     role_state,
 )
 from ddgan.runtime import checkpoint, rundir
-from ddgan.runtime.comm import Comm, copy_into, module_tensors
+from ddgan.runtime.comm import Comm, copy_into
 from ddgan.runtime.distributed import Dist
 from ddgan.runtime.health import Health
 from ddgan.runtime.preemption import StopRequest
@@ -91,17 +93,33 @@ def share_batch(comm: Comm, drawn: Drawn | None, lam: Tensor | None, shape: tupl
     return Batch(payload[:numel].view(shape), payload[numel], drawn, plan)
 
 
-def swap_discriminators(comm: Comm, layout: Layout, client: Client | None, step: int, seed: int) -> None:
+def swap_discriminators(comm: Comm, layout: Layout, group: ClientGroup | None, step: int, seed: int) -> None:
     """Point to point: MD-GAN's swap - D_k, with its optimiser state, moves to the client perm[k] of
-    a permutation seeded by (seed, step); the shards stay where they are."""
+    a permutation seeded by (seed, step); the shards stay where they are. Between co-hosted clients
+    it is a local copy; to each other rank one message carries the Ds of every client moving there."""
     perm = seeds.swap_permutation(seed, step, layout.clients)
-    me = layout.client_of(comm.rank)
-    if client is None or perm[me] == me:
+    if group is None:
         return
-    dest, src = layout.rank_of(perm[me]), layout.rank_of(perm.index(me))
-    tensors = list(module_tensors(client.D).values())
-    tensors += [v for p in client.D.parameters() for v in client.opt.state[p].values() if torch.is_tensor(v)]
-    copy_into(tensors, comm.send_recv_tensors({dest: tensors}, {src: tensors}, "discriminator swap")[src])
+    mine = {k: group.tensors(j) for j, k in enumerate(group.ids)}
+    leaving = {k: [t.clone() for t in mine[k]] for k in mine if perm[k] != k}
+    sends: dict[int, list[Tensor]] = {}
+    for k in sorted(leaving):             # in client order on both sides, so the messages unpack alike
+        if layout.rank_of(perm[k]) != comm.rank:
+            sends.setdefault(layout.rank_of(perm[k]), []).extend(leaving[k])
+    arriving = {k: perm.index(k) for k in mine if perm[k] != k}       # client k receives the D of client src
+    recvs: dict[int, list[Tensor]] = {}
+    for k in sorted(arriving, key=arriving.get):
+        if layout.rank_of(arriving[k]) != comm.rank:
+            recvs.setdefault(layout.rank_of(arriving[k]), []).extend(mine[k])
+    received = comm.send_recv_tensors(sends, recvs, "discriminator swap") if sends or recvs else {}
+    for k in sorted(arriving, key=arriving.get):
+        src = arriving[k]
+        if src in leaving:
+            copy_into(mine[k], leaving[src])
+        else:
+            got, n = received[layout.rank_of(src)], len(mine[k])
+            copy_into(mine[k], got[:n])
+            received[layout.rank_of(src)] = got[n:]
 
 
 class Interval:
@@ -154,46 +172,47 @@ def traffic(comm: Comm, since: tuple[int, int, float], step: int) -> dict:
 
 @dataclass
 class Rank:
-    """What this rank holds (:mod:`ddgan.layout`): a client, the generator, or both."""
+    """What this rank holds (:mod:`ddgan.layout`): a group of clients, the generator, or both."""
 
     layout: Layout
-    client: Client | None
+    group: ClientGroup | None
     generator: GeneratorSide | None
-    D: torch.nn.Module              # the client's D; on a dedicated generator rank a template of its shapes
+    D: torch.nn.Module              # a D of the clients' shapes: the first hosted one, or a template
     shares: Tensor                  # f2u_balanced's share of the batch per client
-    attack: Attack | None = None    # this client lies (attack.*)
+    attacks: list[Attack | None]    # per hosted client: the lie it tells (attack.*), or None
     defence: Defence | None = None  # the robust exchange's checks (generator rank)
-    masks: Masks | None = None      # the secure exchange's pairwise masks (clients)
+    masks: list[Masks] | None = None   # the secure exchange's pairwise masks, one per hosted client
     copies: DiscriminatorCopies | None = None   # lambda's discriminator-side objective: the Ds it sees
 
     @classmethod
     def build(cls, cfg: Config, ctx: Dist) -> "Rank":
         layout, dtype = Layout.of(cfg), DTYPES[cfg.train.dtype]
         source, shards = client_shards(cfg)
-        me = layout.client_of(ctx.rank)
-        client = None if me is None else Client.build(cfg, me, load_shard(cfg, me, ctx.device, dtype, source), ctx.device)
+        hosted = layout.clients_of(ctx.rank)
+        group = ClientGroup.build(cfg, hosted, ctx.device, source) if hosted else None
         generator = GeneratorSide.build(cfg, ctx.device, lambda_objective(cfg) is not None) if ctx.is_main else None
-        D = client.D if client is not None else build_discriminator(cfg, 0, ctx.device)
+        D = group.Ds[0] if group is not None else build_discriminator(cfg, 0, ctx.device)
         defence = Defence(cfg, layout.clients, generator.G) if cfg.comm.robust and generator is not None else None
         copies = DiscriminatorCopies(cfg.algo.lambda_refresh) if lambda_objective(cfg) == "discriminator" else None
-        return cls(layout, client, generator, D, client_shares(cfg, [len(s) for s in shards], dtype).to(ctx.device),
-                   Attack.of(cfg, me), defence, copies=copies)
+        return cls(layout, group, generator, D, client_shares(cfg, [len(s) for s in shards], dtype).to(ctx.device),
+                   [Attack.of(cfg, k) for k in hosted], defence, copies=copies)
 
 
-def judge(cfg: Config, comm: Comm, rank: Rank, batch: Batch, d_loss: Tensor, inputs: RuleInputs) -> Verdict:
+def judge(cfg: Config, comm: Comm, rank: Rank, batch: Batch, d_losses: Tensor, inputs: RuleInputs) -> Verdict:
     """Collective: the clients' verdicts on ``batch`` reach the generator rank by the exchange mode;
     under lambda's discriminator-side objective, with its gradient."""
-    rule, D = ALGORITHMS[cfg.algo.name].rule, rank.client and rank.client.D
+    rule, group = ALGORITHMS[cfg.algo.name].rule, rank.group
     if cfg.comm.robust:
-        verdict = by_robust(comm, rank.layout, D, batch.x, d_loss, rule, inputs, rank.attack, rank.defence, batch.plan)
+        verdict = by_robust(comm, rank.layout, group, batch.x, d_losses, rule, inputs, rank.attacks, rank.defence,
+                            batch.plan)
     elif cfg.comm.exchange == "feedback":
-        verdict = by_feedback(comm, rank.layout, D, batch.x, d_loss, rule, inputs, rank.attack)
+        verdict = by_feedback(comm, rank.layout, group, batch.x, d_losses, rule, inputs, rank.attacks)
     elif cfg.comm.exchange == "secure":
-        verdict = by_secure(comm, rank.layout, D, batch.x, d_loss, cfg.algo.name, inputs, rank.masks)
+        verdict = by_secure(comm, rank.layout, group, batch.x, d_losses, cfg.algo.name, inputs, rank.masks)
     else:
-        verdict = by_params(comm, rank.layout, rank.D, batch.drawn and batch.drawn.x, d_loss, rule, inputs)
+        verdict = by_params(comm, rank.layout, group, rank.D, batch.drawn and batch.drawn.x, d_losses, rule, inputs)
     if lambda_objective(cfg) == "discriminator":
-        verdict.lam_grad = distributed_lambda_grad(comm, rank.layout, rank.D, rank.client, verdict, batch.lam,
+        verdict.lam_grad = distributed_lambda_grad(comm, rank.layout, rank.D, group, verdict, batch.lam,
                                                    cfg.algo.loss, cfg.defence.clip, rank.copies)
     return verdict
 
@@ -201,13 +220,13 @@ def judge(cfg: Config, comm: Comm, rank: Rank, batch: Batch, d_loss: Tensor, inp
 def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
     """Run the forgiver-first algorithm ``cfg.algo.name`` to ``cfg.train.steps``; returns the last record."""
     run, rank = rundir.prepare(cfg, ctx.is_main), Rank.build(cfg, ctx)
-    client, generator, n = rank.client, rank.generator, cfg.train.batch_size
+    group, generator, n = rank.group, rank.generator, cfg.train.batch_size
     start, in_flight = _resume(run, cfg, comm, rank)
     rank.masks = Masks.agree(comm, rank.layout) if cfg.comm.exchange == "secure" else None
     _warn_if_batch_dependent(cfg, ctx.is_main)
     shape, like = (n + checks(cfg), *rank.D.spec.image_shape), torch.empty(0, dtype=DTYPES[cfg.train.dtype],
                                                                            device=ctx.device)
-    health = Health(1 if rank.masks else rank.layout.clients, ctx.device, hidden=cfg.comm.exchange == "secure")
+    health = Health(1 if cfg.comm.exchange == "secure" else rank.layout.clients, ctx.device, hidden=cfg.comm.exchange == "secure")
     log, interval = rundir.MetricsLog(run, ctx.is_main), Interval(rank.layout.clients)
     stop, step, record, since = StopRequest(run, cfg.run.stop_check_every, ctx.is_main), start, {}, (start, 0, 0.0)
     batch = None
@@ -223,10 +242,10 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
         if not cfg.train.pipeline:
             batch = share_batch(comm, drawn, lam_now, shape, like, rank.defence)
         # -- 2. D step: each client trains its own D_k on private data and the shared fakes
-        d_loss = client.d_step(batch.x) if client is not None else like.new_zeros(())
+        d_losses = group.d_step(batch.x) if group is not None else like.new_zeros(0)
         # -- 3. verdicts: the clients' judgement of the batch reaches rank 0 by the exchange mode
         inputs = rule_inputs(cfg, batch.lam.clone().requires_grad_(lambda_objective(cfg) == "generator"), rank.shares)
-        verdict = judge(cfg, comm, rank, batch, d_loss, inputs)
+        verdict = judge(cfg, comm, rank, batch, d_losses, inputs)
         health.observe(step, verdict.d_losses, verdict.g_loss, verdict.scores_finite)
         # -- 4. G step; with the pipeline the next batch leaves first, so the clients' next D step overlaps it
         judged = batch
@@ -240,7 +259,7 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
             rank.defence.name_suspects(step)
         # -- 5. MD-GAN swap
         if cfg.algo.swap_every and step % cfg.algo.swap_every == 0:
-            swap_discriminators(comm, rank.layout, client, step, cfg.train.seed)
+            swap_discriminators(comm, rank.layout, group, step, cfg.train.seed)
         # -- 6. upkeep: metrics and progress, sample grids, NaN check, stop and checkpoints
         last = step == cfg.train.steps
         if step % cfg.run.log_every == 0 or last:
@@ -270,8 +289,8 @@ def _log(cfg: Config, log: rundir.MetricsLog, step: int, record: dict, defence: 
 
 
 def _state(step: int, rank: Rank, batch: Batch, cfg: Config) -> dict:
-    """This rank's checkpoint: its roles, and on the generator rank the batch in flight (pipeline)
-    and the defence's state (robust)."""
+    """This rank's checkpoint: its roles (each hosted client under its own number), and on the
+    generator rank the batch in flight (pipeline) and the defence's state (robust)."""
     extra = {}
     if rank.generator is not None and cfg.train.pipeline:
         extra["in_flight"] = {"z": batch.drawn.z, "stash": {k: v.detach() for k, v in batch.drawn.stash.items()},
@@ -280,7 +299,9 @@ def _state(step: int, rank: Rank, batch: Batch, cfg: Config) -> dict:
         extra["defence"] = rank.defence.state_dict()
     if rank.copies is not None:
         extra["lambda_copies"] = rank.copies.state_dict()
-    return role_state(step, rank.client, rank.generator, **extra)
+    if rank.group is not None:
+        extra["clients"] = rank.group.state_dict()
+    return role_state(step, None, rank.generator, **extra)
 
 
 def _warn_if_batch_dependent(cfg: Config, is_main: bool) -> None:
@@ -293,11 +314,28 @@ def _warn_if_batch_dependent(cfg: Config, is_main: bool) -> None:
 
 def _resume(run, cfg: Config, comm: Comm, rank: Rank) -> tuple[int, tuple[Drawn, Tensor] | None]:
     """Collective: restore every role from the newest complete checkpoint; the step to continue
-    after, and (pipeline, generator rank) the batch in flight then with its lambda."""
-    state = checkpoint.resume_or_start(run, cfg, comm)
-    if state is None:
+    after, and (pipeline, generator rank) the batch in flight then with its lambda. Every client
+    is saved under its own number, so the checkpoint resumes on another ``train.client_ranks``:
+    each rank reads the generator rank's file (the generator, lambda's copies) and those of the
+    ranks that hosted its clients."""
+    def files(saved: Config) -> list[int]:
+        before = Layout.of(saved)
+        if before == rank.layout:
+            return [comm.rank]
+        return [GENERATOR_RANK, *sorted({before.rank_of(k) for k in rank.layout.clients_of(comm.rank)}
+                                        - {GENERATOR_RANK})]
+
+    loaded = checkpoint.resume_or_start(run, cfg, comm, files)
+    if loaded is None:
         return 0, None
-    generator, step = rank.generator, load_role_state(state, rank.client, rank.generator)
+    state, clients = loaded[0], {}
+    for part in loaded:
+        clients.update(part.get("clients", {}))
+    if "client" in state:        # written before co-hosting (one client per rank, same layout)
+        clients[str(rank.layout.clients_of(comm.rank)[0])] = state["client"]
+    if rank.group is not None:
+        rank.group.load_state_dict(clients)
+    generator, step = rank.generator, load_role_state(state, None, rank.generator)
     if rank.defence is not None:
         rank.defence.load_state_dict(state["defence"])
     if rank.copies is not None and "lambda_copies" in state:      # an older checkpoint: refreshed now

@@ -31,6 +31,8 @@ from ddgan.runtime.preemption import StopRequest
 # Fields a resumed run may change: how long and where it runs, how it logs and talks.
 RESUMABLE_CHANGES = ("train.steps", "train.resume", "run", "comm.timeout_s", "comm.backend", "train.device",
                      "train.deterministic", "eval")
+# ... and how clients are spread over ranks, where the trainer can regroup them (``files`` below)
+REGROUPING = ("train.client_ranks",)
 
 
 def step_dir(run_dir: Path, step: int) -> Path:
@@ -191,15 +193,19 @@ def load_rank_file(where: Path, rank: int, manifest: dict[str, Any] | None = Non
                               f"{str(exc).splitlines()[0][:200]})") from None
 
 
-def check_compatible(manifest: dict[str, Any], cfg: Config, world: int, where: Path) -> None:
-    """Raise ConfigError when a checkpoint was written by another config or world size."""
-    if manifest["world_size"] != world:
-        raise ConfigError(f"{where}: saved by {manifest['world_size']} ranks, this run has {world}")
+def check_compatible(manifest: dict[str, Any], cfg: Config, world: int, where: Path,
+                     regroups: bool = False) -> Config:
+    """Raise ConfigError when a checkpoint was written by another config or world size (with
+    ``regroups``, a trainer whose clients may move between ranks: by another config than one that
+    only changes ``REGROUPING``); the config it was saved with."""
     saved = config_from_dict(manifest["config"], source=str(where / "manifest.json"))
-    diff = config_diff(saved, cfg, ignore=RESUMABLE_CHANGES)
+    if manifest["world_size"] != world and not regroups:
+        raise ConfigError(f"{where}: saved by {manifest['world_size']} ranks, this run has {world}")
+    diff = config_diff(saved, cfg, ignore=RESUMABLE_CHANGES + (REGROUPING if regroups else ()))
     if diff:
         raise ConfigError(f"{where}: checkpoint from another config; fields that differ: {'; '.join(diff)} "
                           f"(use another run.dir, or train.resume=never with an empty run directory)")
+    return saved
 
 
 def _agreed_candidates(run_dir: Path, comm: Comm) -> list[Path]:
@@ -217,8 +223,11 @@ def _agreed_candidates(run_dir: Path, comm: Comm) -> list[Path]:
     return [step_dir(run_dir, step) for step in steps.tolist()]
 
 
-def resume(run_dir: Path, cfg: Config, comm: Comm) -> dict[str, Any] | None:
+def resume(run_dir: Path, cfg: Config, comm: Comm, files: Callable[[Config], list[int]] | None = None
+           ) -> dict[str, Any] | list[dict[str, Any]] | None:
     """Collective: this rank's state from the newest checkpoint every rank can verify, or None.
+    ``files`` (a trainer whose clients can move between ranks) maps the config a checkpoint was
+    saved with to the saved ranks whose files this rank needs; their states come back as a list.
 
     Candidates are tried newest first; each rank verifies its own file and all ranks agree (an
     all_reduce of MIN) before using it, so a half-written or corrupt checkpoint falls back to the
@@ -229,9 +238,12 @@ def resume(run_dir: Path, cfg: Config, comm: Comm) -> dict[str, Any] | None:
     candidates = _agreed_candidates(run_dir, comm)
     for where in candidates:
         manifest = read_manifest(where)
-        check_compatible(manifest, cfg, comm.world, where)
+        saved = check_compatible(manifest, cfg, comm.world, where, regroups=files is not None)
         try:
-            state, ok = load_rank_file(where, comm.rank, manifest), 1
+            if files is None:
+                state, ok = load_rank_file(where, comm.rank, manifest), 1
+            else:
+                state, ok = [load_rank_file(where, r, manifest) for r in files(saved)], 1
         except CheckpointError as exc:
             state, ok = None, 0
             print(f"[rank {comm.rank}] skipping checkpoint: {exc}", file=sys.stderr, flush=True)
@@ -245,17 +257,20 @@ def resume(run_dir: Path, cfg: Config, comm: Comm) -> dict[str, Any] | None:
     return None
 
 
-def resume_or_start(run_dir: Path, cfg: Config, comm: Comm) -> dict[str, Any] | None:
+def resume_or_start(run_dir: Path, cfg: Config, comm: Comm, files: Callable[[Config], list[int]] | None = None
+                    ) -> dict[str, Any] | list[dict[str, Any]] | None:
     """Collective, at the start of every trainer: this rank's saved state per ``train.resume``, or
-    None to start fresh (``never`` refuses a run directory that already holds checkpoints)."""
+    None to start fresh (``never`` refuses a run directory that already holds checkpoints);
+    ``files`` as in :func:`resume`."""
     if cfg.train.resume == "never":
         if _agreed_candidates(run_dir, comm):
             raise ConfigError(f"train.resume = 'never': {run_dir}/checkpoints already holds checkpoints; "
                               f"use another run.dir, or train.resume=auto to continue")
         return None
-    state = resume(run_dir, cfg, comm)
+    state = resume(run_dir, cfg, comm, files)
     if state is not None and comm.rank == 0:
-        print(f"resumed from step {state['step']} ({Path(run_dir) / 'checkpoints'})", flush=True)
+        step = (state[0] if isinstance(state, list) else state)["step"]
+        print(f"resumed from step {step} ({Path(run_dir) / 'checkpoints'})", flush=True)
     return state
 
 
