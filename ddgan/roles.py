@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ddgan.core import seeds
+from ddgan.core.batched import StackedDiscriminators, can_batch
 from ddgan.core.losses import d_loss
 from ddgan.core.models import (
     ArchSpec,
@@ -104,18 +105,22 @@ class Client:
 @dataclass
 class ClientGroup:
     """The clients one rank hosts (``train.client_ranks``, :mod:`ddgan.forgiver.layout`), trained
-    together: when their discriminators share one architecture (and no batchnorm), as one batched
-    computation (:class:`ddgan.core.batched.StackedDiscriminators`), else one after another. Each
-    client keeps its own shard, sampling stream, weights and optimiser state, and its own entry in
-    the checkpoint."""
+    together: when their discriminators share one architecture (and no batchnorm) and
+    ``train.batch_clients`` is on, on stacked storage (:class:`ddgan.core.batched.StackedDiscriminators`),
+    else one after another. Each client keeps its own shard, sampling stream, weights and optimiser
+    (state), and its own entry in the checkpoint."""
 
     ids: list[int]
     clients: list[Client]
+    stacked: StackedDiscriminators | None = None    # None: one after another
 
     @classmethod
     def build(cls, cfg: Config, ids: range, device: torch.device, source) -> "ClientGroup":
         dtype = DTYPES[cfg.train.dtype]
-        return cls(list(ids), [Client.build(cfg, k, load_shard(cfg, k, device, dtype, source), device) for k in ids])
+        clients = [Client.build(cfg, k, load_shard(cfg, k, device, dtype, source), device) for k in ids]
+        Ds = [c.D for c in clients]
+        batched = cfg.train.batch_clients and len(clients) > 1 and can_batch(Ds)
+        return cls(list(ids), clients, StackedDiscriminators(Ds, [c.opt for c in clients]) if batched else None)
 
     @property
     def Ds(self) -> list[Discriminator]:
@@ -123,11 +128,17 @@ class ClientGroup:
 
     def d_step(self, fake: Tensor) -> Tensor:
         """One D step of every hosted client on its own real batch and the shared ``fake``; their losses."""
-        return torch.stack([c.d_step(fake) for c in self.clients])
+        if self.stacked is None:
+            return torch.stack([c.d_step(fake) for c in self.clients])
+        for c in self.clients:
+            c.real = c.shard.next(c.batch_size)
+        return self.stacked.d_step(torch.stack([c.real for c in self.clients]), fake, self.clients[0].loss)
 
     def scores(self, x: Tensor) -> Tensor:
         """Every hosted D's raw outputs on ``x`` (clients x B), differentiable w.r.t. ``x``; no
         buffer moves (:func:`frozen_forward`)."""
+        if self.stacked is not None:
+            return self.stacked.scores(x)
         return torch.stack([frozen_forward(D, x) for D in self.Ds])
 
     def tensors(self, j: int) -> list[Tensor]:

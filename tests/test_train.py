@@ -11,7 +11,14 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import ROOT, flat_state, free_port, saved_client, spawn, train_in_one_group
+from conftest import (
+    ROOT,
+    flat_state,
+    free_port,
+    saved_client,
+    spawn,
+    train_in_one_group,
+)
 from ddgan.core.config import load_config
 from ddgan.core.errors import ConfigError
 from ddgan.runtime import checkpoint

@@ -279,6 +279,10 @@ class TrainConfig:
     """Forgiver-first algorithms: the ranks that host the partition.clients clients, each a
     contiguous group trained as one batched computation (0 = one rank per client). 5 clients on 1
     rank run the default job on one GPU; 100 clients on 2 ranks are 50 per process."""
+    batch_clients: bool = True
+    """Train a rank's co-hosted clients on stacked storage (ddgan.core.batched: spectral norm's power
+    iterations batched; on a GPU every convolution grouped) where their discriminators allow; false
+    runs them one after another (BENCHMARKS.md, "Many clients per rank", compares the two)."""
     pipeline: bool = False
     """dedicated only: rank 0 sends the next generated batch before it applies this step's
     feedback, so the clients' next D step overlaps G's update; G then learns from feedback that is

@@ -1,0 +1,121 @@
+"""Many clients per rank (``train.client_ranks``): steps/s, bytes and memory per rank against one
+client per rank and against a loop over the clients' discriminators.
+
+    python bench/co_hosting.py            # every row (about 15 minutes on 2 quiet cores)
+    python bench/co_hosting.py --quick    # K = 5 only, fewer steps: a smoke run, printed only
+
+Run it on a quiet machine: every number is a time. MNIST (28 x 28, widths 64, batch 64, F2U) under
+torchrun with gloo on the CPU, split Dirichlet(0.5) over K clients (every shard at least a batch,
+``partition.min_samples``); each rank gets the cores divided by the ranks on the machine. Rows, all
+from one run:
+
+* K = 5, 20 and 100 clients on 1 and 2 ranks, the discriminators of a rank batched (default) and
+  in a loop (``train.batch_clients=false``), and one client per rank where that fits the machine
+  (K = 5 and 20); target: K = 5 on one rank at least 1.5x the steps/s of 5 ranks;
+* K = 100 end to end: ``train.steps`` steps on one rank, then ``ddgan.eval`` on the checkpoint.
+
+Results go to stdout and to the ``co_hosting`` section of BENCHMARKS.md (ratios are only comparable
+within one run).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench.report import update_section  # noqa: E402
+from bench.step_time import MNIST, _range, distributed, model_args  # noqa: E402
+
+DIRICHLET = ["partition.scheme=dirichlet", "partition.alpha=0.5"]
+
+
+def row(k: int, ranks: int, batched: bool, steps: int, warmup: int) -> dict:
+    """One torchrun run: K clients on ``ranks`` ranks (``ranks == k``: one client per rank)."""
+    hosts = [] if ranks == k else [f"train.client_ranks={ranks}"]
+    extra = [*model_args(), *DIRICHLET, *hosts, f"train.batch_clients={str(batched).lower()}"]
+    result = distributed(k, steps, warmup, extra, "cpu")
+    return {**result, "mode": "one per rank" if ranks == k else ("batched" if batched else "loop")}
+
+
+def end_to_end(k: int, steps: int, n: int) -> dict:
+    """K clients on one rank for ``steps`` steps, then ``ddgan.eval``: wall time and the eval's numbers."""
+    with tempfile.TemporaryDirectory() as run:
+        args = [*model_args(), *DIRICHLET, f"partition.clients={k}", "train.client_ranks=1", f"train.steps={steps}",
+                "run.log_every=10", f"run.dir={run}"]
+        start = time.perf_counter()
+        train = subprocess.run([sys.executable, "-m", "ddgan.train", *args], cwd=ROOT, capture_output=True, text=True)
+        trained = time.perf_counter() - start
+        if train.returncode:
+            raise SystemExit(f"K={k} end to end failed:\n{train.stderr[-3000:]}")
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        evaluated = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", run, "--n", str(n), "--svm-train", "0"],
+                                   cwd=ROOT, capture_output=True, text=True)
+        if evaluated.returncode:
+            raise SystemExit(f"K={k} eval failed:\n{evaluated.stderr[-3000:]}")
+        result = json.loads((Path(run) / "eval.json").read_text())
+    g = result["generators"]["0"]
+    return {"k": k, "steps": steps, "train_s": trained, "peak_mb": peak_mb, "fid_classifier": g["fid_classifier"],
+            "classes": g["classes_covered"], "confident": g["confident_classes_covered"], "n": n}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="K = 5 only, fewer steps; printed, not stored")
+    parser.add_argument("--steps", type=int, default=20, help="measured steps per run (default 20)")
+    parser.add_argument("--warmup", type=int, default=5, help="warm-up steps per run (default 5)")
+    parser.add_argument("--e2e-steps", type=int, default=300, help="steps of the K = 100 end-to-end run (default 300)")
+    args = parser.parse_args()
+    if not (MNIST / "MNIST" / "raw").is_dir():
+        raise SystemExit(f"MNIST is not at {MNIST}: this benchmark needs it")
+    steps = 10 if args.quick else args.steps
+    plan = [(5, 5, True), (5, 1, True), (5, 1, False), (5, 2, True), (5, 2, False)]
+    if not args.quick:
+        plan += [(20, 20, True), (20, 1, True), (20, 1, False), (20, 2, True), (20, 2, False),
+                 (100, 1, True), (100, 1, False), (100, 2, True), (100, 2, False)]
+    rows = []
+    for k, ranks, batched in plan:
+        rows.append(row(k, ranks, batched, steps, args.warmup))
+        r = rows[-1]
+        print(f"K={k} ranks={ranks} {r['mode']}: {r['steps_per_s']:.2f} steps/s", flush=True)
+    lines = ["| K clients | ranks | discriminators | steps/s | vs one per rank | vs loop | bytes sent per step per rank "
+             "| peak memory per rank (MB) |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        base = next((b for b in rows if b["k"] == r["k"] and b["mode"] == "one per rank"), None)
+        loop = next((b for b in rows if b["k"] == r["k"] and b["ranks"] == r["ranks"] and b["mode"] == "loop"), None)
+        vs_base = f"{r['steps_per_s'] / base['steps_per_s']:.2f}x" if base and base is not r else "-"
+        vs_loop = f"{r['steps_per_s'] / loop['steps_per_s']:.2f}x" if loop and loop is not r else "-"
+        lines.append(f"| {r['k']} | {r['ranks']} | {r['mode']} | {r['steps_per_s']:.2f} | {vs_base} | {vs_loop} | "
+                     f"{_range(r['bytes_per_rank'], ',.0f')} | {_range(r['peak_rss_mb'], ',.0f')} |")
+    five = {r["mode"] + str(r["ranks"]): r["steps_per_s"] for r in rows if r["k"] == 5}
+    ratio = five["batched1"] / five["one per rank5"]
+    lines += ["", f"Target: K = 5 on one rank >= 1.5x the steps/s of 5 ranks: **{ratio:.2f}x** "
+              f"({'met' if ratio >= 1.5 else 'not met'})."]
+    if not args.quick:
+        e2e = end_to_end(100, args.e2e_steps, 2000)
+        lines += ["", f"K = 100 end to end (Dirichlet(0.5) on MNIST, one rank, batched): {e2e['steps']} steps in "
+                  f"{e2e['train_s'] / 60:.1f} min, peak memory {e2e['peak_mb']:,.0f} MB; `ddgan.eval` on "
+                  f"{e2e['n']} samples: fid_classifier {e2e['fid_classifier']:.1f}, classes {e2e['classes']} "
+                  f"({e2e['confident']} confidently) after {e2e['steps']} steps."]
+    table = "\n".join(lines)
+    print(table)
+    if not args.quick:
+        import torch
+        update_section("co_hosting", f"`python bench/co_hosting.py` on {os.cpu_count()} CPU cores "
+                       f"({platform.processor() or platform.machine()}), torch {torch.__version__}, "
+                       f"{time.strftime('%Y-%m-%d')}, nothing else running; {args.warmup} warm-up + {steps} measured "
+                       f"steps per run, medians of 5-step intervals.\n\n" + table,
+                       title="Many clients per rank")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
