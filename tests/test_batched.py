@@ -203,3 +203,12 @@ def test_a_module_moved_off_the_stack_is_caught_and_restacked():
     for k, D in enumerate(twin.Ds):
         for name, t in D.state_dict().items():
             assert t.dtype == torch.float32 and torch.equal(t, twin.stacked.stacked[name][k]), name
+
+
+def test_a_step_between_scores_and_their_backward_is_flagged_as_with_the_modules():
+    twin = Twin("none", "sgd", "ls")
+    x = fake(0, torch.float64).requires_grad_()
+    out = twin.stacked.scores(x)
+    twin.stacked.d_step(torch.stack([s.next(B) for s in twin.shards]), fake(1, torch.float64), "ls")
+    with pytest.raises(RuntimeError, match="inplace"):
+        out.sum().backward()

@@ -9,26 +9,29 @@ the stacked storage and ``Ds[k].load_state_dict()`` (which copies in place) writ
 ``opts[k]`` keeps its own state, keyed by the same parameter objects, so its ``state_dict()`` is
 exact and clients may even differ in step count or optimiser class. Nothing needs syncing.
 
-What runs batched: spectral normalisation's power iteration and weight scaling, layer norm, the
-activations, the losses' backward, and (``grouped=True``) every convolution as one grouped
-convolution with client k's channels as group k. Optimiser steps stay per client (elementwise
-updates; about 1-2 % of a step). On the CPU the grouped convolutions lose: with MNIST's D (width
-64, 28 x 28, batch 64, Adam, one thread beside a busy benchmark) a step of the grouped form ran at
-about 0.7-0.8x the speed of a loop over the K modules for K = 5 and 0.6-0.7x for K = 20, and
-``torch.func.vmap`` over ``functional_call`` (the same grouped convolutions underneath, plus
-layout copies) at 0.6-0.7x, because oneDNN's grouped backward is slower than K plain ones. So
-``grouped`` defaults to False on the CPU (each client's convolution runs on its slice, everything
-else stays stacked) and to True on CUDA, where it is the point of batching but was not measured.
+What runs batched: spectral normalisation's power iteration and W / sigma for all K at once, and
+with ``grouped=True`` every layer: a convolution is one grouped convolution (client k's channels
+are group k), layer norm one group norm. With ``grouped=False`` the same code runs on one client's
+slices at a time, so each client's activations stay in cache from layer to layer. Optimiser steps
+stay per client (elementwise, about 1-2 % of a step). Measured here (MNIST's D: width 64, 28 x 28,
+batch 64, spectral norm, Adam; one thread on a 2-core CPU beside a running benchmark), a grouped
+d_step ran at 0.65-0.8x the speed of a Python loop over the K modules for K = 5 and 0.5-0.65x for
+K = 20 (``torch.func.vmap`` over ``functional_call``, which lowers to the same grouped convolutions,
+at 0.7x and 0.55x; oneDNN's grouped backward is the loss), the per-client form at 0.85-1.0x; only with
+two threads on the oversubscribed cores did grouped win (2x and 4x), every form then running several
+times slower than with one thread. So ``grouped`` defaults to False on the CPU and to True on CUDA,
+where batching is meant to pay but was not measured.
 
 Beware: a module tensor is a view of the stack, so ``torch.save(Ds[k].state_dict())`` alone writes
-every client's storage (clone to export one client), and because ``.data`` keeps each tensor's own
-version counter, autograd no longer flags an optimiser step between a forward and its backward.
+every client's storage (clone to export one client); and ``.data`` keeps each tensor's own version
+counter, so autograd misses writes through a module's tensors (``d_step`` reports its own).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.graph import increment_version
 
 from ddgan.core.losses import d_loss
 from ddgan.core.models import BATCH_DEPENDENT_NORMS, Discriminator
@@ -106,9 +109,6 @@ class StackedDiscriminators:
     def __init__(self, Ds: list[Discriminator], opts: list[torch.optim.Optimizer], grouped: bool | None = None):
         if not can_batch(Ds) or len(opts) != len(Ds):
             raise ValueError("discriminators not stackable (see can_batch) or not one optimiser each")
-        for D, opt in zip(Ds, opts):
-            if {id(p) for g in opt.param_groups for p in g["params"]} != {id(p) for p in D.parameters()}:
-                raise ValueError("each optimiser must hold exactly its discriminator's parameters")
         self.Ds, self.opts = Ds, opts
         self.grouped = next(Ds[0].parameters()).is_cuda if grouped is None else grouped
         # the layers in forward order; weights and buffers are looked up by their module names
@@ -123,6 +123,9 @@ class StackedDiscriminators:
         """(Re)build the stacked storage from the modules' current tensors. Needed only after
         something replaced a module's storage (``.to()`` to another dtype or device), which the
         steps detect."""
+        for D, opt in zip(self.Ds, self.opts):
+            if {id(p) for g in opt.param_groups for p in g["params"]} != {id(p) for p in D.parameters()}:
+                raise ValueError("each optimiser must hold exactly its discriminator's parameters")
         named = [{**dict(D.named_parameters()), **dict(D.named_buffers())} for D in self.Ds]
         self.stacked = {name: _share([n[name] for n in named]) for name in named[0]}
         for name, _ in self.Ds[0].named_parameters():
@@ -190,7 +193,9 @@ class StackedDiscriminators:
                real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0) -> Tensor:
         """For every k, what ``Client.d_step`` does with real batch ``reals[k]`` and the shared
         ``fake``: loss_k = d_loss(D_k(reals[k]), D_k(fake)), backward, ``opts[k].step()``. Targets:
-        a float or tensor for all, or K x B (row k for client k). Returns the K losses."""
+        a float or tensor for all, or K x B (row k for client k). The modules' mode (train or eval,
+        the same for all) decides whether spectral norm iterates, as in their own forward. Returns
+        the K losses, detached."""
         iters = int(self._check())
         params = [self.stacked[name] for name, _ in self.Ds[0].named_parameters()]
         for S in params:
@@ -215,6 +220,10 @@ class StackedDiscriminators:
             for p, S in zip(D.parameters(), params):
                 p.grad = None if S.grad is None else S.grad[k]
             opt.step()
+        # the steps wrote through the modules' tensors, whose version counters are their own: tell
+        # autograd, so a graph built before (scores) fails on backward as it would with the modules
+        for S in params:
+            increment_version(S)      # one at a time: torch 2.3 (the minimum) takes no list
         return losses.detach()
 
     def scores(self, x: Tensor) -> Tensor:
