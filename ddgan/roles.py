@@ -115,9 +115,10 @@ class ClientGroup:
     stacked: StackedDiscriminators | None = None    # None: one after another
 
     @classmethod
-    def build(cls, cfg: Config, ids: range, device: torch.device, source) -> "ClientGroup":
+    def build(cls, cfg: Config, ids: range, device: torch.device, source, shards) -> "ClientGroup":
+        """``source`` and ``shards``: the data set and every client's sample indices (client_shards)."""
         dtype = DTYPES[cfg.train.dtype]
-        clients = [Client.build(cfg, k, load_shard(cfg, k, device, dtype, source), device) for k in ids]
+        clients = [Client.build(cfg, k, load_shard(cfg, k, device, dtype, source, shards), device) for k in ids]
         Ds = [c.D for c in clients]
         batched = cfg.train.batch_clients and len(clients) > 1 and can_batch(Ds)
         return cls(list(ids), clients, StackedDiscriminators(Ds, [c.opt for c in clients]) if batched else None)

@@ -74,7 +74,7 @@ class Twin:
     def assert_same(self, tol: float = 1e-10) -> None:
         for k, c in enumerate(self.clients):
             assert_states(self.Ds[k].state_dict(), c.D.state_dict(), tol)
-            assert_states(self.stacked.optimizer_state(k), c.opt.state_dict(), tol)
+            assert_states(self.stacked.opts[k].state_dict(), c.opt.state_dict(), tol)
 
 
 def assert_close(a: torch.Tensor, b: torch.Tensor, tol: float) -> None:
@@ -164,7 +164,7 @@ def test_state_dicts_resume_and_swap_through_the_per_client_objects(grouped):
     twin.stacked = StackedDiscriminators(twin.Ds, twin.opts, grouped=grouped)
     for k, state in enumerate(saved):
         twin.Ds[k].load_state_dict(state["D"])
-        twin.stacked.load_optimizer_state(k, state["opt"])
+        twin.stacked.opts[k].load_state_dict(state["opt"])
     twin.assert_same(0.0)
     twin.step(2)
     twin.assert_same()

@@ -21,6 +21,14 @@ def small_config(run_dir, world: int, algo: str, exchange: str, extra: tuple[str
         f"run.dir={run_dir}", "run.log_every=1", "comm.timeout_s=60", *extra])
 
 
+def _reference(cfg) -> Simulation:
+    """The one-process reference of ``cfg``, STEPS steps on."""
+    sim = Simulation(cfg)
+    for _ in range(STEPS):
+        sim.step()
+    return sim
+
+
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
     a, b = a.double(), b.double()
     return float((a - b).norm() / b.norm().clamp_min(1e-30))
@@ -74,18 +82,14 @@ def test_dedicated_generator_rank_and_pipeline_equal_their_references(tmp_path):
     cases += [(algo, exchange, True) for algo in ("f2u", "f2a") for exchange in ("feedback", "params")]
     for algo, exchange, pipeline in cases:
         extra = ("train.generator_rank=dedicated", f"train.pipeline={str(pipeline).lower()}")
-        sim = Simulation(small_config(tmp_path / "ref", 2, algo, exchange, extra))
-        for _ in range(STEPS):
-            sim.step()
+        sim = _reference(small_config(tmp_path / "ref", 2, algo, exchange, extra))
         cfg = small_config(tmp_path / f"{algo}-{exchange}-{pipeline}", 2, algo, exchange, extra)
         runs.append((cfg, sim, f"{algo} {exchange} pipeline={pipeline}"))
     spawn(train_in_one_group, 3, [cfg for cfg, _, _ in runs])
     for cfg, sim, label in runs:
         _assert_same_models(complete_checkpoints(cfg.run.dir)[0], sim, label)
     # the pipeline really is one step stale: its generator differs from the synchronous one
-    sync = Simulation(small_config(tmp_path / "ref", 2, "f2u", "feedback", ("train.generator_rank=dedicated",)))
-    for _ in range(STEPS):
-        sync.step()
+    sync = _reference(small_config(tmp_path / "ref", 2, "f2u", "feedback", ("train.generator_rank=dedicated",)))
     piped = load_rank_file(complete_checkpoints(tmp_path / "f2u-feedback-True")[0], 0)["generator"]["G"]
     assert max(_rel(piped[k], v) for k, v in sync.generator.G.state_dict().items() if v.is_floating_point()) > 1e-3
 
@@ -97,17 +101,13 @@ def test_robust_exchange_with_honest_clients_equals_the_reference(tmp_path):
     honest gradients are never cut; also with G on a rank of its own."""
     runs = []
     for algo in ("f2u", "f2u_balanced", "f2a", "mean", "gman"):
-        sim = Simulation(small_config(tmp_path / "ref", 3, algo, "feedback"))
-        for _ in range(STEPS):
-            sim.step()
+        sim = _reference(small_config(tmp_path / "ref", 3, algo, "feedback"))
         cfg = small_config(tmp_path / f"robust-{algo}", 3, algo, "feedback",
                            ("comm.robust=true", "defence.canaries=0", "defence.probes=0"))
         runs.append((cfg, sim, f"{algo} robust", 0))
     for algo in ("f2u", "f2a"):         # 2 clients on ranks 1-2, G alone on rank 0
         dedicated = ("train.generator_rank=dedicated",)
-        sim = Simulation(small_config(tmp_path / "ref", 2, algo, "feedback", dedicated))
-        for _ in range(STEPS):
-            sim.step()
+        sim = _reference(small_config(tmp_path / "ref", 2, algo, "feedback", dedicated))
         cfg = small_config(tmp_path / f"robust-dedicated-{algo}", 2, algo, "feedback",
                            (*dedicated, "comm.robust=true", "defence.canaries=0", "defence.probes=0"))
         runs.append((cfg, sim, f"{algo} robust dedicated", 1))
@@ -134,10 +134,8 @@ def test_co_hosted_clients_equal_the_reference(tmp_path):
               ("f2u", "params", ("train.generator_rank=dedicated", "train.client_ranks=1", "train.pipeline=true"))]
     for algo, exchange, extra in cases:
         extra = extra if "train.client_ranks=1" in extra else (*extra, "train.client_ranks=2")
-        sim = Simulation(small_config(tmp_path / "ref", 3, algo, "feedback" if exchange == "secure" else exchange,
+        sim = _reference(small_config(tmp_path / "ref", 3, algo, "feedback" if exchange == "secure" else exchange,
                                       tuple(e for e in extra if not e.startswith(("comm.", "defence.")))))
-        for _ in range(STEPS):
-            sim.step()
         cfg = small_config(tmp_path / f"{algo}-{exchange}-{'-'.join(extra)}", 3, algo, exchange, extra)
         runs.append((cfg, sim, f"{algo} {exchange} {extra}"))
     spawn(train_in_one_group, 2, [cfg for cfg, _, _ in runs])

@@ -232,10 +232,3 @@ class StackedDiscriminators:
         ``x`` (and the stacked tensors, whose ``.grad`` the next :meth:`d_step` discards)."""
         weights, _ = self._weights(self._uv(), int(self._check()))
         return self._forward(x, weights, shared=True)
-
-    def optimizer_state(self, k: int) -> dict:
-        """Client k's optimiser state: ``opts[k]`` is the live optimiser, so its own state_dict."""
-        return self.opts[k].state_dict()
-
-    def load_optimizer_state(self, k: int, state: dict) -> None:
-        self.opts[k].load_state_dict(state)

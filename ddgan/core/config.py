@@ -277,7 +277,7 @@ class TrainConfig:
     dedicated = rank 0 holds only G, client k lives on rank k + 1 (partition.clients + 1 ranks)."""
     client_ranks: int = 0
     """Forgiver-first algorithms: the ranks that host the partition.clients clients, each a
-    contiguous group trained as one batched computation (0 = one rank per client). 5 clients on 1
+    contiguous group trained together (0 = one rank per client). 5 clients on 1
     rank run the default job on one GPU; 100 clients on 2 ranks are 50 per process."""
     batch_clients: bool = True
     """Train a rank's co-hosted clients on stacked storage (ddgan.core.batched: spectral norm's power

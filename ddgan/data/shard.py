@@ -66,9 +66,11 @@ def client_shards(cfg: Config, source: Source | None = None) -> tuple[Source, li
 
 
 def load_shard(cfg: Config, client: int, device: torch.device, dtype: torch.dtype,
-               source: Source | None = None) -> Shard:
-    """Client ``client``'s shard, with only its own samples' pixels loaded."""
-    source, shards = client_shards(cfg, source)
+               source: Source | None = None, shards: list[np.ndarray] | None = None) -> Shard:
+    """Client ``client``'s shard, with only its own samples' pixels loaded; ``source`` and
+    ``shards`` as :func:`client_shards` returned them, where the caller has them already."""
+    if source is None or shards is None:
+        source, shards = client_shards(cfg, source)
     idx = shards[client]
     images = load_images(source, idx, cfg.data).to(device=device, dtype=dtype)
     return Shard(images, source.labels[idx], cfg.train.seed, client)

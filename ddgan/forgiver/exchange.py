@@ -62,8 +62,8 @@ def by_feedback(comm: Comm, layout: Layout, group: ClientGroup | None, x: Tensor
     b = x.shape[0]
     x_req = x.detach().requires_grad_(True)
     own = group.scores(x_req) if group is not None else x.new_zeros(0, b)
-    sent = own.detach()
-    if attacks and any(attacks):
+    sent, lying = own.detach(), any(attacks or [])
+    if lying:
         sent = torch.stack([row if a is None else a.scores(row, comm.step) for row, a in zip(sent, attacks)])
     mine = x.new_zeros(layout.per_rank, b + 1)
     mine[:len(own)] = torch.cat([sent, d_losses.reshape(-1, 1)], 1)
@@ -75,7 +75,7 @@ def by_feedback(comm: Comm, layout: Layout, group: ClientGroup | None, x: Tensor
     grad_x = torch.zeros_like(x)
     if group is not None:
         coef = grads[0][group.ids]
-        if attacks and any(attacks):      # a liar transforms its own gradient: one backward per client
+        if lying:                         # a liar transforms its own gradient: one backward per client
             for j, attack in enumerate(attacks):
                 (g,) = torch.autograd.grad(own[j], x_req, coef[j], retain_graph=True)
                 grad_x += g if attack is None else attack.gradient(g, comm.step)

@@ -28,7 +28,7 @@ class Simulation:
         self.cfg, self.algo = cfg, ALGORITHMS[cfg.algo.name]
         dtype = DTYPES[cfg.train.dtype]
         source, shards = client_shards(cfg)
-        self.clients = [Client.build(cfg, k, load_shard(cfg, k, device, dtype, source), device)
+        self.clients = [Client.build(cfg, k, load_shard(cfg, k, device, dtype, source, shards), device)
                         for k in range(cfg.partition.clients)]
         self.objective = lambda_objective(cfg)
         self.generator = GeneratorSide.build(cfg, device, self.objective is not None)

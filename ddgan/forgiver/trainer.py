@@ -189,7 +189,7 @@ class Rank:
         layout, dtype = Layout.of(cfg), DTYPES[cfg.train.dtype]
         source, shards = client_shards(cfg)
         hosted = layout.clients_of(ctx.rank)
-        group = ClientGroup.build(cfg, hosted, ctx.device, source) if hosted else None
+        group = ClientGroup.build(cfg, hosted, ctx.device, source, shards) if hosted else None
         generator = GeneratorSide.build(cfg, ctx.device, lambda_objective(cfg) is not None) if ctx.is_main else None
         D = group.Ds[0] if group is not None else build_discriminator(cfg, 0, ctx.device)
         defence = Defence(cfg, layout.clients, generator.G) if cfg.comm.robust and generator is not None else None
@@ -226,7 +226,8 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
     _warn_if_batch_dependent(cfg, ctx.is_main)
     shape, like = (n + checks(cfg), *rank.D.spec.image_shape), torch.empty(0, dtype=DTYPES[cfg.train.dtype],
                                                                            device=ctx.device)
-    health = Health(1 if cfg.comm.exchange == "secure" else rank.layout.clients, ctx.device, hidden=cfg.comm.exchange == "secure")
+    secure = cfg.comm.exchange == "secure"      # one sum over the clients, not K losses
+    health = Health(1 if secure else rank.layout.clients, ctx.device, hidden=secure)
     log, interval = rundir.MetricsLog(run, ctx.is_main), Interval(rank.layout.clients)
     stop, step, record, since = StopRequest(run, cfg.run.stop_check_every, ctx.is_main), start, {}, (start, 0, 0.0)
     batch = None
