@@ -10,7 +10,8 @@ torchrun with gloo on the CPU, split Dirichlet(0.5) over K clients (every shard 
 from one run:
 
 * K = 5, 20 and 100 clients on 1 and 2 ranks, the discriminators of a rank on stacked storage
-  (default) and, for K = 5 and 20, one after another (``train.batch_clients=false``); one client
+  (``train.stack_clients=always``) and, for K = 5 and 20, one after another (``never``, what
+  ``auto`` does on the CPU); one client
   per rank for K = 5 (20 or 100 processes on 2 cores measure the machine, not ddgan); target: K = 5
   on one rank at least 1.5x the steps/s of 5 ranks;
 * K = 100 end to end: ``train.steps`` steps on one rank, then ``ddgan.eval`` on the checkpoint.
@@ -42,7 +43,7 @@ DIRICHLET = ["partition.scheme=dirichlet", "partition.alpha=0.5"]
 def row(k: int, ranks: int, batched: bool, steps: int, warmup: int) -> dict:
     """One torchrun run: K clients on ``ranks`` ranks (``ranks == k``: one client per rank)."""
     hosts = [] if ranks == k else [f"train.client_ranks={ranks}"]
-    extra = [*model_args(), *DIRICHLET, *hosts, f"train.batch_clients={str(batched).lower()}"]
+    extra = [*model_args(), *DIRICHLET, *hosts, f"train.stack_clients={'always' if batched else 'never'}"]
     result = distributed(k, steps, warmup, extra, "cpu")
     return {**result, "mode": "one per rank" if ranks == k else ("batched" if batched else "loop")}
 

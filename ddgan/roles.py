@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}     # ``train.dtype``
 OPTIMIZERS = ("adam", "sgd")                                       # ``train.d_optimizer``
+# ``train.stack_clients``: whether a rank's clients' Ds go on stacked storage, by device. On the
+# CPU stacking measured 0.90-0.97x of a loop (its convolutions stay per client there).
+STACK_CLIENTS = {"auto": lambda device: device.type == "cuda", "always": lambda device: True,
+                 "never": lambda device: False}
 
 
 def arch(cfg: Config, width: int) -> ArchSpec:
@@ -106,8 +110,8 @@ class Client:
 class ClientGroup:
     """The clients one rank hosts (``train.client_ranks``, :mod:`ddgan.forgiver.layout`), trained
     together: when their discriminators share one architecture (and no batchnorm) and
-    ``train.batch_clients`` is on, on stacked storage (:class:`ddgan.core.batched.StackedDiscriminators`),
-    else one after another. Each client keeps its own shard, sampling stream, weights and optimiser
+    ``train.stack_clients`` asks for it on this device, on stacked storage
+    (:class:`ddgan.core.batched.StackedDiscriminators`), else one after another. Each client keeps its own shard, sampling stream, weights and optimiser
     (state), and its own entry in the checkpoint."""
 
     ids: list[int]
@@ -120,7 +124,7 @@ class ClientGroup:
         dtype = DTYPES[cfg.train.dtype]
         clients = [Client.build(cfg, k, load_shard(cfg, k, device, dtype, source, shards), device) for k in ids]
         Ds = [c.D for c in clients]
-        batched = cfg.train.batch_clients and len(clients) > 1 and can_batch(Ds)
+        batched = STACK_CLIENTS[cfg.train.stack_clients](device) and len(clients) > 1 and can_batch(Ds)
         return cls(list(ids), clients, StackedDiscriminators(Ds, [c.opt for c in clients]) if batched else None)
 
     @property

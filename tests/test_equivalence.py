@@ -119,7 +119,7 @@ def test_robust_exchange_with_honest_clients_equals_the_reference(tmp_path):
 @pytest.mark.dist
 def test_co_hosted_clients_equal_the_reference(tmp_path):
     """3 clients on 2 ranks ({0, 1} together, {2} alone; train.client_ranks) give the one-process
-    reference's update, for every rule and exchange mode, MD-GAN's swap (within a rank and across),
+    reference's update, on stacked storage and one after another, for every rule and exchange mode, MD-GAN's swap (within a rank and across),
     lambda's discriminator-side copies, the robust and secure exchanges, and G on a rank of its own
     with all 3 clients on the other (pipelined too)."""
     runs = []
@@ -132,6 +132,9 @@ def test_co_hosted_clients_equal_the_reference(tmp_path):
               ("f2a", "secure", ("algo.lambda_objective=generator", "algo.lambda_max=20")), ("mean", "secure", ()),
               ("f2a", "feedback", ("train.generator_rank=dedicated", "train.client_ranks=1")),
               ("f2u", "params", ("train.generator_rank=dedicated", "train.client_ranks=1", "train.pipeline=true"))]
+    cases = [(algo, exchange, (*extra, "train.stack_clients=always")) for algo, exchange, extra in cases]
+    cases += [("f2a", "feedback", ("train.stack_clients=never",)),      # the CPU's default: one after another
+              ("mean", "params", ("algo.swap_every=1", "train.stack_clients=never"))]
     for algo, exchange, extra in cases:
         extra = extra if "train.client_ranks=1" in extra else (*extra, "train.client_ranks=2")
         sim = _reference(small_config(tmp_path / "ref", 3, algo, "feedback" if exchange == "secure" else exchange,

@@ -69,13 +69,14 @@ def _choices():
     return [
         (config.DATASETS, datasets.DATASETS), (config.SIZES, models.SIZES), (config.D_NORMS, models.D_NORMS),
         (config.SCHEMES, partition.SCHEMES), (config.LOSSES, losses.LOSSES), (config.DTYPES, roles.DTYPES),
-        (config.OPTIMIZERS, roles.OPTIMIZERS), (config.GENERATOR_RANKS, layout.GENERATOR_RANKS),
+        (config.OPTIMIZERS, roles.OPTIMIZERS), (config.STACK_CLIENTS, roles.STACK_CLIENTS),
+        (config.GENERATOR_RANKS, layout.GENERATOR_RANKS),
         (config.EXCHANGES, exchange.EXCHANGES), (config.ATTACKS, attacks.ATTACKS),
         (config.TOPOLOGIES, topology.TOPOLOGIES), (config.SELECTORS, neighbours.SELECTORS),
         (config.TRAINERS, algorithms.ALGORITHMS)]
 
 
-@pytest.mark.parametrize("index", range(13))
+@pytest.mark.parametrize("index", range(14))
 def test_each_config_choice_list_is_the_table_of_the_module_that_dispatches_on_it(index):
     ours, theirs = _choices()[index]
     assert list(ours) == list(theirs)

@@ -42,3 +42,17 @@ def test_fit_co_hosts_forgiver_clients_and_refuses_what_cannot_fit():
         load_config("configs/default.yaml", ["train.client_ranks=6"])
     with pytest.raises(ConfigError, match="one node per rank"):
         load_config("configs/fedavg_5node.yaml", ["train.client_ranks=2"])
+
+
+@pytest.mark.parametrize("choice, norm, stacked", [("always", "spectral", True), ("auto", "spectral", False),
+                                                   ("never", "spectral", False), ("always", "batch", False)])
+def test_a_ranks_clients_are_stacked_as_train_stack_clients_says_on_the_cpu(choice, norm, stacked):
+    """auto stacks on a GPU only (on the CPU the loop measured faster); batchnorm never stacks."""
+    from ddgan.data.shard import client_shards
+    from ddgan.roles import STACK_CLIENTS, ClientGroup
+
+    cfg = load_config("configs/default.yaml", [f"train.stack_clients={choice}", f"model.d_norm={norm}"])
+    source, shards = client_shards(cfg)
+    group = ClientGroup.build(cfg, range(2), torch.device("cpu"), source, shards)
+    assert (group.stacked is not None) == stacked
+    assert STACK_CLIENTS["auto"](torch.device("cuda")) and not STACK_CLIENTS["auto"](torch.device("cpu"))

@@ -94,7 +94,7 @@ def test_wrong_world_size_is_a_clear_error_said_once(tmp_path):
     (2, ["algo.name=f2u", "comm.robust=true", "defence.seed=5", "defence.warmup=2", "attack.kind=noise",
          "attack.client=1", "attack.start=3"]),
     (3, ["algo.name=f2u_balanced", "train.generator_rank=dedicated", "train.pipeline=true"]),
-    (1, ["algo.name=f2a", "train.client_ranks=1"]),
+    (1, ["algo.name=f2a", "train.client_ranks=1", "train.stack_clients=always"]),
 ], ids=["f2a-feedback", "gman-params", "f2a-secure", "f2u-robust-attacked", "dedicated-pipeline", "co-hosted"])
 def test_resumed_run_is_bit_identical_to_an_uninterrupted_one(tmp_path, world, extra):
     args = [*TWO_CLIENTS, *SMALL, *extra, "algo.swap_every=3", "run.checkpoint_every=5", "run.log_every=5"]
@@ -121,7 +121,8 @@ def test_a_checkpoint_resumes_on_another_number_of_client_ranks(tmp_path):
     (and back on 2) as a run that never moved them, to float64 tolerance (batched and looped
     discriminators round differently); another change of layout is refused, naming the field."""
     args = [*SMALL, "partition.clients=3", "partition.scheme=classes", "partition.classes=[[0,1,2],[3,4,5],[6,7,8,9]]",
-            "algo.name=f2a", "algo.swap_every=3", "train.dtype=float64", "run.checkpoint_every=4", "run.log_every=4"]
+            "algo.name=f2a", "algo.swap_every=3", "train.dtype=float64", "train.stack_clients=always",
+            "run.checkpoint_every=4", "run.log_every=4"]
     straight = load_config("configs/default.yaml", [*args, "train.steps=8", f"run.dir={tmp_path / 'a'}"])
     one = load_config("configs/default.yaml", [*args, "train.steps=4", "train.client_ranks=1", f"run.dir={tmp_path / 'b'}"])
     three = load_config("configs/default.yaml", [*args, "train.steps=6", f"run.dir={tmp_path / 'b'}"])

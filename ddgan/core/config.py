@@ -34,6 +34,7 @@ SCHEMES = ("iid", "classes", "classes_per_client", "dirichlet", "disjoint_iid", 
 LOSSES = ("bce", "ls")                                                               # core.losses
 DTYPES = ("float32", "float64")                                                      # roles
 OPTIMIZERS = ("adam", "sgd")                                                         # roles
+STACK_CLIENTS = ("auto", "always", "never")                                          # roles
 GENERATOR_RANKS = ("shared", "dedicated")                                            # forgiver.layout
 EXCHANGES = ("feedback", "params", "secure")                                         # forgiver.exchange
 ATTACKS = ("none", "always_real", "inverted", "noise", "gradient_scale", "gradient_flip")  # forgiver.attacks
@@ -279,10 +280,12 @@ class TrainConfig:
     """Forgiver-first algorithms: the ranks that host the partition.clients clients, each a
     contiguous group trained together (0 = one rank per client). 5 clients on 1
     rank run the default job on one GPU; 100 clients on 2 ranks are 50 per process."""
-    batch_clients: bool = True
-    """Train a rank's co-hosted clients on stacked storage (ddgan.core.batched: spectral norm's power
-    iterations batched; on a GPU every convolution grouped) where their discriminators allow; false
-    runs them one after another (BENCHMARKS.md, "Many clients per rank", compares the two)."""
+    stack_clients: str = "auto"
+    """How a rank trains its co-hosted clients' discriminators: always = on stacked storage
+    (ddgan.core.batched: spectral norm's power iterations batched, on a GPU every convolution
+    grouped) where the discriminators allow; never = one after another; auto = stacked on a GPU,
+    one after another on the CPU, where stacking measured 0.90-0.97x of the loop (BENCHMARKS.md,
+    "Many clients per rank")."""
     pipeline: bool = False
     """dedicated only: rank 0 sends the next generated batch before it applies this step's
     feedback, so the clients' next D step overlaps G's update; G then learns from feedback that is
@@ -309,6 +312,8 @@ class TrainConfig:
             err("device", self.device, "choose auto, cpu or cuda")
         if self.generator_rank not in GENERATOR_RANKS:
             err("generator_rank", self.generator_rank, f"choose {' or '.join(GENERATOR_RANKS)}")
+        if self.stack_clients not in STACK_CLIENTS:
+            err("stack_clients", self.stack_clients, f"choose {', '.join(STACK_CLIENTS)}")
         if self.client_ranks < 0:
             err("client_ranks", self.client_ranks, "must be >= 0 (0 = one rank per client)")
         if self.pipeline and self.generator_rank != "dedicated":
