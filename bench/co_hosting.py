@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from bench.report import update_section  # noqa: E402
-from bench.step_time import MNIST, _range, distributed, model_args  # noqa: E402
+from bench.step_time import MNIST, _range, distributed, model_args, peak_rss_kb  # noqa: E402
 
 DIRICHLET = ["partition.scheme=dirichlet", "partition.alpha=0.5"]
 
@@ -54,11 +53,12 @@ def end_to_end(k: int, steps: int, n: int) -> dict:
         args = [*model_args(), *DIRICHLET, f"partition.clients={k}", "train.client_ranks=1", f"train.steps={steps}",
                 "run.log_every=10", f"run.dir={run}"]
         start = time.perf_counter()
-        train = subprocess.run([sys.executable, "-m", "ddgan.train", *args], cwd=ROOT, capture_output=True, text=True)
+        train = subprocess.Popen([sys.executable, "-m", "ddgan.train", *args], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True)
+        peak_mb = max(peak_rss_kb(train, lambda: [train.pid]).values(), default=0) / 1024
         trained = time.perf_counter() - start
         if train.returncode:
-            raise SystemExit(f"K={k} end to end failed:\n{train.stderr[-3000:]}")
-        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            raise SystemExit(f"K={k} end to end failed:\n{train.stderr.read()[-3000:]}")
         evaluated = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", run, "--n", str(n), "--svm-train", "0"],
                                    cwd=ROOT, capture_output=True, text=True)
         if evaluated.returncode:

@@ -62,6 +62,16 @@ def _children(pid: int) -> list[int]:
     return [int(p) for p in out.split()]
 
 
+def peak_rss_kb(proc: subprocess.Popen, pids) -> dict[int, int]:
+    """Until ``proc`` exits: the highest resident memory (KB) seen of each process ``pids()`` names."""
+    peak: dict[int, int] = {}
+    while proc.poll() is None:
+        for pid in pids():
+            peak[pid] = max(peak.get(pid, 0), _rss_kb(pid))
+        time.sleep(0.2)
+    return peak
+
+
 LAYOUTS = {"shared": [], "dedicated": ["train.generator_rank=dedicated"],
            "pipeline": ["train.generator_rank=dedicated", "train.pipeline=true"]}
 MODES = {"feedback": ["comm.exchange=feedback"], "params": ["comm.exchange=params"],
@@ -87,11 +97,7 @@ def distributed(k: int, steps: int, warmup: int, extra: list[str], device: str) 
                "-m", "ddgan.train", *args]
         agent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
-        peak: dict[int, int] = {}
-        while agent.poll() is None:
-            for pid in _children(agent.pid):
-                peak[pid] = max(peak.get(pid, 0), _rss_kb(pid))
-            time.sleep(0.2)
+        peak = peak_rss_kb(agent, lambda: _children(agent.pid))
         if agent.returncode:
             raise SystemExit(f"K={k} {' '.join(extra)} failed:\n{agent.stderr.read()[-3000:]}")
         records = [json.loads(line) for line in (Path(run) / "metrics.jsonl").read_text().splitlines()]
