@@ -8,17 +8,18 @@ ddgan/core/       the pure core (imports no other ddgan package)
     errors.py        the error types; seeds.py  every random stream; compat.py  the PyTorch seam
     models.py        DCGAN G and D for 8-64 px, D's normalisation; losses.py  bce / ls per sample
     aggregate.py     generator rules: f2u, f2a, f2u_balanced, mean, gman; F2A's discriminator loss
+    layout.py        which rank hosts which clients (nodes) and the generator, for every trainer
     algorithms.py    the registry users choose from by name (algo.name), and lambda's objective
     reference.py     docs/configuration.md, generated from config.py's docstrings
 ddgan/data/       datasets.py by name; partition.py  non-iid shards; shard.py  a client's sampler
 ddgan/runtime/    comm.py  every transfer; distributed.py  process group; checkpoint.py;
                   rundir.py  run directory, metrics, grids; preemption.py  stop requests; health.py
 ddgan/roles.py    Client (shard, D_k) and GeneratorSide (G, lambda, noise); checkpoint state layout
-ddgan/forgiver/   the one-generator trainer: trainer.py  the loop; layout.py  who holds G and each
-                  client; exchange.py  feedback and params; secure.py; robust.py; temperature.py
-                  F2A's lambda; attacks.py  a dishonest client; simulate.py  the one-process reference
-ddgan/nodes/      per-node trainers: local_gan.py  a node's G_k and D_k; gossip.py; neighbours.py
-                  neighbour selection; topology.py  graphs; fedavg.py
+ddgan/forgiver/   the one-generator trainer: trainer.py  the loop; exchange.py  feedback and params;
+                  secure.py; robust.py; temperature.py  F2A's lambda; attacks.py  a dishonest client;
+                  simulate.py  the one-process reference; layout.py  core.layout under its old name
+ddgan/nodes/      per-node trainers: local_gan.py  a rank's nodes, each a G_k and D_k; gossip.py;
+                  neighbours.py  neighbour selection; topology.py  graphs; fedavg.py
 commands          train.py, sample.py, eval/, layout.py, partition.py, slurm.py; cli.py  their plumbing
 """
 

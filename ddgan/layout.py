@@ -16,10 +16,10 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     from ddgan.cli import config_parser, parse_args, run_cli
-    from ddgan.forgiver.layout import world_size
+    from ddgan.core.layout import Layout, fit, world_size
 
     parser = config_parser("ddgan.layout", __doc__.split("\n\n")[0])
-    parser.add_argument("--plan", action="store_true", help="also print which clients each rank hosts")
+    parser.add_argument("--plan", action="store_true", help="also print which clients (or nodes) each rank hosts")
     parser.add_argument("--fit", type=int, metavar="RANKS",
                         help="instead print the overrides that run the config on RANKS ranks (e.g. one per GPU): "
                              "nothing, or train.client_ranks=R; one line and exit 2 when it cannot fit")
@@ -31,16 +31,11 @@ def main(argv: list[str] | None = None) -> int:
             from ddgan.data.datasets import open_source
             open_source(args.config.data, train=True)
         if args.fit is not None:
-            from ddgan.forgiver.layout import fit
             print(" ".join(fit(args.config, args.fit)))
             return 0
         print(world_size(args.config))
         if args.plan:
-            from ddgan.core.config import TRAINERS
-            from ddgan.forgiver.layout import Layout
-            cfg = args.config
-            print(Layout.of(cfg).plan() if TRAINERS[cfg.algo.name] == "forgiver" else
-                  "\n".join(f"rank {r}: node {r}" for r in range(cfg.partition.clients)))
+            print(Layout.of(args.config).plan())
         return 0
 
     return run_cli(lambda: parse_args("ddgan.layout", "", argv, parser), body)

@@ -21,6 +21,7 @@ from ddgan.core.algorithms import ALGORITHMS
 from ddgan.core.config import Config, config_from_dict
 from ddgan.core.errors import CheckpointError
 from ddgan.core.models import Generator, frozen_forward
+from ddgan.nodes.local_gan import saved_node
 from ddgan.roles import build_generator
 from ddgan.runtime.checkpoint import complete_checkpoints, load_rank_file, read_manifest
 
@@ -37,12 +38,15 @@ def load_generator(where: Path, node: int = 0, raw: bool = False) -> tuple[Gener
     the averaged one (train.g_ema) where the run kept it, unless ``raw``."""
     manifest = read_manifest(where)
     cfg = config_from_dict(manifest["config"], source=str(Path(where) / "manifest.json"))
-    if not 0 <= node < manifest["world_size"]:
-        raise CheckpointError(f"--node {node}: the run has nodes 0..{manifest['world_size'] - 1}")
-    state = load_rank_file(where, node, manifest)
+    per_node = ALGORITHMS[cfg.algo.name].trainer != "forgiver"
+    if per_node:        # node K's entry, on whichever rank hosted it (train.client_ranks)
+        state = saved_node(where, node, manifest)
+    elif 0 <= node < manifest["world_size"]:
+        state = load_rank_file(where, node, manifest)
+    else:
+        raise CheckpointError(f"--node {node}: the run has ranks 0..{manifest['world_size'] - 1}")
     if "generator" not in state:
         raise CheckpointError(f"{where}: rank {node} holds no generator (forgiver-first runs keep it on rank 0)")
-    per_node = ALGORITHMS[cfg.algo.name].trainer != "forgiver"
     G = build_generator(cfg, torch.device("cpu"), node if per_node else None)
     G.load_state_dict(state["generator"]["G" if raw else "G_ema" if "G_ema" in state["generator"] else "G"])
     return G, cfg

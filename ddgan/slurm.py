@@ -15,9 +15,9 @@ This is the only place that reads SLURM's environment (``slurm/*.sbatch`` call i
 * R: ``DDGAN_MAX_RESTARTS`` (default 3): a worker that dies restarts the whole group, which
   resumes from the newest complete checkpoint.
 
-An allocation of fewer ranks (M x N) than the config's clients co-hosts them: the forgiver-first
-algorithms get ``train.client_ranks`` appended (:func:`ddgan.forgiver.layout.fit`), so 20 clients
-run on 2 nodes x 4 GPUs as 8 ranks of 2 or 3 clients.
+An allocation of fewer ranks (M x N) than the config's clients (gossip and fedavg: nodes) co-hosts
+them: ``train.client_ranks`` is appended (:func:`ddgan.core.layout.fit`), so 20 clients run on 2
+nodes x 4 GPUs as 8 ranks of 2 or 3 clients.
 
 On clusters, point gloo/NCCL at the right network interface with ``GLOO_SOCKET_IFNAME`` and
 ``NCCL_SOCKET_IFNAME`` (e.g. ``ib0``) when the default route is not the fast fabric.
@@ -86,7 +86,7 @@ def torchrun_args(env: Mapping[str, str]) -> list[str]:
 def fitted(argv: list[str], ranks: int) -> list[str]:
     """``ddgan.train``'s arguments, with the overrides that run the config on ``ranks`` ranks."""
     from ddgan.cli import parse_args
-    from ddgan.forgiver.layout import fit
+    from ddgan.core.layout import fit
 
     return [*argv, *fit(parse_args("ddgan.slurm", "", argv).config, ranks)]
 

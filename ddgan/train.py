@@ -1,12 +1,13 @@
-"""Train a decentralized GAN: one rank per client, launched by torchrun.
+"""Train a decentralized GAN: one rank per client (or per group of clients), launched by torchrun.
 
     torchrun --standalone --nproc_per_node 5 -m ddgan.train --config configs/default.yaml
     torchrun --standalone --nproc_per_node 2 -m ddgan.train --config configs/default.yaml \\
         partition.clients=2 partition.scheme=classes partition.classes='[[0,1,2,3,4],[5,6,7,8,9]]'
     python -m ddgan.train --config configs/centralized.yaml      # one client: no torchrun needed
 
-``partition.clients`` must equal the number of ranks (one more with
-``train.generator_rank=dedicated``: ``python -m ddgan.layout --config ...`` prints it).
+The run needs ``partition.clients`` ranks, or ``train.client_ranks`` where that hosts the clients (gossip
+and fedavg: nodes) on fewer, one more with ``train.generator_rank=dedicated``: ``python -m ddgan.layout
+--config ...`` prints it.
 ``algo.name`` chooses the trainer through the registry in :mod:`ddgan.core.algorithms`. Errors in the
 config or the data print one line and exit 2 before any work; a failed peer, a timeout or a NaN
 loss exit 1 with the step and the rank.
@@ -23,7 +24,7 @@ from ddgan.cli import config_parser, parse_args
 from ddgan.core.algorithms import ALGORITHMS
 from ddgan.core.config import Config
 from ddgan.core.errors import ConfigError, UserError
-from ddgan.forgiver.layout import world_size
+from ddgan.core.layout import world_size
 from ddgan.runtime.preemption import listen
 
 if TYPE_CHECKING:

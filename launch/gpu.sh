@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train CONFIG on this machine's GPUs: one NCCL rank per GPU, rank r on cuda:r. With fewer GPUs
-# than clients the forgiver-first algorithms co-host them (train.client_ranks = the GPU count:
-# the default job's 5 clients run on one GPU); gossip and fedavg need a GPU per node.
+# than clients (gossip and fedavg: nodes) they are co-hosted (train.client_ranks = the GPU count:
+# the default job's 5 clients run on one GPU).
 # (Clusters: see slurm/.)
 #   launch/gpu.sh configs/default.yaml
 #   launch/gpu.sh configs/paper/mnist_non_ovl_f2a.yaml data.root=/datasets

@@ -2,8 +2,10 @@
 end-to-end runs on digits, replica consistency and exact resume."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +18,8 @@ from ddgan.cli import load_checked
 from ddgan.core.config import load_config
 from ddgan.core.errors import ConfigError
 from ddgan.nodes import neighbours, topology
-from ddgan.runtime.checkpoint import complete_checkpoints, load_rank_file
+from ddgan.nodes.local_gan import saved_node
+from ddgan.runtime.checkpoint import complete_checkpoints, load_rank_file, step_dir
 from ddgan.runtime.rundir import read_metrics
 
 TINY = ["data.name=digits", "data.image_size=8", "model.g_width=4", "model.d_width=4", "model.z_dim=8",
@@ -110,7 +113,7 @@ def test_graph_checks_symmetry_self_loops_and_world_size():
         topology.check([[1], [2], [1]], 3)
     with pytest.raises(ConfigError, match="node 1 is its own neighbour"):
         topology.check([[1], [0, 1]], 2)
-    with pytest.raises(ConfigError, match="the graph has 5 nodes but the run has 4 ranks"):
+    with pytest.raises(ConfigError, match="the graph has 5 nodes but the run has 4 \\(partition.clients\\)"):
         topology.check(topology.ring(5), 4)
     with pytest.raises(ConfigError, match="fedavg averages the nodes' weights"):
         load_config(ROOT / "configs/fedavg_5node.yaml", ["model.node_d_width=[8, 8, 8, 4, 8]"])
@@ -131,42 +134,48 @@ GRAPHS = {4: ["ring", "path", "star", "random_regular:2", "erdos_renyi:0.5"],
           5: ["ring", "path", "star", "random_regular:4", "erdos_renyi:0.4"]}
 
 
-def _schedule_worker(rank, world, p_consider, out):
+def _schedule_worker(rank, world, nodes, p_consider, out):
+    """Every graph of ``nodes`` nodes on ``world`` ranks (contiguous groups when fewer): 20 cycles of
+    the share step, each D filled with (its node * 100 + the cycle)."""
     import torch.distributed as dist
 
     from ddgan.core.errors import TrainingError
-    from ddgan.nodes.gossip import schedule, share_discriminators
+    from ddgan.core.layout import Layout
+    from ddgan.nodes.gossip import Exchange, exchange, peer_ranks, share_discriminators
     from ddgan.roles import build_discriminator
     from ddgan.runtime.comm import Comm, module_tensors
 
     dist.init_process_group("gloo")
     results = {}
     try:
-        for kind in GRAPHS[world]:
+        for kind in GRAPHS[nodes]:
             name, _, arg = kind.partition(":")
             extra = {"random_regular": [f"topology.degree={arg}"], "erdos_renyi": [f"topology.p={arg}"]}.get(name, [])
-            cfg = tiny("unused", world, "algo.name=gossip", f"topology.kind={name}", f"algo.p_consider={p_consider}",
-                       *extra, f"model.node_d_width={[2 + k for k in range(world)]}")
-            graph = topology.graph_of(cfg)
-            comm = Comm(rank, world, 30, allowed_peers=graph[rank])
-            mine = build_discriminator(cfg, rank, torch.device("cpu"), 2 + rank)
-            peers = {j: build_discriminator(cfg, j, torch.device("cpu"), 2 + j) for j in graph[rank]}
+            cfg = tiny("unused", nodes, "algo.name=gossip", f"topology.kind={name}", f"algo.p_consider={p_consider}",
+                       *extra, f"model.node_d_width={[2 + k for k in range(nodes)]}",
+                       f"train.client_ranks={world if world < nodes else 0}")
+            graph, layout = topology.graph_of(cfg), Layout.of(cfg)
+            comm = Comm(rank, world, 30, allowed_peers=peer_ranks(graph, layout, rank))
+            hosted = layout.clients_of(rank)
+            mine = {k: build_discriminator(cfg, k, torch.device("cpu"), 2 + k) for k in hosted}
+            peers = {j: build_discriminator(cfg, j, torch.device("cpu"), 2 + j) for k in hosted for j in graph[k]}
             received = 0
             for cycle in range(1, 21):
                 comm.step = cycle
                 with torch.no_grad():
-                    for t in module_tensors(mine).values():
-                        t.fill_(rank * 100 + cycle)
-                sends, recvs = schedule(cfg, graph, rank, cycle)
-                share_discriminators(comm, sends, recvs, mine, peers)
-                for j in recvs:      # what arrived is neighbour j's D of this very cycle
-                    assert all(bool((t == j * 100 + cycle).all()) for t in module_tensors(peers[j]).values())
-                received += len(recvs)
-            assert {peer for _, peer in comm.log} <= set(graph[rank]), (kind, comm.log)
-            stranger = next((j for j in range(world) if j != rank and j not in graph[rank]), None)
+                    for k, D in mine.items():
+                        for t in module_tensors(D).values():
+                            t.fill_(k * 100 + cycle)
+                plan = exchange(cfg, graph, layout, rank, cycle)
+                share_discriminators(comm, plan, mine, peers)
+                for k in plan.consulting:      # every neighbour's D of this very cycle, sent or copied
+                    for j in graph[k]:
+                        assert all(bool((t == j * 100 + cycle).all()) for t in module_tensors(peers[j]).values())
+                received += sum(len(graph[k]) for k in plan.consulting)
+            stranger = next((r for r in range(world) if r != rank and r not in peer_ranks(graph, layout, rank)), None)
             if stranger is not None:
                 with pytest.raises(TrainingError, match=f"tried to reach non-neighbours \\[{stranger}\\]"):
-                    share_discriminators(comm, [stranger], [], mine, peers)
+                    share_discriminators(comm, Exchange(frozenset(), {stranger: [hosted[0]]}, {}, []), mine, peers)
                 with pytest.raises(TrainingError, match="non-neighbours"):
                     comm.send_recv({}, {stranger: torch.empty(4)}, "a receive from a stranger")
             results[kind] = {"log": sorted(set(comm.log)), "received": received, "graph": graph}
@@ -176,25 +185,32 @@ def _schedule_worker(rank, world, p_consider, out):
 
 
 @pytest.mark.dist
-# CI runs the harder case: every node exchanging every cycle, on odd rings (4 ranks: -m slow)
-@pytest.mark.parametrize("world, p_consider", [pytest.param(4, 0.5, marks=pytest.mark.slow), (5, 1.0)])
-def test_p2p_schedule_never_deadlocks_and_only_reaches_neighbours(tmp_path, world, p_consider):
-    spawn(_schedule_worker, world, world, p_consider, tmp_path, timeout=120)
+# CI runs the harder case: every node exchanging every cycle, on odd rings (4 ranks: -m slow); and
+# 5 nodes on 2 ranks, where a D a co-hosted node consults is copied and the rest travel per rank
+@pytest.mark.parametrize("world, nodes, p_consider", [pytest.param(4, 4, 0.5, marks=pytest.mark.slow), (5, 5, 1.0),
+                                                      (2, 5, 1.0)])
+def test_p2p_schedule_never_deadlocks_and_only_reaches_neighbours(tmp_path, world, nodes, p_consider):
+    from ddgan.core.layout import Layout
+    from ddgan.nodes.gossip import peer_ranks
+
+    spawn(_schedule_worker, world, world, nodes, p_consider, tmp_path, timeout=120)
     results = [json.loads((tmp_path / f"rank_{r}.json").read_text()) for r in range(world)]
-    for kind in GRAPHS[world]:
+    layout = Layout(nodes, client_ranks=world if world < nodes else 0, nodes=True)
+    for kind in GRAPHS[nodes]:
         graph = results[0][kind]["graph"]
         for r in range(world):
-            assert {peer for _, peer in results[r][kind]["log"]} <= set(graph[r])
-            expect = 20 * len(graph[r]) if p_consider == 1 else None
+            reached = {peer for _, peer in results[r][kind]["log"]}
+            assert reached <= peer_ranks(graph, layout, r) and r not in reached       # never itself
             assert results[r][kind]["received"] > 0
-            if expect is not None:
-                assert results[r][kind]["received"] == expect
+            if p_consider == 1:
+                assert results[r][kind]["received"] == 20 * sum(len(graph[k]) for k in layout.clients_of(r))
 
 
 # --------------------------------------------------------------------------- end to end
 
-def _train_worker(rank, jobs):
-    """Runs configs in one gloo group, each by its trainer, and records every rank's p2p log."""
+def _train_worker(rank, jobs, threads=None):
+    """Runs configs in one gloo group, each by its trainer, and records every rank's p2p log.
+    ``threads``: pinned, so that groups of different sizes reduce in the same order (bit for bit)."""
     import torch.distributed as dist
 
     from ddgan.runtime.comm import Comm
@@ -205,6 +221,8 @@ def _train_worker(rank, jobs):
     try:
         for cfg in jobs:
             with process_group(cfg) as ctx:
+                if threads:
+                    torch.set_num_threads(threads)
                 comm = Comm(ctx.rank, ctx.world, cfg.comm.timeout_s)
                 trainer_for(cfg)(cfg, ctx, comm)
                 (Path(cfg.run.dir) / f"p2p_rank_{rank}.json").write_text(json.dumps(comm.log))
@@ -259,7 +277,7 @@ def test_three_node_runs_fedavg_consistency_and_exact_resume(tmp_path):
     # fedavg: replicas bit-identical right after a sync (step 6), apart otherwise (step 4)
     for step, same in ((6, True), (4, False)):
         where = [c for c in complete_checkpoints(tmp_path / "fedavg") if c.name == f"step_{step:07d}"][0]
-        states = [load_rank_file(where, k) for k in range(3)]
+        states = [saved_node(where, k) for k in range(3)]
         for part, key in (("generator", "G"), ("client", "D")):
             for k in (1, 2):
                 equal = all(torch.equal(v, states[0][part][key][n]) for n, v in states[k][part][key].items())
@@ -271,7 +289,7 @@ def test_three_node_runs_fedavg_consistency_and_exact_resume(tmp_path):
         assert a.name == b.name == "step_0000009"
         for k in range(3):
             fa, fb = flat_state(load_rank_file(a, k)), flat_state(load_rank_file(b, k))
-            assert fa.keys() == fb.keys() and "generator.G_opt.state.0.exp_avg." in fa
+            assert fa.keys() == fb.keys() and f"nodes.{k}.generator.G_opt.state.0.exp_avg." in fa
             for key, value in fa.items():
                 same = torch.equal(value, fb[key]) if isinstance(value, torch.Tensor) else value == fb[key]
                 assert same, (trainer, k, key)
@@ -291,6 +309,122 @@ def test_five_node_runs_with_different_widths_on_a_sparse_graph(tmp_path):
     for k, width in ((2, 2), (4, 6)):
         G, _ = load_generator(complete_checkpoints(tmp_path / "infogain")[0], k)
         assert G.spec.width == width and generate(G, 5).shape == (5, 1, 8, 8)
-    state = load_rank_file(complete_checkpoints(tmp_path / "infogain")[0], 3)
+    assert set(load_rank_file(complete_checkpoints(tmp_path / "infogain")[0], 3)) == {"step", "nodes"}
+    state = saved_node(complete_checkpoints(tmp_path / "infogain")[0], 3)
     assert set(state) == {"step", "client", "generator"} and {"D", "D_opt", "shard"} <= set(state["client"])
     assert {"G", "G_opt", "noise"} <= set(state["generator"])
+
+
+# --------------------------------------------------------------------------- many nodes per rank
+
+CO_STEPS = 6
+CO_CASES = {"infogain": ["algo.name=gossip", "algo.select=infogain", "model.node_d_width=[4, 2, 4, 6, 4]"],
+            "uniform": ["algo.name=gossip", "algo.select=uniform"],
+            "none": ["algo.name=gossip", "algo.select=none"],
+            "fedavg": ["algo.name=fedavg", "algo.sync_every=3"]}
+RESUMED = ("infogain", "fedavg")
+
+
+def co_hosted(run_dir, ranks: int, case: str, steps: int = CO_STEPS):
+    """5 nodes on a ring, on ``ranks`` ranks (5: one node per rank), float64, a checkpoint every 3 cycles."""
+    return tiny(run_dir, 5, *CO_CASES[case], f"train.client_ranks={0 if ranks == 5 else ranks}",
+                "train.dtype=float64", "topology.kind=ring", "algo.p_consider=0.7", "run.checkpoint_every=3",
+                "run.keep_checkpoints=5", "train.resume=auto", f"train.steps={steps}")
+
+
+def _node_states(run: Path, step: int = CO_STEPS) -> list[dict]:
+    return [flat_state(saved_node(step_dir(run, step), k)) for k in range(5)]
+
+
+def _largest_difference(a: list[dict], b: list[dict]) -> float:
+    """The largest relative difference between two runs' float tensors, node by node (0.0: equal
+    values throughout); every other value (steps, random states, shard positions) must be equal."""
+    worst = 0.0
+    for state_a, state_b in zip(a, b, strict=True):
+        assert state_a.keys() == state_b.keys()
+        for key, va in state_a.items():
+            vb = state_b[key]
+            if isinstance(va, torch.Tensor) and va.is_floating_point():
+                worst = max(worst, float((va - vb).norm() / vb.norm().clamp_min(1e-30)))
+            else:
+                assert torch.equal(va, vb) if isinstance(va, torch.Tensor) else va == vb, key
+    return worst
+
+
+def _as_before_co_hosting(where: Path) -> None:
+    """Rewrite a one-node-per-rank checkpoint as ddgan wrote it before co-hosting: each rank file is
+    its node's state itself (no "nodes"); the manifest's sizes and checksums follow."""
+    manifest = json.loads((where / "manifest.json").read_text())
+    for name, entry in manifest["files"].items():
+        path, rank = where / name, int(name.removeprefix("rank_").removesuffix(".pt"))
+        torch.save(torch.load(path, weights_only=True)["nodes"][str(rank)], path)
+        entry.update(bytes=path.stat().st_size, sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+    (where / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.dist
+def test_nodes_on_fewer_ranks_equal_one_node_per_rank_and_resume_on_any_layout(tmp_path):
+    """5 nodes on 2 ranks ({0, 1, 2} and {3, 4}: on the ring some Ds stay on a rank, some cross) and
+    on 1 give the 5-rank run's nodes: gossip bit for bit (a node computes as it would alone), fedavg
+    to 1e-5 (a rank adds up its nodes' shares before the all_reduce, so the sum is ordered
+    otherwise). A co-hosted run resumes bit for bit on its own layout, and moves: from a 5-rank
+    checkpoint written before co-hosting (rank files without "nodes") onto 2 ranks, from 2 onto 1."""
+    from ddgan.sample import load_generator
+
+    ref = [co_hosted(tmp_path / f"ref_{c}", 5, c) for c in CO_CASES]
+    spawn(_train_worker, 5, [*ref, *(co_hosted(tmp_path / f"old_{c}", 5, c, steps=3) for c in RESUMED)], 1,
+          timeout=400)
+    for c in RESUMED:
+        _as_before_co_hosting(step_dir(tmp_path / f"old_{c}", 3))
+    assert load_generator(step_dir(tmp_path / "old_infogain", 3), 4)[0].spec.width == 4   # old files still load
+    jobs = [co_hosted(tmp_path / f"two_{c}", 2, c) for c in CO_CASES]
+    for c in RESUMED:
+        jobs += [co_hosted(tmp_path / f"same_{c}", 2, c, steps=3), co_hosted(tmp_path / f"same_{c}", 2, c),
+                 co_hosted(tmp_path / f"old_{c}", 2, c)]
+    spawn(_train_worker, 2, jobs, 1, timeout=400)
+    for c in RESUMED:
+        shutil.copytree(step_dir(tmp_path / f"same_{c}", 3), step_dir(tmp_path / f"moved_{c}", 3))
+    jobs = [co_hosted(tmp_path / f"{run}_{c}", 1, c) for run in ("one", "moved") for c in RESUMED]
+    spawn(_train_worker, 1, jobs, 1, timeout=300)
+
+    differences = {}
+    for c in CO_CASES:
+        runs = ["two"] + (["one", "old", "moved"] if c in RESUMED else [])
+        for run in runs:
+            differences[f"{run}_{c}"] = _largest_difference(_node_states(tmp_path / f"{run}_{c}"),
+                                                            _node_states(tmp_path / f"ref_{c}"))
+        if c != "fedavg":       # the metrics, gathered in node order, agree too
+            a, b = read_metrics(tmp_path / f"two_{c}")[-1], read_metrics(tmp_path / f"ref_{c}")[-1]
+            assert a["d_loss"] == b["d_loss"] and a["chosen"] == b["chosen"], c
+    assert all(d == 0.0 for run, d in differences.items() if not run.endswith("fedavg")), differences
+    assert all(d < 1e-5 for d in differences.values()), differences
+    assert differences["two_fedavg"] > 0.0       # the comparison can tell the sums apart
+    for c in RESUMED:
+        assert _largest_difference(_node_states(tmp_path / f"same_{c}"), _node_states(tmp_path / f"two_{c}")) == 0.0
+        # each run really resumed (a fresh one would give the same nodes, and log steps 2 and 3 again)
+        assert [r["step"] for r in read_metrics(tmp_path / f"same_{c}")] == [2, 3, 4, 6]
+        assert [r["step"] for r in read_metrics(tmp_path / f"old_{c}")] == [2, 3, 4, 6]
+        assert [r["step"] for r in read_metrics(tmp_path / f"moved_{c}")] == [4, 6]
+    # co-hosted nodes exchange on their rank: each rank reaches only the other, never itself
+    for rank in range(2):
+        assert {peer for _, peer in json.loads((tmp_path / "two_infogain" / f"p2p_rank_{rank}.json").read_text())} \
+            == {1 - rank}
+    assert set(load_rank_file(step_dir(tmp_path / "two_infogain", CO_STEPS), 1)["nodes"]) == {"3", "4"}
+
+
+def test_a_co_hosted_gossip_run_trains_in_one_process_and_evaluates(tmp_path, digits_classifier_cache):
+    """3 nodes on one rank: no torchrun; ``python -m ddgan.eval --run`` reads every node's checkpoint."""
+    run = tmp_path / "run"
+    train = [sys.executable, "-m", "ddgan.train", "algo.name=gossip", "partition.clients=3", "partition.scheme=iid",
+             "train.client_ranks=1", "model.g_width=4", "model.d_width=4", "model.z_dim=8", "train.batch_size=8",
+             "algo.max_d_steps=2", "train.steps=4", "run.log_every=2", f"run.dir={run}"]
+    proc = subprocess.run(train, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(read_metrics(run)[-1]["d_loss"]) == 3
+    proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run), "--n", "200", "--cache",
+                           str(digits_classifier_cache), "--svm-train", "100", "--svm-test", "50"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((run / "eval.json").read_text())
+    assert list(result["generators"]) == ["0", "1", "2"] and set(result["svm"]["test_error"]) == {"0", "1", "2"}
+    assert (run / "eval" / "samples_node_2.png").exists()

@@ -62,9 +62,9 @@ def test_importing_the_config_loads_no_torch_and_no_other_ddgan_module():
 
 def _choices():
     from ddgan import roles
-    from ddgan.core import algorithms, config, losses, models
+    from ddgan.core import algorithms, config, layout, losses, models
     from ddgan.data import datasets, partition
-    from ddgan.forgiver import attacks, exchange, layout
+    from ddgan.forgiver import attacks, exchange
     from ddgan.nodes import neighbours, topology
     return [
         (config.DATASETS, datasets.DATASETS), (config.SIZES, models.SIZES), (config.D_NORMS, models.D_NORMS),

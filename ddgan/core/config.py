@@ -35,7 +35,7 @@ LOSSES = ("bce", "ls")                                                          
 DTYPES = ("float32", "float64")                                                      # roles
 OPTIMIZERS = ("adam", "sgd")                                                         # roles
 STACK_CLIENTS = ("auto", "always", "never")                                          # roles
-GENERATOR_RANKS = ("shared", "dedicated")                                            # forgiver.layout
+GENERATOR_RANKS = ("shared", "dedicated")                                            # core.layout
 EXCHANGES = ("feedback", "params", "secure")                                         # forgiver.exchange
 ATTACKS = ("none", "always_real", "inverted", "noise", "gradient_scale", "gradient_flip")  # forgiver.attacks
 TOPOLOGIES = ("ring", "path", "star", "random_regular", "erdos_renyi", "edges")      # nodes.topology
@@ -277,9 +277,11 @@ class TrainConfig:
     """Forgiver-first algorithms: shared = rank 0 holds G and client 0 (partition.clients ranks);
     dedicated = rank 0 holds only G, client k lives on rank k + 1 (partition.clients + 1 ranks)."""
     client_ranks: int = 0
-    """Forgiver-first algorithms: the ranks that host the partition.clients clients, each a
-    contiguous group trained together (0 = one rank per client). 5 clients on 1
-    rank run the default job on one GPU; 100 clients on 2 ranks are 50 per process."""
+    """The ranks that host the partition.clients clients, each a contiguous group trained together
+    (0 = one rank per client). 5 clients on 1 rank run the default job on one GPU; 100 clients on
+    2 ranks are 50 per process. Gossip and fedavg host their nodes the same way: each keeps its own
+    G and D, and nodes on one rank exchange without the network. A checkpoint resumes on another
+    client_ranks."""
     stack_clients: str = "auto"
     """How a rank trains its co-hosted clients' discriminators: always = on stacked storage
     (ddgan.core.batched: spectral norm's power iterations batched, on a GPU every convolution
@@ -600,9 +602,6 @@ def _check_across_sections(cfg: Config, sources: dict[str, str]) -> None:
     if cfg.train.generator_rank != "shared" and trainer != "forgiver":
         err("train.generator_rank", cfg.train.generator_rank, f"{cfg.algo.name} has a generator per node; "
             "a generator rank belongs to the forgiver-first algorithms")
-    if cfg.train.client_ranks and trainer != "forgiver":
-        err("train.client_ranks", cfg.train.client_ranks, f"{cfg.algo.name} runs one node per rank; co-hosted "
-            "clients belong to the forgiver-first algorithms")
     if cfg.train.client_ranks > cfg.partition.clients:
         err("train.client_ranks", cfg.train.client_ranks, f"more ranks than the {cfg.partition.clients} clients "
             f"they would host")

@@ -22,10 +22,11 @@ from ddgan.cli import run_cli
 from ddgan.core.algorithms import ALGORITHMS
 from ddgan.core.config import config_from_dict
 from ddgan.core.errors import CheckpointError
+from ddgan.core.layout import Layout
 from ddgan.data.datasets import open_source
 from ddgan.data.shard import client_shards
 from ddgan.eval import classifier, inception, metrics, plots, report
-from ddgan.forgiver.layout import Layout
+from ddgan.nodes.local_gan import saved_node
 from ddgan.roles import build_discriminator
 from ddgan.runtime.checkpoint import load_rank_file, read_manifest
 from ddgan.runtime.rundir import read_metrics, save_grid
@@ -38,6 +39,15 @@ def target_classes(cfg) -> list[int]:
     """The union of the classes the clients hold (what the generator should cover)."""
     source, shards = client_shards(cfg, open_source(cfg.data, train=True))
     return sorted({int(c) for idx in shards for c in np.unique(source.labels[idx])})
+
+
+def saved_discriminator(where: Path, k: int, manifest: dict, per_node: bool) -> dict:
+    """Client (node) ``k``'s D weights in checkpoint ``where``, from the file of the rank that hosted
+    it; a forgiver-first rank file written before co-hosting holds one ``client``."""
+    if per_node:
+        return saved_node(where, k, manifest)["client"]["D"]
+    saved = load_rank_file(where, Layout.of(config_from_dict(manifest["config"])).rank_of(k), manifest)
+    return (saved["clients"][str(k)] if "clients" in saved else saved["client"])["D"]
 
 
 def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path = DEFAULT_CACHE, seed: int = 0,
@@ -69,7 +79,7 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
     _, real_features = clf.run(real_x)
 
     per_node = ALGORITHMS[cfg.algo.name].trainer != "forgiver"
-    nodes = range(world) if per_node else [0]
+    nodes = range(cfg.partition.clients) if per_node else [0]
     if inception_network is not None:
         network, name, why_not = inception_network, "", ""
     elif use_inception == "on" or (use_inception == "auto" and device.type == "cuda"):
@@ -111,11 +121,9 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
         train_x, train_y = classifier.real_split(cfg.data, train=True, limit=svm_train, seed=seed)
         test_x, test_y = classifier.real_split(cfg.data, train=False, limit=svm_test, seed=seed)
         errors = {}
-        layout = Layout(world) if per_node else Layout.of(cfg)
-        for k in range(layout.clients):
+        for k in range(cfg.partition.clients):
             D = build_discriminator(cfg, k, device)
-            saved = load_rank_file(where, layout.rank_of(k), manifest)
-            D.load_state_dict((saved["clients"][str(k)] if "clients" in saved else saved["client"])["D"])
+            D.load_state_dict(saved_discriminator(where, k, manifest, per_node))
             errors[str(k)] = round(svm.svm_test_error(D, train_x, train_y, test_x, test_y, seed, svm_scale), 5)
         result["svm"] = {"train": len(train_y), "test": len(test_y), "standardised": svm_scale, "test_error": errors}
     figures = plots.training_curves(read_metrics(run), out) if (run / "metrics.jsonl").exists() else []

@@ -3,8 +3,8 @@
 A graph is a list of neighbour lists, ``graph[k]`` = the sorted one-hop neighbours of node k.
 Every rank builds the same graph from the config (random kinds are seeded by ``train.seed``), so
 nobody has to be told who its neighbours are. :func:`check` rejects a graph that is not symmetric,
-has a self-loop, an out-of-range node, does not connect every node, or whose node count is not the
-world size, each with a one-line :class:`ConfigError`.
+has a self-loop, an out-of-range node, does not connect every node, or whose node count is not
+``partition.clients``, each with a one-line :class:`ConfigError`.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def from_edges(edges, n: int) -> Graph:
         for a in (i, j):
             if not 0 <= a < n:
                 raise ConfigError(f"topology.edges: edge [{i}, {j}] names node {a}, but the graph has nodes "
-                                  f"0..{n - 1} (one per rank)")
+                                  f"0..{n - 1} (one per client)")
         nbrs[i].add(j)
         nbrs[j].add(i)
     return [sorted(s) for s in nbrs]
@@ -90,20 +90,20 @@ def connected(graph: Graph) -> bool:
     return len(_reach(graph, 0)) == len(graph)
 
 
-def check(graph: Graph, world: int) -> Graph:
-    """``graph`` unchanged when it is a valid gossip graph for ``world`` ranks; ConfigError otherwise."""
-    if len(graph) != world:
-        raise ConfigError(f"topology: the graph has {len(graph)} nodes but the run has {world} ranks "
-                          f"(one node per rank)")
+def check(graph: Graph, nodes: int) -> Graph:
+    """``graph`` unchanged when it is a valid gossip graph on ``nodes`` nodes; ConfigError otherwise."""
+    if len(graph) != nodes:
+        raise ConfigError(f"topology: the graph has {len(graph)} nodes but the run has {nodes} "
+                          f"(partition.clients)")
     for k, nbrs in enumerate(graph):
         if k in nbrs:
             raise ConfigError(f"topology: node {k} is its own neighbour (self-loop)")
         for j in nbrs:
-            if not 0 <= j < world:
-                raise ConfigError(f"topology: node {k} has neighbour {j}, outside 0..{world - 1}")
+            if not 0 <= j < nodes:
+                raise ConfigError(f"topology: node {k} has neighbour {j}, outside 0..{nodes - 1}")
             if k not in graph[j]:
                 raise ConfigError(f"topology: not symmetric: {j} is a neighbour of {k} but {k} is not one of {j}")
-    if world and not connected(graph):
+    if nodes and not connected(graph):
         raise ConfigError(f"topology: the graph does not connect every node ({_components(graph)})")
     return graph
 
@@ -134,5 +134,5 @@ def build(topo: TopologyConfig, n: int, seed: int) -> Graph:
 
 
 def graph_of(cfg: Config) -> Graph:
-    """The run's graph: one node per client (= rank)."""
+    """The run's graph: one node per client (on its own rank, or co-hosted: ``train.client_ranks``)."""
     return build(cfg.topology, cfg.partition.clients, cfg.train.seed)
