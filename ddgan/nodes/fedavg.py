@@ -43,6 +43,8 @@ def checksum(tensors: list[Tensor]) -> int:
 def sync(comm: Comm, layout: Layout, replicas: list[list[Tensor]], weights: list[float]) -> None:
     """Collective: every tensor of the hosted nodes' ``replicas`` becomes sum_k weight_k * tensor_k
     over all nodes (``weights``: the hosted ones'); then every node's replica is checked."""
+    # A rank adds up its nodes' weighted values first, so one vector per rank enters the all_reduce
+    # however many nodes it hosts (the sum is ordered otherwise than with one node per rank).
     flat = None
     for tensors, weight in zip(replicas, weights):
         part = torch.cat([t.detach().reshape(-1) for t in tensors]) * weight
