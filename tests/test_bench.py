@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 from argparse import Namespace
@@ -177,3 +179,94 @@ def test_exchange_bytes_quick_measures_every_mode():
     assert len(rows) == 3 and rows[-1].endswith("| 1.000 |")
     refreshed, every_step = (float(r.split("|")[2]) for r in rows[:2])
     assert 0 < refreshed < every_step             # refreshing the copies sends fewer bytes
+
+
+@pytest.mark.dist
+@pytest.mark.parametrize("script, expect", [
+    ("averaged_generator.py", ["| raw G | ", "| averaged, `train.g_ema=0.99` | ", "g_ema does not touch training"]),
+    ("lambda_refresh.py", ["| run | refresh 1, seed 0 | refresh 2, seed 0 |", "raw G (refresh 1: the stored cells",
+                           "lambda on the default job, seed 0"]),
+])
+def test_named_run_scripts_quick_smoke_run(digits_classifier_cache, script, expect):
+    """Tiny runs trained with launch/run.sh (and torchrun), both evaluations, the section printed;
+    nothing tracked is touched."""
+    tracked = [ROOT / "BENCHMARKS.md", ROOT / "bench" / "results.json", ROOT / "bench" / "named_runs.json"]
+    before = [p.read_bytes() if p.exists() else None for p in tracked]
+    proc = subprocess.run([sys.executable, f"bench/{script}", "--quick"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "DDGAN_BENCH_CLASSIFIERS": str(digits_classifier_cache)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for text in expect:
+        assert text in proc.stdout, (text, proc.stdout[-3000:])
+    assert "missing" not in proc.stdout and "Not run yet" not in proc.stdout      # every quick run was made
+    assert [p.read_bytes() if p.exists() else None for p in tracked] == before
+
+
+def test_a_named_run_is_reused_from_its_checkpoint_and_its_evaluations_kept_apart(tmp_path, monkeypatch):
+    """A run directory is reused when its newest checkpoint trained with the declared config (its
+    config.yaml aside), its eval.json is filed by kind, a lost run keeps its numbers, and a directory
+    holding other settings is refused, not overwritten."""
+    from bench import named_runs
+    from bench.named_runs import LAUNCHER, NamedRun, NamedRuns
+    from ddgan.core.config import load_config
+
+    run = NamedRun(tmp_path / "run", ("train.seed=1", "train.steps=40"))
+
+    def finished(overrides: tuple[str, ...]) -> Path:
+        where = run.path / "checkpoints" / "step_0000040"
+        where.mkdir(parents=True, exist_ok=True)
+        config = load_config(run.config, [*LAUNCHER, *overrides, f"run.dir={run.dir}"]).to_dict()
+        (where / "manifest.json").write_text(json.dumps({"format": "ddgan-checkpoint-1", "step": 40, "world_size": 5,
+                                                         "files": {}, "config": config}))
+        return where
+
+    where = finished(run.overrides)
+    (run.path / "config.yaml").write_text("data: {name: mnist}\n")      # a later launch that failed rewrote it
+    (run.path / "metrics.jsonl").write_text('{"step": 20, "lambda": 1.5, "g_loss": 0.7}\n')
+    (run.path / "eval.json").write_text(json.dumps({"step": 40, "checkpoint": str(where), "raw_generator": True,
+                                                    "generators": {"0": {"n": 200, "fid_classifier": 33.1}}}))
+    monkeypatch.setattr(named_runs.subprocess, "run", lambda *a, **k: pytest.fail(f"nothing to train or run: {a}"))
+    store = tmp_path / "named_runs.json"
+    assert NamedRuns(store, evaluate=False).get(run, ("raw",)) is None            # scored on other sample counts
+    entry = NamedRuns(store, n=200, evaluate=False).get(run, ("raw",))
+    assert entry["evals"]["raw"]["generators"]["0"]["fid_classifier"] == 33.1 and entry["lambda"] == {"20": 1.5}
+    assert NamedRuns(store, n=200, evaluate=False).get(run, ("raw", "averaged")) is None   # never scored averaged
+    shutil.rmtree(run.path)
+    assert NamedRuns(store, n=200, train=False, evaluate=False).get(run, ("raw",)) == entry  # the numbers stay
+    finished(("train.seed=2", "train.steps=40"))
+    with pytest.raises(SystemExit, match="holds a run of other settings"):
+        NamedRuns(tmp_path / "other.json", n=200).get(run, ("raw",))
+    assert (run.path / "checkpoints" / "step_0000040").is_dir()
+
+
+def unwritten_sections(text: str, scripts: dict[str, str]) -> list[str]:
+    """What in a BENCHMARKS.md text no bench script writes: a ``## `` heading outside a marker pair,
+    a marker pair whose name no script passes to update_section / publish_table (as a quoted
+    literal), a pair whose first line is not its heading, and anything outside the pairs but the header."""
+    from bench.report import HEADER
+
+    pairs = list(re.finditer(r"<!-- ([\w-]+) -->\n(.*?)<!-- /\1 -->", text, re.DOTALL))
+    writers = [src for src in scripts.values() if re.search(r"\b(update_section|publish_table)\(", src)]
+    problems = [f"<!-- {m.group(1)} -->: no bench script writes it" for m in pairs
+                if not any(f'"{m.group(1)}"' in src for src in writers)]
+    problems += [f"<!-- {m.group(1)} -->: starts with {m.group(2).splitlines()[0]!r}, not its ## heading" for m in pairs
+                 if not m.group(2).startswith("## ") or m.group(2).count("\n## ") > 0]
+    outside = re.sub(r"<!-- ([\w-]+) -->\n.*?<!-- /\1 -->", "", text, flags=re.DOTALL)
+    problems += [f"outside every marker pair: {line!r}" for line in outside.splitlines()
+                 if line.strip() and line not in HEADER.splitlines()]
+    return problems
+
+
+def test_every_benchmarks_section_is_written_by_a_bench_script():
+    scripts = {p.name: p.read_text() for p in (ROOT / "bench").glob("*.py") if p.name != "report.py"}
+    assert unwritten_sections((ROOT / "BENCHMARKS.md").read_text(), scripts) == []
+
+
+def test_a_hand_written_section_fails_the_section_check():
+    from bench.report import HEADER
+    scripts = {"x.py": 'publish_table("x", "X", table, quick)'}
+    written = HEADER + "\n<!-- x -->\n## X\n\n| a |\n<!-- /x -->\n"
+    assert unwritten_sections(written, scripts) == []
+    assert unwritten_sections(written + "\n## By hand\n\n28.3\n", scripts) == [
+        "outside every marker pair: '## By hand'", "outside every marker pair: '28.3'"]
+    assert unwritten_sections(written + "\n<!-- by_hand -->\n## By hand\n<!-- /by_hand -->\n", scripts) == [
+        "<!-- by_hand -->: no bench script writes it"]
