@@ -25,6 +25,7 @@ from ddgan.core.models import (
     frozen_forward,
     init_weights,
 )
+from ddgan.core.transfer import upload
 from ddgan.data.datasets import channels, image_size
 from ddgan.data.shard import Shard, load_shard
 
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
 DTYPES = {"float32": torch.float32, "float64": torch.float64}     # ``train.dtype``
 OPTIMIZERS = ("adam", "sgd")                                       # ``train.d_optimizer``
 # ``train.stack_clients``: whether a rank's clients' Ds go on stacked storage, by device. On the
-# CPU stacking measured 0.90-0.97x of a loop (its convolutions stay per client there).
+# CPU stacking measured slower than a loop (its convolutions stay per client there; BENCHMARKS.md).
 STACK_CLIENTS = {"auto": lambda device: device.type == "cuda", "always": lambda device: True,
                  "never": lambda device: False}
 
@@ -131,6 +132,12 @@ class ClientGroup:
     def Ds(self) -> list[Discriminator]:
         return [c.D for c in self.clients]
 
+    @property
+    def rows(self) -> slice:
+        """The hosted clients' rows among all K (they are contiguous): a slice, which on a GPU
+        indexes without copying an index list over."""
+        return slice(self.ids[0], self.ids[-1] + 1)
+
     def d_step(self, fake: Tensor) -> Tensor:
         """One D step of every hosted client on its own real batch and the shared ``fake``; their losses."""
         if self.stacked is None:
@@ -203,7 +210,7 @@ class GeneratorSide:
         """A batch from fresh z. ``stash``: through a copy of the current parameters, so that the
         update it leads to can be applied after G has moved on (the pipelined step)."""
         z = torch.randn(n, self.G.spec.z_dim, generator=self.noise, dtype=torch.float32)
-        z = z.to(device=self.fixed_z.device, dtype=self.fixed_z.dtype)
+        z = upload(z, self.fixed_z.device).to(self.fixed_z.dtype)
         if not stash:
             return Drawn(self.G(z), z)
         params = {name: p.detach().clone().requires_grad_(True) for name, p in self.G.named_parameters()}

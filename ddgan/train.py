@@ -18,6 +18,7 @@ import importlib
 import os
 import sys
 import time
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Callable
 
 from ddgan.cli import config_parser, parse_args
@@ -60,10 +61,13 @@ def run(cfg: Config) -> dict:
     """Train with the process group described by the environment; returns the last metrics record."""
     from ddgan.runtime.comm import Comm
     from ddgan.runtime.distributed import process_group
+    from ddgan.runtime.watchdog import Watchdog, watching
 
     check_world(cfg, int(os.environ.get("WORLD_SIZE", 1)))
     with process_group(cfg) as ctx:
-        return trainer_for(cfg)(cfg, ctx, Comm(ctx.rank, ctx.world, cfg.comm.timeout_s, device=ctx.comm_device))
+        comm = Comm(ctx.rank, ctx.world, cfg.comm.timeout_s, device=ctx.comm_device)
+        with Watchdog(comm, cfg.comm.timeout_s) if watching(cfg, ctx.backend, ctx.world) else nullcontext():
+            return trainer_for(cfg)(cfg, ctx, comm)
 
 
 def main(argv: list[str] | None = None) -> int:

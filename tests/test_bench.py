@@ -47,22 +47,22 @@ def test_quick_smoke_run(tmp_path, digits_classifier_cache, script, expect):
 @pytest.mark.dist
 def test_a_stopped_cell_resumes_and_ends_as_an_uninterrupted_one_while_other_settings_start_over(
         tmp_path, digits_classifier_cache):
-    cell = Cell("digits", "iid", "centralized", "spectral", 0, 20, extra=QUICK)     # one rank, 20 steps
+    cell = Cell("digits", "iid", "centralized", "spectral", 0, 30, extra=QUICK)     # one rank, 30 steps
     config = resolved(cell, ROOT / "data")
     for name, marker in (("whole", {"other": "settings"}), ("stopped", config)):
         run = tmp_path / name / cell.name
         run.mkdir(parents=True)
         (run / CELL_MARKER).write_text(json.dumps(marker))
-        (run / "STOP").touch()                 # a stop requested before the first check (step 10)
+        (run / "STOP").touch()                 # seen at the first check (step 10), acted on at the next
     whole = Results(tmp_path / "whole.json", tmp_path / "whole").run(cell, ROOT / "data", 500,
                                                                      cache=digits_classifier_cache)
     assert "resumed_from" not in whole          # another attempt's run (and its STOP) was wiped
     stopped = Results(tmp_path / "stopped.json", tmp_path / "stopped")
-    with pytest.raises(SystemExit, match="stopped on request at step 10 of 20.*the same command resumes it"):
+    with pytest.raises(SystemExit, match="stopped on request at step 20 of 30.*the same command resumes it"):
         stopped.run(cell, ROOT / "data", 500, cache=digits_classifier_cache)
     assert stopped.get(cell, ROOT / "data") is None                       # nothing stored for a stopped cell
     resumed = stopped.run(cell, ROOT / "data", 500, cache=digits_classifier_cache)
-    assert resumed["resumed_from"] == [10]
+    assert resumed["resumed_from"] == [20]
     assert resumed["generators"] == whole["generators"]                    # the same generator, evaluated alike
     assert stopped.get(cell, ROOT / "data") is not None
 

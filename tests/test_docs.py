@@ -50,8 +50,6 @@ PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 
 # Pages the no-run-results rule does not scan, and why. Every other page of docs/ is scanned.
 NOT_SCANNED = {
-    "configuration.md": "generated from ddgan/core/config.py's docstrings (python -m ddgan.core.reference); "
-                        "its text is fixed there, not here",
     "reliability.md": "the record of the faults tried: each row's test settings and what that run printed, "
                       "kept verbatim with the test that produced it",
 }

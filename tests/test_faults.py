@@ -54,11 +54,16 @@ def error_lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.startswith("error:")]
 
 
-@pytest.mark.parametrize("how", ["dies", "hangs"])
-def test_survivors_exit_with_step_and_missing_rank(tmp_path, how):
-    """A peer that dies (SIGKILL) or hangs (SIGSTOP): the others exit 1 within the timeout, naming it."""
+@pytest.mark.parametrize("how, watchdog", [("dies", "auto"), ("hangs", "auto"), ("hangs", "always")])
+def test_survivors_exit_with_step_and_missing_rank(tmp_path, how, watchdog):
+    """A peer that dies (SIGKILL) or hangs (SIGSTOP): the others exit 1 within the timeout, naming it.
+
+    With the watchdog on (NCCL's default; forced here on gloo, whose own timeout it then outlasts),
+    the survivors are still blocked in a collective when ddgan's watchdog ends them: what NCCL
+    ranks see, since their collectives return before they complete."""
     timeout_s = 6
-    procs = ranks(3, ["train.steps=100000", "run.checkpoint_every=5", f"run.dir={tmp_path}"], timeout_s=timeout_s)
+    procs = ranks(3, ["train.steps=100000", "run.checkpoint_every=5", f"run.dir={tmp_path}",
+                      f"comm.watchdog={watchdog}"], timeout_s=timeout_s)
     try:
         wait_for(lambda: complete_checkpoints(tmp_path))
         victim = procs[2]
@@ -75,6 +80,7 @@ def test_survivors_exit_with_step_and_missing_rank(tmp_path, how):
         lines = error_lines(err)
         assert len(lines) == 1, err
         assert lines[0].startswith(f"error: [rank {rank}] step ") and "no word from rank(s) [2]" in lines[0], lines[0]
+        assert ("the watchdog stopped this rank" in lines[0]) == (watchdog == "always"), lines[0]
         assert "Traceback" not in err
     assert complete_checkpoints(tmp_path)          # what was saved is still there
 

@@ -27,7 +27,7 @@ def config(dataset: str, split: str, algo: str) -> dict:
         "data": {"name": dataset, "root": "data", "download": False, "image_size": DATASETS[dataset]},
         # centralized: one client holding the union of the clients' classes (all 10 in both splits)
         "partition": {"scheme": "iid", "clients": 1} if central else {"scheme": split, "clients": 5},
-        # spectral norm: a sample's score depends on the sample alone (README, "Discriminator normalisation")
+        # spectral norm: a sample's score depends on the sample alone (docs/algorithms.md, "Discriminator normalisation")
         "model": {"z_dim": 100, "g_width": 64, "d_width": 64, "d_norm": "spectral"},
         "algo": {**ALGOS[algo], "loss": "bce"},
         "train": {"steps": 10000, "batch_size": 64, "seed": 0},

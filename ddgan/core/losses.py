@@ -22,12 +22,19 @@ def realness(loss: str, out: Tensor) -> Tensor:
 def d_loss(loss: str, real_out: Tensor, fake_out: Tensor,
            real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0) -> Tensor:
     """Discriminator loss: mean over real samples plus mean over fake samples (targets may be noisy)."""
-    real_t = torch.as_tensor(real_target, dtype=real_out.dtype, device=real_out.device).expand_as(real_out)
-    fake_t = torch.as_tensor(fake_target, dtype=fake_out.dtype, device=fake_out.device).expand_as(fake_out)
+    real_t = _target(real_target, real_out)
+    fake_t = _target(fake_target, fake_out)
     if loss == "bce":
         return (F.binary_cross_entropy_with_logits(real_out, real_t)
                 + F.binary_cross_entropy_with_logits(fake_out, fake_t))
     return 0.5 * (F.mse_loss(real_out, real_t) + F.mse_loss(fake_out, fake_t))
+
+
+def _target(value: Tensor | float, out: Tensor) -> Tensor:
+    """A target shaped like ``out``; a number is filled in on the device, not copied from the host."""
+    if torch.is_tensor(value):
+        return torch.as_tensor(value, dtype=out.dtype, device=out.device).expand_as(out)
+    return torch.full_like(out, value)
 
 
 def g_loss(loss: str, out: Tensor) -> Tensor:

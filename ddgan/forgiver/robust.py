@@ -73,6 +73,7 @@ from ddgan.core import seeds
 from ddgan.core.aggregate import RuleInputs
 from ddgan.core.losses import realness
 from ddgan.core.models import frozen_forward
+from ddgan.core.transfer import upload
 from ddgan.forgiver.attacks import Attack
 from ddgan.forgiver.exchange import Verdict
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
@@ -130,6 +131,28 @@ class Plan:
         return tuple(items.split(cuts, dim=1))
 
 
+class Counted:
+    """The clients still counted (not named), as every rank's host knows them, for what selects
+    their discriminators on the host (lambda's copies). Names change only when the generator rank
+    looks (:meth:`Defence.name_suspects`, every CHECK_EVERY steps after the warm-up), so the
+    verdict's flags are read on the step after each look, and at a run's first step (a resumed
+    run may have named clients before), not every step."""
+
+    def __init__(self, cfg: "Config", clients: int, device: torch.device):
+        self.warmup, self.device = cfg.defence.warmup, device
+        self.ids: list[int] | None = None
+        self.index = upload(torch.arange(clients), device)
+
+    def update(self, step: int, active: Tensor) -> list[int]:
+        """The counted clients at ``step``, from ``active`` (K flags, every rank) where they may have changed."""
+        looked = step - 1 > self.warmup and (step - 1) % CHECK_EVERY == 0
+        if self.ids is None or looked:
+            ids = [k for k, counted in enumerate(active.tolist()) if counted]
+            if ids != self.ids:
+                self.ids, self.index = ids, upload(torch.tensor(ids, dtype=torch.long), self.device)
+        return self.ids
+
+
 def checks(cfg: "Config") -> int:
     """Images the robust exchange adds to every batch."""
     return cfg.defence.canaries + 3 * cfg.defence.probes if cfg.comm.robust else 0
@@ -149,10 +172,19 @@ class Defence:
         self.by_check = {name: torch.zeros_like(self.suspicion) for name in CHECKS}
         self.echo: Echo | None = None
         self.contradicted = torch.zeros(clients, dtype=torch.bool, device=self.suspicion.device)   # since the last look
+        self._rows: dict[tuple[int, ...], Tensor] = {}
 
     @property
     def active(self) -> list[int]:
         return [k for k in range(self.k) if k not in self.named]
+
+    def rows(self, clients: list[int]) -> Tensor:
+        """``clients`` as an index on the device, uploaded once per set: the sets change only when a
+        client is named, and a list index would be copied over at every use."""
+        key = tuple(clients)
+        if key not in self._rows:
+            self._rows[key] = upload(torch.tensor(clients, dtype=torch.long), self.suspicion.device)
+        return self._rows[key]
 
     def swaps(self, step: int) -> bool:
         return self.swap_every > 0 and step % self.swap_every == 0
@@ -172,7 +204,7 @@ class Defence:
             self.echo = Echo(step, (scrambled, centres, u))
         with torch.no_grad():
             items = torch.cat([x.detach(), scrambled, centres, centres + PROBE_EPS * u, centres - PROBE_EPS * u])
-        perm = torch.randperm(len(items), generator=self.rng).to(x.device)
+        perm = upload(torch.randperm(len(items), generator=self.rng), x.device)
         batch = torch.empty_like(items)
         batch[perm] = items
         return batch, Plan(perm, x.shape[0], len(scrambled), len(centres), u)
@@ -183,11 +215,12 @@ class Defence:
         b, c, p = x.shape[0], self.cfg.canaries, self.cfg.probes
         pixels = x[0].numel()
         picks = torch.randint(b, (c,), generator=self.rng)
-        scrambled = torch.stack([x[i].reshape(-1)[torch.randperm(pixels, generator=self.rng).to(x.device)]
-                                 for i in picks.tolist()]).view(c, *x.shape[1:]) if c else x[:0]
-        z = torch.randn(p, self.G.spec.z_dim, generator=self.rng, dtype=torch.float32).to(x)
+        orders = torch.stack([torch.randperm(pixels, generator=self.rng) for _ in range(c)]) if c else None
+        scrambled = x[upload(picks, x.device)].flatten(1).gather(1, upload(orders, x.device)).view(c, *x.shape[1:]) \
+            if c else x[:0]
+        z = upload(torch.randn(p, self.G.spec.z_dim, generator=self.rng, dtype=torch.float32), x.device).to(x.dtype)
         centres = frozen_forward(self.G, z) if p else x[:0]
-        u = torch.randn(p, *x.shape[1:], generator=self.rng, dtype=torch.float32).to(x)
+        u = upload(torch.randn(p, *x.shape[1:], generator=self.rng, dtype=torch.float32), x.device).to(x.dtype)
         u = u / u.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
         return scrambled.detach(), centres, u
 
@@ -207,7 +240,7 @@ class Defence:
             r = realness(loss, canary)
             # the median of the other active clients: a weak honest D may find canaries half real,
             # but not much realer than its peers do
-            peers = torch.stack([lower_median(r[[j for j in self.active if j != k]]) for k in range(self.k)])
+            peers = torch.stack([lower_median(r[self.rows([j for j in self.active if j != k])]) for k in range(self.k)])
             evidence["canaries"] = (r - peers > CANARY_MARGIN).double().mean(1)
         if plan.probes:
             start = plan.generated + plan.canaries
@@ -257,7 +290,7 @@ class Defence:
         """Each row g_ki scaled down to at most clip x median_k'i'(|g_k'i'| / |c_k'i'|) x |c_ki|."""
         norms = grads.flatten(2).norm(dim=2)                                         # K x B
         steep = torch.where(coef != 0, norms / coef.abs(), torch.full_like(norms, float("nan")))
-        typical = torch.nanmedian(steep[active])
+        typical = torch.nanmedian(steep[self.rows(active)])
         cap = self.cfg.clip * typical * coef.abs()
         scale = torch.where(norms > cap, cap / norms, torch.ones_like(norms))
         return grads * torch.nan_to_num(scale, nan=1.0).view(*scale.shape, *[1] * (grads.dim() - 2))
@@ -308,7 +341,7 @@ def by_robust(comm: Comm, layout: Layout, group: ClientGroup | None, x: Tensor, 
         rows = layout.client_rows(rows)
         scores, d_losses = plan.items(rows[:, :n]), rows[:, n]
         out = scores[:, :plan.generated].clone().requires_grad_(True)
-        active = defence.active
+        active = defence.rows(defence.active)
         shares = inputs.shares[active] / inputs.shares[active].sum() if inputs.shares is not None else None
         g_loss, w_active = rule(out[active], replace(inputs, shares=shares))
         learn = inputs.lam is not None and inputs.lam.requires_grad
@@ -340,6 +373,6 @@ def by_robust(comm: Comm, layout: Layout, group: ClientGroup | None, x: Tensor, 
         per_client = plan.items(layout.client_rows(gathered))
         defence.observe(inputs.loss, plan, scores, per_client, comm.step)
         bounded = defence.bound(per_client[:, :plan.generated], coef.detach(), defence.active)
-        verdict.grad_x = bounded[defence.active].sum(0)
+        verdict.grad_x = bounded[defence.rows(defence.active)].sum(0)
         verdict.logged["suspicion"] = defence.suspicion
     return verdict

@@ -51,6 +51,7 @@ from torch import Tensor
 
 from ddgan.core.aggregate import RuleInputs
 from ddgan.core.losses import g_loss, realness
+from ddgan.core.transfer import upload
 from ddgan.forgiver.exchange import Verdict
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
 from ddgan.roles import ClientGroup
@@ -155,7 +156,7 @@ def by_secure(comm: Comm, layout: Layout, group: ClientGroup | None, x: Tensor, 
         parts = [w, w * r, w * r * r] if rule == "f2a" else [_g_loss_sum(loss, row)]
         enc, bad = encode(torch.cat([*(p.reshape(-1) for p in parts), d_loss.reshape(1)]))
         payload += torch.cat([enc, bad.reshape(1), (~torch.isfinite(row)).any().long().reshape(1)])
-        payload += mask.mask(comm.step, _SUMS, payload.numel()).to(payload.device)
+        payload += upload(mask.mask(comm.step, _SUMS, payload.numel()), payload.device)
     total = comm.all_reduce(payload, "masked sums")
     sums, flags = decode(total[:width + 1], x.dtype), total[width + 1:]
     # -- 2. every rank: D_agg, G's loss and lambda's gradient from the sums alone
@@ -187,7 +188,7 @@ def by_secure(comm: Comm, layout: Layout, group: ClientGroup | None, x: Tensor, 
         limit = RANGE / 2
         enc, bad = encode(grad_x.clamp(-limit, limit).reshape(-1))
         clamped = (grad_x.abs() > limit).sum() + bad
-        grad += torch.cat([enc, clamped.reshape(1)]) + mask.mask(comm.step, _GRADIENTS, x.numel() + 1).to(x.device)
+        grad += torch.cat([enc, clamped.reshape(1)]) + upload(mask.mask(comm.step, _GRADIENTS, x.numel() + 1), x.device)
     comm.reduce_sum(grad, GENERATOR_RANK, "masked gradients w.r.t. the generated batch")
     if comm.rank == GENERATOR_RANK:
         verdict.grad_x = decode(grad[:-1], x.dtype).view_as(x)

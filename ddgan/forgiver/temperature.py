@@ -31,6 +31,7 @@ from ddgan.core.aggregate import f2a_discriminator_loss
 from ddgan.core.models import frozen_forward
 from ddgan.forgiver.exchange import Verdict, discriminator_states, packed_discriminators
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
+from ddgan.forgiver.robust import Counted
 from ddgan.roles import ClientGroup
 from ddgan.runtime.comm import Comm, pack
 
@@ -84,30 +85,31 @@ def robust_lambda_grad(lam: Tensor, loss: str, real_grads: Tensor, fake_out: Ten
     """d L_D / d lambda under the robust exchange, from the clients' real terms (K) and every D's
     scores of G's batch (K x B): only the ``active`` clients (not named) count, and each real term
     is bounded at ``clip`` x their median magnitude, so one client can neither drag lambda with its
-    scores after it is named nor push it with the one number it sends. Pure."""
+    scores after it is named nor push it with the one number it sends; ``active`` is a mask or the
+    positions of the counted clients. Pure."""
     real_grads, fake_out = real_grads[active], fake_out[active]
     cap = clip * real_grads.abs().median()
     return real_grads.clamp(-cap, cap).mean() + lambda_grad(lam, loss, None, fake_out)
 
 
 def distributed_lambda_grad(comm: Comm, layout: Layout, template: torch.nn.Module, group: ClientGroup | None,
-                            verdict: Verdict, lam: Tensor, loss: str, clip: float, copies: DiscriminatorCopies
-                            ) -> Tensor | None:
+                            verdict: Verdict, lam: Tensor, loss: str, clip: float, copies: DiscriminatorCopies,
+                            counted: Counted | None = None) -> Tensor | None:
     """Collective (at a refresh, an all_gather of the Ds unless the params exchange brought them;
     then a reduce, or a gather under the robust exchange): d L_D / d lambda on the generator rank,
     None elsewhere. ``group`` is this rank's clients (None on a dedicated generator rank),
     ``template`` a D of the clients' shapes; ``clip`` bounds the clients' terms under the robust
-    exchange (:func:`robust_lambda_grad`)."""
+    exchange (:func:`robust_lambda_grad`), where ``counted`` says who still counts."""
     states = copies.states(comm, layout, group.Ds if group is not None else [], template, verdict.states)
-    if verdict.active is not None:        # robust: a named client's D leaves the aggregate (one host read)
-        states = [state for state, counted in zip(states, verdict.active.tolist()) if counted]
+    if counted is not None:               # robust: a named client's D leaves the aggregate
+        states = [states[k] for k in counted.update(comm.step, verdict.active)]
     real_grads = lam.new_zeros(layout.per_rank, 1)
     for j, client in enumerate(group.clients if group is not None else []):
         with torch.no_grad():
             real_out = torch.stack([frozen_forward(template, client.real[:REAL_SAMPLES], state=state)
                                     for state in states])
         real_grads[j] = lambda_grad(lam, loss, real_out, None)
-    if verdict.active is None:
+    if counted is None:
         total = comm.reduce_sum(real_grads.sum(0), GENERATOR_RANK, "lambda gradient")
         if comm.rank != GENERATOR_RANK:
             return None
@@ -115,4 +117,4 @@ def distributed_lambda_grad(comm: Comm, layout: Layout, template: torch.nn.Modul
     gathered = comm.gather(real_grads, GENERATOR_RANK, "lambda gradients")
     if comm.rank != GENERATOR_RANK:
         return None
-    return robust_lambda_grad(lam, loss, layout.client_rows(gathered)[:, 0], verdict.out, verdict.active, clip)
+    return robust_lambda_grad(lam, loss, layout.client_rows(gathered)[:, 0], verdict.out, counted.index, clip)

@@ -37,7 +37,7 @@ from ddgan.data.shard import client_shards
 from ddgan.forgiver.attacks import Attack
 from ddgan.forgiver.exchange import Verdict, by_feedback, by_params
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
-from ddgan.forgiver.robust import Defence, Plan, by_robust, checks
+from ddgan.forgiver.robust import Counted, Defence, Plan, by_robust, checks
 from ddgan.forgiver.secure import Masks, by_secure
 from ddgan.forgiver.temperature import DiscriminatorCopies, distributed_lambda_grad
 from ddgan.roles import (
@@ -183,6 +183,7 @@ class Rank:
     defence: Defence | None = None  # the robust exchange's checks (generator rank)
     masks: list[Masks] | None = None   # the secure exchange's pairwise masks, one per hosted client
     copies: DiscriminatorCopies | None = None   # lambda's discriminator-side objective: the Ds it sees
+    counted: Counted | None = None  # robust, with lambda's copies: the clients not named, on the host
 
     @classmethod
     def build(cls, cfg: Config, ctx: Dist) -> "Rank":
@@ -194,8 +195,9 @@ class Rank:
         D = group.Ds[0] if group is not None else build_discriminator(cfg, 0, ctx.device)
         defence = Defence(cfg, layout.clients, generator.G) if cfg.comm.robust and generator is not None else None
         copies = DiscriminatorCopies(cfg.algo.lambda_refresh) if lambda_objective(cfg) == "discriminator" else None
+        counted = Counted(cfg, layout.clients, ctx.device) if cfg.comm.robust and copies is not None else None
         return cls(layout, group, generator, D, client_shares(cfg, [len(s) for s in shards], dtype).to(ctx.device),
-                   [Attack.of(cfg, k) for k in hosted], defence, copies=copies)
+                   [Attack.of(cfg, k) for k in hosted], defence, copies=copies, counted=counted)
 
 
 def judge(cfg: Config, comm: Comm, rank: Rank, batch: Batch, d_losses: Tensor, inputs: RuleInputs) -> Verdict:
@@ -213,7 +215,7 @@ def judge(cfg: Config, comm: Comm, rank: Rank, batch: Batch, d_losses: Tensor, i
         verdict = by_params(comm, rank.layout, group, rank.D, batch.drawn and batch.drawn.x, d_losses, rule, inputs)
     if lambda_objective(cfg) == "discriminator":
         verdict.lam_grad = distributed_lambda_grad(comm, rank.layout, rank.D, group, verdict, batch.lam,
-                                                   cfg.algo.loss, cfg.defence.clip, rank.copies)
+                                                   cfg.algo.loss, cfg.defence.clip, rank.copies, rank.counted)
     return verdict
 
 
@@ -310,7 +312,7 @@ def _warn_if_batch_dependent(cfg: Config, is_main: bool) -> None:
     if is_main and algo.compares_samples and cfg.model.d_norm in BATCH_DEPENDENT_NORMS:
         print(f"warning: model.d_norm = {cfg.model.d_norm} makes each client's score of a sample depend on the rest "
               f"of its batch, and {algo.name} compares those scores across clients per sample; use "
-              f"model.d_norm=spectral (README, \"Discriminator normalisation\")", file=sys.stderr, flush=True)
+              f"model.d_norm=spectral (docs/algorithms.md, \"Discriminator normalisation\")", file=sys.stderr, flush=True)
 
 
 def _resume(run, cfg: Config, comm: Comm, rank: Rank) -> tuple[int, tuple[Drawn, Tensor] | None]:

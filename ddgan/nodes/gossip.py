@@ -21,6 +21,7 @@ graph. A D that a co-hosted node consults is copied on the rank, never sent.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -84,7 +85,9 @@ def peer_ranks(graph: topology.Graph, layout: Layout, rank: int) -> frozenset[in
     return frozenset(layout.rank_of(j) for k in layout.clients_of(rank) for j in graph[k]) - {rank}
 
 
+@functools.cache
 def _header(spec: ArchSpec, device: torch.device) -> Tensor:
+    """A D's architecture as it travels: made once per spec (an upload, on a GPU), only read after."""
     return torch.tensor([spec.image_size, spec.channels, spec.width, spec.z_dim, D_NORMS.index(spec.d_norm)],
                         device=device)
 
@@ -134,10 +137,10 @@ def consult(cfg: Config, node: local_gan.Node, graph: topology.Graph, peers: dic
     kls = neighbours.kl(p_nbrs, p_own)
     probabilities = neighbours.SELECTORS[cfg.algo.select].probabilities(kls)
     j0 = nbrs[neighbours.draw(probabilities, seeds.torch_generator(cfg.train.seed, "gossip", node.k, cycle, 1))]
-    return j0, kls.tolist(), node.g_step(peers[j0], drawn)
+    return j0, kls, node.g_step(peers[j0], drawn)
 
 
-def local_steps(cfg: Config, node: local_gan.Node, cycle: int) -> tuple[float, int, float]:
+def local_steps(cfg: Config, node: local_gan.Node, cycle: int) -> tuple[Tensor, int, Tensor]:
     """Steps 1-2 of ``node``: D_k until its loss is at most LossThres(epoch), then one G_k step
     against D_k; (D's last loss, D steps, G's loss)."""
     d_loss, d_steps = node.train_d(cycle, cfg.algo.loss_threshold / node.client.shard.epoch, cfg.algo.max_d_steps)

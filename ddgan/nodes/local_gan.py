@@ -32,6 +32,7 @@ from ddgan.core.errors import CheckpointError, TrainingError
 from ddgan.core.layout import Layout
 from ddgan.core.losses import g_loss
 from ddgan.core.models import Discriminator, frozen_forward
+from ddgan.core.transfer import upload
 from ddgan.data.shard import client_shards, load_shard
 from ddgan.roles import (
     DTYPES,
@@ -67,27 +68,34 @@ class Node:
         """A generated batch for D (no graph; G's batchnorm statistics do not move)."""
         z = torch.randn(self.cfg.train.batch_size, self.generator.G.spec.z_dim, generator=self.generator.noise)
         with torch.no_grad():
-            return frozen_forward(self.generator.G, z.to(self.generator.fixed_z))
+            return frozen_forward(self.generator.G, upload(z, self.device).to(self.generator.fixed_z.dtype))
 
-    def train_d(self, cycle: int, threshold: float, max_steps: int) -> tuple[float, int]:
+    @property
+    def device(self) -> torch.device:
+        return self.generator.fixed_z.device
+
+    def train_d(self, cycle: int, threshold: float, max_steps: int) -> tuple[Tensor, int]:
         """D steps on fresh real and fake batches until the loss is at most ``threshold`` (at least
         one step, at most ``max_steps``); returns (the last step's loss, steps taken)."""
         labels = seeds.torch_generator(self.cfg.train.seed, "labels", self.k, cycle)
         sigma, n = self.cfg.algo.label_noise, self.cfg.train.batch_size
-        steps, loss = 0, math.inf
-        while steps < max_steps and (steps == 0 or loss > threshold):
-            noise = torch.randn(2, n, generator=labels).to(self.generator.fixed_z) * sigma
-            loss = float(self.client.d_step(self.fakes(), 1.0 + noise[0], noise[1]))
+        steps = 0
+        while True:
+            noise = upload(torch.randn(2, n, generator=labels), self.device).to(self.generator.fixed_z.dtype) * sigma
+            loss = self.client.d_step(self.fakes(), 1.0 + noise[0], noise[1])
             steps += 1
-        return loss, steps
+            # Gossip's rule: D trains on while its loss is above the threshold, so the host reads
+            # the loss after each D step that another may follow (never with one step: fedavg).
+            if steps >= max_steps or float(loss) <= threshold:
+                return loss, steps
 
-    def g_step(self, D: Discriminator, drawn: Drawn | None = None) -> float:
+    def g_step(self, D: Discriminator, drawn: Drawn | None = None) -> Tensor:
         """One G_k update against ``D`` on ``drawn`` (a fresh batch of G_k by default); D itself does
         not change."""
         drawn = self.generator.draw(self.cfg.train.batch_size) if drawn is None else drawn
         loss = g_loss(self.cfg.algo.loss, frozen_forward(D, drawn.x)).mean()
         self.generator.step(drawn, loss=loss)
-        return float(loss.detach())
+        return loss.detach()
 
     def state(self, step: int) -> dict:
         return role_state(step, self.client, self.generator)
@@ -130,10 +138,12 @@ class NodeLog:
                 sums[key] = sums.get(key, 0.0) + value
         self.cycles += 1
 
-    def _row(self, k: int, last: dict[str, float], kl: list[float]) -> list[float]:
+    def _row(self, k: int, last: dict[str, float], kl: Tensor | list[float]) -> list[float]:
+        """Node k's numbers as floats: the losses and KLs stay on the device between records and
+        are read here, once per record."""
         width = max(map(len, self.graph)) if self.graph else 0
-        return ([v / self.cycles for v in self.sums[k].values()] + list(last.values())
-                + list(kl) + [math.nan] * (width - len(kl)))
+        return ([float(v) / self.cycles for v in self.sums[k].values()] + list(last.values())
+                + [float(v) for v in kl] + [math.nan] * (width - len(kl)))
 
     def write(self, step: int, last: dict[int, dict[str, float]], kl: dict[int, list[float]] | None = None) -> dict:
         """Collective: one record with every node's interval means, ``last[k]`` (node k's values of

@@ -33,9 +33,7 @@ def infogain(kls: Tensor) -> Tensor:
     """Eq. 7 with our fallback: negative KL -> 0; all zero (or non-finite) -> uniform."""
     w = kls.clamp_min(0.0)
     total = w.sum()
-    if not torch.isfinite(total) or total <= 0:
-        return torch.full_like(kls, 1.0 / len(kls))
-    return w / total
+    return torch.where(torch.isfinite(total) & (total > 0), w / total, torch.full_like(kls, 1.0 / len(kls)))
 
 
 def uniform(kls: Tensor) -> Tensor:
@@ -58,5 +56,6 @@ SELECTORS: dict[str, Selector] = {s.name: s for s in (
 
 
 def draw(probabilities: Tensor, rng: torch.Generator) -> int:
-    """Index of the chosen neighbour, drawn from ``probabilities`` with ``rng`` (CPU)."""
+    """Index of the chosen neighbour, drawn from ``probabilities`` with ``rng`` (CPU): a host read,
+    since which neighbour's D a node uses is a choice the host makes."""
     return int(torch.multinomial(probabilities.detach().double().cpu(), 1, generator=rng))

@@ -29,8 +29,8 @@ from ddgan.runtime.comm import Comm
 from ddgan.runtime.preemption import StopRequest
 
 # Fields a resumed run may change: how long and where it runs, how it logs and talks.
-RESUMABLE_CHANGES = ("train.steps", "train.resume", "run", "comm.timeout_s", "comm.backend", "train.device",
-                     "train.deterministic", "train.stack_clients", "eval")
+RESUMABLE_CHANGES = ("train.steps", "train.resume", "run", "comm.timeout_s", "comm.watchdog", "comm.backend",
+                     "train.device", "train.deterministic", "train.stack_clients", "eval")
 # ... and how clients are spread over ranks, where the trainer can regroup them (``files`` below)
 REGROUPING = ("train.client_ranks",)
 

@@ -81,27 +81,46 @@ class Comm:
         self.allowed_peers = None if allowed_peers is None else frozenset(allowed_peers)
         self.step = 0
         self.bytes_sent = 0
-        self.seconds = 0.0
+        self._seconds = 0.0
+        self._timed: list[tuple[torch.cuda.Event, torch.cuda.Event]] = []    # on a GPU, read at :attr:`seconds`
         self.log: list[tuple[str, int]] = []    # (operation, peer or -1) of every p2p transfer
 
     # ------------------------------------------------------------------ bookkeeping
+    @property
+    def seconds(self) -> float:
+        """Time spent in collectives so far. On a GPU, NCCL's calls return once queued, so they are
+        timed by CUDA events around them on the rank's stream, read here (a host sync: at log records)."""
+        if self._timed:
+            self._timed[-1][1].synchronize()
+            self._seconds += sum(start.elapsed_time(end) for start, end in self._timed) / 1000
+            self._timed.clear()
+        return self._seconds
+
     def _run(self, what: str, sent_bytes: int, fn: Callable[[], None]) -> None:
         start = time.perf_counter()
+        events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) \
+            if self.device.type == "cuda" else None
+        if events is not None:
+            events[0].record()
         try:
             fn()
         except _FAILURES as exc:
             raise TrainingError(self._failure_message(what, exc, start)) from exc
-        self.seconds += time.perf_counter() - start
+        if events is not None:
+            events[1].record()
+            self._timed.append(events)
+        else:
+            self._seconds += time.perf_counter() - start
         self.bytes_sent += sent_bytes
 
     def _failure_message(self, what: str, exc: BaseException, started: float) -> str:
-        missing = self._missing_ranks(started)
+        missing = self.missing_ranks(started)
         who = f"; no word from rank(s) {missing}" if missing else ""
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return (f"step {self.step}: {what} failed on rank {self.rank} of {self.world}{who} "
                 f"(a peer died, or the collective exceeded comm.timeout_s = {self.timeout_s:g}s): {first[:300]}")
 
-    def _missing_ranks(self, started: float) -> list[int]:
+    def missing_ranks(self, started: float, prefix: str | None = None) -> list[int]:
         """Ranks that did not report this failure through the rendezvous store in time.
 
         Survivors of a failed collective each leave a mark; a rank that left none is gone or stuck.
@@ -116,7 +135,7 @@ class Comm:
         missing = [r for r in range(self.world) if r != self.rank] if self.rank != 0 else []
         try:
             store = dist.distributed_c10d._get_default_store()
-            prefix = f"ddgan/failed/{self.step}/"
+            prefix = prefix or f"ddgan/failed/{self.step}/"
             store.set(prefix + str(self.rank), "1")
             deadline = max(started + self.timeout_s + 2.0, time.perf_counter() + 1.0)
             while True:

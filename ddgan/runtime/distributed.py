@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from ddgan.core.config import Config
 from ddgan.core.errors import ConfigError, TrainingError
+from ddgan.runtime.watchdog import group_timeout_s
 
 
 @dataclass(frozen=True)
@@ -112,7 +113,7 @@ def process_group(cfg: Config) -> Iterator[Dist]:
         # Called from a program that owns the group already (tests, notebooks): use it, leave it.
         yield Dist(dist.get_rank(), dist.get_world_size(), local_rank, device, backend)
         return
-    timeout = timedelta(seconds=cfg.comm.timeout_s)
+    timeout = timedelta(seconds=group_timeout_s(cfg, backend, world))
     if "RANK" in os.environ:
         dist.init_process_group(backend, store=_store(rank, world, timeout), rank=rank, world_size=world,
                                 timeout=timeout, device_id=device if device.type == "cuda" else None)
