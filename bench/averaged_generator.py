@@ -14,7 +14,6 @@ to theirs, step by step).
 """
 from __future__ import annotations
 
-import argparse
 import shlex
 import statistics
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.cells import CLASSIFIERS, QUICK, QUICK_CLIENTS  # noqa: E402
-from bench.named_runs import NamedRun, NamedRuns, not_run, shown  # noqa: E402
+from bench.named_runs import NamedRun, NamedRuns, arguments, not_run, shown  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 
 DECAYS = (0.999, 0.99)              # the default first
@@ -124,12 +123,7 @@ def section(runs: NamedRuns, seeds: tuple[int, ...], quick: Path | None) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--report", action="store_true", help="only rebuild the section from bench/named_runs.json")
-    parser.add_argument("--only", nargs="+", metavar="GLOB", default=["*"],
-                        help="train and evaluate only the runs whose names match (e.g. 'ema099*'); the table shows all")
-    parser.add_argument("--quick", action="store_true", help="tiny runs (seed 0) in a temporary directory; printed only")
-    args = parser.parse_args()
+    args = arguments(__doc__, "only rebuild the section from bench/named_runs.json")
     with tempfile.TemporaryDirectory() as tmp:
         quick = Path(tmp) if args.quick else None
         runs = NamedRuns(quick / "named_runs.json", n=200, cache=CLASSIFIERS) if quick else \

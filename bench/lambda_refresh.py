@@ -20,7 +20,6 @@ missing is trained and evaluated (``--only`` picks which), or listed with its co
 """
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
@@ -42,7 +41,7 @@ from bench.cells import (  # noqa: E402
     resolved,
 )
 from bench.forgiveness import DEFAULT_NORM, LAMBDA  # noqa: E402
-from bench.named_runs import DEFAULT_JOB, NamedRun, NamedRuns, not_run  # noqa: E402
+from bench.named_runs import DEFAULT_JOB, NamedRun, NamedRuns, arguments, not_run  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 
 SEEDS = (0, 1)
@@ -184,13 +183,8 @@ def section(runs: NamedRuns, cells: Results, root: Path, quick: Path | None) -> 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--root", type=Path, default=SHARED_DATA, help="dataset root (MNIST under MNIST/raw)")
-    parser.add_argument("--report", action="store_true", help="only rebuild the section from the stored results")
-    parser.add_argument("--only", nargs="+", metavar="GLOB", default=["*"],
-                        help="train and evaluate only the runs and cells whose names match; the table shows all")
-    parser.add_argument("--quick", action="store_true", help="tiny runs (seed 0) in a temporary directory; printed only")
-    args = parser.parse_args()
+    args = arguments(__doc__, "only rebuild the section from the stored results", lambda parser: parser.add_argument(
+        "--root", type=Path, default=SHARED_DATA, help="dataset root (MNIST under MNIST/raw)"))
     with tempfile.TemporaryDirectory() as tmp:
         quick = Path(tmp) if args.quick else None
         if quick:

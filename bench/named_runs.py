@@ -24,6 +24,7 @@ its section rebuilds from them (``--report``).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shlex
@@ -221,3 +222,15 @@ def not_run(script: str, missing: list[tuple[NamedRun, tuple[str, ...]]]) -> lis
         lines.append(f"- {shown(run.dir)}: `{shlex.join(run.train_command())}` (unless trained), then {evals}; "
                      f"`python bench/{script} --only {run.name}` does both and files the results.")
     return lines
+
+
+def arguments(doc: str, report_help: str, extra=None) -> argparse.Namespace:
+    """The command line every named-run script takes (``extra`` adds its own options first)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    if extra is not None:
+        extra(parser)
+    parser.add_argument("--report", action="store_true", help=report_help)
+    parser.add_argument("--only", nargs="+", metavar="GLOB", default=["*"],
+                        help="train and evaluate only the runs whose names match; the table shows all")
+    parser.add_argument("--quick", action="store_true", help="tiny runs (seed 0) in a temporary directory; printed only")
+    return parser.parse_args()
