@@ -131,6 +131,12 @@ class Plan:
         return tuple(items.split(cuts, dim=1))
 
 
+def positions(clients: list[int], device: torch.device) -> Tensor:
+    """A set of clients as an index on the device: made once per set and kept, since a list index
+    would be copied over at every use."""
+    return upload(torch.tensor(clients, dtype=torch.long), device)
+
+
 class Counted:
     """The clients still counted (not named), as every rank's host knows them, for what selects
     their discriminators on the host (lambda's copies). Names change only when the generator rank
@@ -138,10 +144,10 @@ class Counted:
     verdict's flags are read on the step after each look, and at a run's first step (a resumed
     run may have named clients before), not every step."""
 
-    def __init__(self, cfg: "Config", clients: int, device: torch.device):
+    def __init__(self, cfg: "Config", device: torch.device):
         self.warmup, self.device = cfg.defence.warmup, device
-        self.ids: list[int] | None = None
-        self.index = upload(torch.arange(clients), device)
+        self.ids: list[int] | None = None       # set, with ``index``, by the first update
+        self.index: Tensor | None = None
 
     def update(self, step: int, active: Tensor) -> list[int]:
         """The counted clients at ``step``, from ``active`` (K flags, every rank) where they may have changed."""
@@ -149,7 +155,7 @@ class Counted:
         if self.ids is None or looked:
             ids = [k for k, counted in enumerate(active.tolist()) if counted]
             if ids != self.ids:
-                self.ids, self.index = ids, upload(torch.tensor(ids, dtype=torch.long), self.device)
+                self.ids, self.index = ids, positions(ids, self.device)
         return self.ids
 
 
@@ -179,11 +185,11 @@ class Defence:
         return [k for k in range(self.k) if k not in self.named]
 
     def rows(self, clients: list[int]) -> Tensor:
-        """``clients`` as an index on the device, uploaded once per set: the sets change only when a
-        client is named, and a list index would be copied over at every use."""
+        """``clients`` as an index on the device (:func:`positions`), kept per set: the sets change
+        only when a client is named."""
         key = tuple(clients)
         if key not in self._rows:
-            self._rows[key] = upload(torch.tensor(clients, dtype=torch.long), self.suspicion.device)
+            self._rows[key] = positions(clients, self.suspicion.device)
         return self._rows[key]
 
     def swaps(self, step: int) -> bool:

@@ -195,7 +195,7 @@ class Rank:
         D = group.Ds[0] if group is not None else build_discriminator(cfg, 0, ctx.device)
         defence = Defence(cfg, layout.clients, generator.G) if cfg.comm.robust and generator is not None else None
         copies = DiscriminatorCopies(cfg.algo.lambda_refresh) if lambda_objective(cfg) == "discriminator" else None
-        counted = Counted(cfg, layout.clients, ctx.device) if cfg.comm.robust and copies is not None else None
+        counted = Counted(cfg, ctx.device) if cfg.comm.robust and copies is not None else None
         return cls(layout, group, generator, D, client_shares(cfg, [len(s) for s in shards], dtype).to(ctx.device),
                    [Attack.of(cfg, k) for k in hosted], defence, copies=copies, counted=counted)
 

@@ -5,8 +5,8 @@ directory (what ``slurm/*.sbatch`` creates when SLURM warns of the time limit, b
 the job). Ranks agree on it with a one-integer all_reduce every ``run.stop_check_every`` steps, so
 no rank leaves a collective its peers are still in, and act on the answer at the next check: by
 then it has long arrived, so no host waits for it (on a GPU, reading it at once would drain the
-queue of kernels). A request made just before a check is acted on one check later. After the final checkpoint, rank 0 removes the
-STOP file so that the requeued job trains on.
+queue of kernels). A request made just before a check is acted on one check later. After the final
+checkpoint, rank 0 removes the STOP file so that the requeued job trains on.
 """
 from __future__ import annotations
 

@@ -14,8 +14,9 @@ checks a GPU makes that a CPU does not:
   must be on the communicating device, contiguous and of a dtype NCCL carries (:class:`OffDevice`
   otherwise). Stand-in tensors then travel through the real gloo group as their CPU values.
 
-:func:`checked_collectives` takes a real CUDA device as well. The stand-in is ``meta``: no tensor of ddgan's own is ever on it, and code that asks ``device.type == "cuda"``
-(pinned memory, grouped convolutions) takes its portable path.
+:func:`checked_collectives` takes a real CUDA device as well. The stand-in is ``meta``: no tensor of
+ddgan's own is ever on it, and code that asks ``device.type == "cuda"`` (pinned memory, grouped
+convolutions) takes its portable path.
 """
 from __future__ import annotations
 
