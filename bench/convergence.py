@@ -11,8 +11,9 @@ Centralized, f2a and f2u_balanced train 15,000 steps (20 epochs of MNIST at batc
 al. 2018 train it), f2u and MD-GAN 6,000. A cell resumes like every bench cell (``touch
 runs/bench/cells/<cell>/STOP`` checkpoints it and ends the script; the same command continues it),
 and its curve is stored with it in bench/results.json, one evaluation per checkpoint as it is made,
-so an interrupted scoring resumes too. Inception FID is not computed here (on 2 CPU cores it costs
-about 0.6 s per image); ``--inception on`` asks for it.
+so an interrupted scoring resumes too. Inception FID, slow on a CPU, is computed only where asked:
+``--inception-at 6000 15000`` scores those checkpoints again with it (the same seeded samples, so
+fid_classifier repeats) and the report adds a table of it beside the poster's numbers.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.cells import QUICK, QUICK_CLIENTS, ROOT, Cell, Results, table_arguments  # noqa: E402
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.report import publish_table  # noqa: E402
+from bench.reproduce_f2u import POSTER  # noqa: E402
 from ddgan.runtime.checkpoint import complete_checkpoints  # noqa: E402
 
 STEPS = {"centralized": 15000, "f2a": 15000, "f2u_balanced": 15000, "f2u": 6000, "mdgan": 6000}
@@ -60,10 +62,12 @@ def score(results: Results, cell: Cell, args) -> dict | None:
     run_dir = results.runs / cell.name
     for where in sorted(complete_checkpoints(run_dir), key=lambda p: p.name):
         step = int(where.name.removeprefix("step_"))
-        if step in curve:
+        with_inception = step in args.inception_at
+        if step in curve and not (with_inception and curve[step].get("inception_fid") is None):
             continue
         proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run_dir), "--checkpoint", str(where),
-                               "--n", str(args.n), "--svm-train", "0", "--inception", args.inception],
+                               "--n", str(args.n), "--svm-train", "0",
+                               "--inception", "on" if with_inception else args.inception],
                               cwd=ROOT, capture_output=True, text=True)
         if proc.returncode:
             raise SystemExit(f"evaluation of {where} failed:\n{proc.stderr[-2000:]}")
@@ -90,8 +94,27 @@ def table(results: Results, cells: dict[str, Cell], args) -> str:
     missing = [c.name for c in cells.values() if not (results.get(c, args.root) or {}).get("curve")]
     note = (f"\n\nNot run yet: {', '.join(missing)} (`python bench/convergence.py --only NAME`)." if missing else "")
     return (f"Cells: fid_classifier, classes covered (confidently), on {args.n:,} samples of the averaged generator, "
-            "per checkpoint.\n\n" + "\n".join(lines) + note + (f"\n\n![convergence]({FIGURE.relative_to(ROOT)})"
-                                                               if FIGURE.exists() else ""))
+            "per checkpoint.\n\n" + "\n".join(lines) + note + inception_table(results, cells, args)
+            + (f"\n\n![convergence]({FIGURE.relative_to(ROOT)})" if FIGURE.exists() else ""))
+
+
+def inception_table(results: Results, cells: dict[str, Cell], args) -> str:
+    """Inception FID at the checkpoints where it was computed, beside the poster's number (which it
+    reports after up to 80 epochs of its own budget, not at these steps)."""
+    curves = {rule: (results.get(cell, args.root) or {}).get("curve", {}) for rule, cell in cells.items()}
+    steps = sorted({int(s) for curve in curves.values() for s, p in curve.items() if p.get("inception_fid") is not None})
+    if not steps:
+        return ""
+    poster = POSTER[("mnist", "non_ovl")]
+    lines = ["| rule | " + " | ".join(f"{s:,}" for s in steps) + " | poster |", "| --- |" + " --- |" * (len(steps) + 1)]
+    for rule, curve in curves.items():
+        row = [f"{curve[str(s)]['inception_fid']:.2f}" if (curve.get(str(s)) or {}).get("inception_fid") is not None
+               else "-" for s in steps]
+        lines.append(f"| {rule} | " + " | ".join(row) + f" | {poster.get(rule, '-')} |")
+    return (f"\n\nInception FID (the TF FID network, `ddgan.eval --inception on`) of the same {args.n:,} samples "
+            f"against {args.n:,} seeded training images, at the checkpoints where it was computed "
+            "(`--inception-at`); FID is biased upward by a finite sample, so it compares only at equal counts:\n\n"
+            + "\n".join(lines))
 
 
 def figure(results: Results, cells: dict[str, Cell], args) -> None:
@@ -129,7 +152,9 @@ def main() -> int:
     parser.add_argument("--every", type=int, default=1500, help="steps between scored checkpoints (default 1500)")
     parser.add_argument("--n", type=int, default=10000, help="samples per scored checkpoint (default 10000)")
     parser.add_argument("--inception", default="off", choices=["auto", "on", "off"],
-                        help="Inception FID per checkpoint (default off: about 0.6 s per image on 2 CPU cores)")
+                        help="Inception FID at every checkpoint (default off: slow on a CPU)")
+    parser.add_argument("--inception-at", type=int, nargs="+", default=[], metavar="STEP",
+                        help="Inception FID at these checkpoints only, scored again where it is missing")
     parser.add_argument("--rules", nargs="+", default=list(STEPS), choices=list(STEPS), help="the rules to train")
     args = parser.parse_args()
     if args.quick:
