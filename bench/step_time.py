@@ -79,9 +79,10 @@ MODES = {"feedback": ["comm.exchange=feedback"], "params": ["comm.exchange=param
 F2A_SECURE = ["algo.name=f2a", "algo.lambda_objective=generator", "algo.lambda_max=20"]
 
 
-def distributed(k: int, steps: int, warmup: int, extra: list[str], device: str) -> dict:
-    """One torchrun run of k clients (k + 1 ranks with a dedicated generator rank); medians over the
-    5-step intervals after warm-up, per rank where the trainer logs per rank."""
+def distributed(k: int, steps: int, warmup: int, extra: list[str], device: str, cores: int | None = None) -> dict:
+    """One torchrun run of k clients (k + 1 ranks with a dedicated generator rank), on the first
+    ``cores`` cores only where given; medians over the 5-step intervals after warm-up, per rank where
+    the trainer logs per rank."""
     from ddgan.core.config import load_config
     from ddgan.forgiver.layout import world_size
 
@@ -93,8 +94,8 @@ def distributed(k: int, steps: int, warmup: int, extra: list[str], device: str) 
         if k == 1:
             args = [a for a in args if not a.startswith("algo.name")] + ["algo.name=centralized"]
         ranks = world_size(load_config(ROOT / "configs" / "default.yaml", args))
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(ranks),
-               "-m", "ddgan.train", *args]
+        cmd = [*(["taskset", "-c", f"0-{cores - 1}"] if cores else []), sys.executable, "-m", "torch.distributed.run",
+               "--standalone", "--nproc_per_node", str(ranks), "-m", "ddgan.train", *args]
         agent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, "OMP_NUM_THREADS": "1"})
         peak = peak_rss_kb(agent, lambda: _children(agent.pid))
@@ -105,7 +106,9 @@ def distributed(k: int, steps: int, warmup: int, extra: list[str], device: str) 
     step_time = statistics.median(r["step_time"] for r in kept)
     comm = [statistics.median(r["comm_seconds"][i] for r in kept) for i in range(ranks)]
     sent = [statistics.median(r["bytes_sent"][i] for r in kept) for i in range(ranks)]
+    cpu = sum(statistics.median(r["cpu_seconds"][i] for r in kept) for i in range(ranks))
     return {"k": k, "ranks": ranks, "step_time": step_time, "steps_per_s": 1 / step_time, "comm_seconds": comm,
+            "cpu_seconds": cpu, "cores_busy": cpu / step_time,
             "compute_seconds": [max(0.0, step_time - c) for c in comm], "comm_fraction": comm[0] / step_time,
             "bytes_per_rank": sent, "peak_rss_mb": sorted(v / 1024 for v in peak.values())}
 

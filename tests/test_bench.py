@@ -186,6 +186,7 @@ def test_exchange_bytes_quick_measures_every_mode():
     ("averaged_generator.py", ["| raw G | ", "| averaged, `train.g_ema=0.99` | ", "g_ema does not touch training"]),
     ("lambda_refresh.py", ["| run | refresh 1, seed 0 | refresh 2, seed 0 |", "raw G (refresh 1: the stored cells",
                            "lambda on the default job, seed 0"]),
+    ("co_hosted_quality.py", ["| one client per rank | ", "| every client on one rank | ", "co-hosted runs inside"]),
 ])
 def test_named_run_scripts_quick_smoke_run(digits_classifier_cache, script, expect):
     """Tiny runs trained with launch/run.sh (and torchrun), both evaluations, the section printed;

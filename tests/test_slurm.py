@@ -149,3 +149,16 @@ def test_every_sbatch_example_fits_its_config_on_the_ranks_it_starts():
                                config.group(1) if config else "configs/default.yaml", *overrides,
                                *proc.stdout.split()], cwd=ROOT, capture_output=True, text=True)
         assert int(proc.stdout) == ranks, (where, line, proc.stdout)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs CPU affinity and two cores")
+def test_each_rank_threads_over_the_cores_it_may_use_not_the_nodes():
+    # SLURM binds a task to its --cpus-per-task cores; os.cpu_count() still says the node's count
+    code = ("import os, torch\n"
+            "from ddgan.runtime.distributed import cpu_share\n"
+            "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})\n"
+            "print(cpu_share(1), os.cpu_count())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    threads, node = map(int, out.split())
+    assert threads == 1 and node >= 2

@@ -49,10 +49,13 @@ def test_two_rank_run_on_digits_writes_every_output(tmp_path):
     records = read_metrics(run)
     assert [r["step"] for r in records] == [10, 20, 30, 40]
     last = records[-1]
-    for key in ("d_loss", "forgiver_share", "weight_share", "bytes_sent"):
+    for key in ("d_loss", "forgiver_share", "weight_share", "bytes_sent", "cpu_seconds"):
         assert len(last[key]) == 2, key
     assert sum(last["forgiver_share"]) == pytest.approx(1) and sum(last["weight_share"]) == pytest.approx(1)
     assert all(b > 0 for b in last["bytes_sent"]) and last["step_time"] > 0 and "lambda" in last
+    # a rank's CPU time per step: some, and no more than the machine's cores give in the step's wall time
+    cores = len(os.sched_getaffinity(0))
+    assert all(0 < c <= 1.1 * cores * last["step_time"] for c in last["cpu_seconds"]), (last["cpu_seconds"], last["step_time"])
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000020.png", "step_0000040.png"]
     found = complete_checkpoints(run)
     assert [p.name for p in found] == ["step_0000040", "step_0000020"]

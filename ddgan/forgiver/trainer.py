@@ -161,13 +161,20 @@ class Interval:
         return record
 
 
-def traffic(comm: Comm, since: tuple[int, int, float], step: int) -> dict:
-    """Collective (all_gather, monitoring only): every rank's bytes sent and seconds spent in
-    collectives per step since ``since`` = (step, bytes, seconds) at the previous record."""
-    then, sent, seconds = since
-    mine = torch.tensor([comm.bytes_sent - sent, comm.seconds - seconds], dtype=torch.float64) / (step - then)
+def counters(comm: Comm, step: int) -> tuple[int, int, float, float]:
+    """(step, bytes sent, seconds in collectives, CPU seconds of this process): where :func:`traffic`
+    counts from."""
+    return step, comm.bytes_sent, comm.seconds, time.process_time()
+
+
+def traffic(comm: Comm, since: tuple[int, int, float, float], step: int) -> dict:
+    """Collective (all_gather, monitoring only): every rank's bytes sent, seconds spent in
+    collectives and CPU seconds (all its threads: ``cpu_seconds / step_time`` is the cores it kept
+    busy) per step since ``since`` = :func:`counters` at the previous record."""
+    now = counters(comm, step)
+    mine = torch.tensor([b - a for a, b in zip(since[1:], now[1:])], dtype=torch.float64) / (step - since[0])
     rows = comm.all_gather(mine, "traffic counters").tolist()
-    return {"bytes_sent": [r[0] for r in rows], "comm_seconds": [r[1] for r in rows]}
+    return {"bytes_sent": [r[0] for r in rows], "comm_seconds": [r[1] for r in rows], "cpu_seconds": [r[2] for r in rows]}
 
 
 @dataclass
@@ -231,7 +238,7 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
     secure = cfg.comm.exchange == "secure"      # one sum over the clients, not K losses
     health = Health(1 if secure else rank.layout.clients, ctx.device, hidden=secure)
     log, interval = rundir.MetricsLog(run, ctx.is_main), Interval(rank.layout.clients)
-    stop, step, record, since = StopRequest(run, cfg.run.stop_check_every, ctx.is_main), start, {}, (start, 0, 0.0)
+    stop, step, record, since = StopRequest(run, cfg.run.stop_check_every, ctx.is_main), start, {}, counters(comm, start)
     batch = None
     if cfg.train.pipeline:   # the first batch in flight (after a resume: the one in flight at the checkpoint)
         if generator is not None and in_flight is None:
@@ -267,7 +274,7 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
         last = step == cfg.train.steps
         if step % cfg.run.log_every == 0 or last:
             health.check()
-            moved, since = traffic(comm, since, step), (step, comm.bytes_sent, comm.seconds)
+            moved, since = traffic(comm, since, step), counters(comm, step)
             if generator is not None:
                 record = _log(cfg, log, step, {**interval.record(step), **moved}, rank.defence)
         if generator is not None and (step % cfg.run.sample_every == 0 or last):

@@ -80,9 +80,11 @@ def _store(rank: int, world: int, timeout: timedelta) -> dist.Store:
 
 
 def cpu_share(processes: int) -> int:
-    """Threads for one of ``processes`` processes sharing this machine's cores: oversubscribed, a
+    """Threads for one of ``processes`` processes sharing the cores this process may run on (its
+    affinity: under SLURM the task's ``--cpus-per-task``, not the node's count): oversubscribed, a
     multi-threaded op waits for a core another process holds, and every process slows down."""
-    return max(1, (os.cpu_count() or 1) // max(1, processes))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, processes))
 
 
 def make_deterministic() -> None:

@@ -1,0 +1,96 @@
+"""The default job with its 5 clients co-hosted on one rank against one client per rank: does
+co-hosting change what G learns beyond what a seed changes?
+
+    python bench/co_hosted_quality.py              # train and evaluate what is missing, into BENCHMARKS.md
+    python bench/co_hosted_quality.py --report     # only rebuild the section from bench/named_runs.json
+    python bench/co_hosted_quality.py --quick      # tiny runs in a temporary directory, printed only
+
+The default job (``launch/run.sh``: F2A on digits, 5 clients, 600 steps) per seed, once as 5 ranks
+and once with ``train.client_ranks=1`` (one process, its discriminators one after another on the
+CPU), each a named run (bench/named_runs.py: a run already there with the same config is reused),
+scored by ``python -m ddgan.eval --run RUN`` (the averaged generator). In float64 the two layouts
+give the same generator update (tests/test_equivalence.py); in float32 with other thread counts the
+sums round differently, and a GAN amplifies that like a change of seed. The claim is therefore
+statistical: the co-hosted runs fall inside the spread of the 5-rank runs over seeds.
+"""
+from __future__ import annotations
+
+import shlex
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.averaged_generator import MISSING, QUICK_JOB  # noqa: E402
+from bench.cells import CLASSIFIERS  # noqa: E402
+from bench.named_runs import NamedRun, NamedRuns, arguments, not_run, shown  # noqa: E402
+from bench.report import publish_table  # noqa: E402
+
+SEEDS = (0, 1, 2)
+LAYOUTS = {"one client per rank": "refresh", "every client on one rank": "cohosted"}
+HOSTED = "every client on one rank"
+
+
+def job(layout: str, seed: int, quick: Path | None = None) -> NamedRun:
+    """The default job as it is configured (seeds 0 and 1 of the 5-rank layout are
+    bench/lambda_refresh.py's refresh-20 runs: the same config)."""
+    prefix = LAYOUTS[layout]
+    where = quick / f"{prefix}_s{seed}" if quick else Path(f"runs/{prefix}_s{seed}")
+    hosts = ("train.client_ranks=1",) if prefix == "cohosted" else ()
+    return NamedRun(where, (f"train.seed={seed}", "train.g_ema=0.999", "algo.lambda_refresh=20", *hosts,
+                            *(QUICK_JOB if quick else ())))
+
+
+def section(runs: NamedRuns, seeds: tuple[int, ...], quick: Path | None) -> str:
+    entries = {(layout, s): runs.get(job(layout, s, quick), ("averaged",)) for layout in LAYOUTS for s in seeds}
+    got = {key: e["evals"]["averaged"]["generators"]["0"] if e else None for key, e in entries.items()}
+    n = next((g["n"] for g in got.values() if g), runs.n)
+    steps = next((e["config"]["train"]["steps"] for e in entries.values() if e), None)
+    k = next((e["config"]["partition"]["clients"] for e in entries.values() if e), "-")
+    lines = [f"The default job (`launch/run.sh`: F2A on digits, {k} clients, {steps or '-'} steps) per seed, as {k} "
+             f"ranks and with the {k} clients on one rank (`train.client_ranks=1`), scored by `python -m ddgan.eval --run RUN` "
+             f"(averaged generator, {n:,} samples): classes covered (confidently), fid_classifier.", "",
+             "| layout | " + " | ".join(f"seed {s}" for s in seeds) + " | fid_classifier: mean (range) |",
+             "| --- |" + " --- |" * (len(seeds) + 1)]
+    for layout in LAYOUTS:
+        gs = [got[layout, s] for s in seeds]
+        fids = [g["fid_classifier"] for g in gs if g]
+        summary = f"{statistics.mean(fids):.1f} ({min(fids):.1f}-{max(fids):.1f})" if len(fids) == len(seeds) else "-"
+        lines.append(f"| {layout} | " + " | ".join(
+            MISSING if g is None else f"{g['classes_covered']} ({g['confident_classes_covered']}), {g['fid_classifier']:.1f}"
+            for g in gs) + f" | {summary} |")
+    notes = []
+    base, hosted = ([got[layout, s] for s in seeds] for layout in LAYOUTS)     # HOSTED is the second
+    if all(base) and all(hosted):
+        lo, hi = min(g["fid_classifier"] for g in base), max(g["fid_classifier"] for g in base)
+        inside = sum(lo <= g["fid_classifier"] <= hi for g in hosted)
+        classes = min(g["classes_covered"] for g in base), min(g["confident_classes_covered"] for g in base)
+        fewer = [s for s, g in zip(seeds, hosted) if (g["classes_covered"], g["confident_classes_covered"]) < classes]
+        notes.append(f"- fid_classifier: {inside} of {len(seeds)} co-hosted runs inside the range of one client per rank "
+                     f"({lo:.1f}-{hi:.1f}); means {statistics.mean(g['fid_classifier'] for g in hosted):.1f} co-hosted "
+                     f"against {statistics.mean(g['fid_classifier'] for g in base):.1f}.")
+        notes.append("- Classes: " + (f"co-hosted seed {', '.join(map(str, fewer))} covers fewer than every run of one client per rank"
+                                      if fewer else "no co-hosted run covers fewer (confidently) than the worst run of one client per rank")
+                     + f" ({classes[0]} ({classes[1]}))." + (" Its sample grid: "
+                     + ", ".join(f"{shown(job(HOSTED, s, quick).dir)}/eval/samples_node_0.png"
+                                 for s in fewer) + "." if fewer else ""))
+    missing = [(job(layout, s, quick), ("averaged",)) for layout in LAYOUTS for s in seeds if entries[layout, s] is None]
+    commands = [f"`{shlex.join(job(layout, s, quick).train_command())}`" for layout in LAYOUTS for s in seeds]
+    return "\n".join([*lines, *not_run("co_hosted_quality.py", missing), "", *notes, "",
+                      f"Runs: {', '.join(commands)}; each evaluated by `python -m ddgan.eval --run RUN`."])
+
+
+def main() -> int:
+    args = arguments(__doc__, "only rebuild the section from bench/named_runs.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        quick = Path(tmp) if args.quick else None
+        runs = NamedRuns(quick / "named_runs.json", n=200, cache=CLASSIFIERS) if quick else \
+            NamedRuns(only=tuple(args.only), train=not args.report, evaluate=not args.report)
+        body = section(runs, (0,) if quick else SEEDS, quick)
+    publish_table("co_hosted_quality", "Co-hosted clients: the default job's quality", body, args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
