@@ -26,6 +26,7 @@ from conftest import ROOT
     ("reproduce_kosmopoulos.py", ["| standalone |", "| info-gain < uniform |", "kosmopoulos_nodes.png"]),
     ("robustness.py", ["| f2u | honest | robust |", "| f2u | always_real | robust |"]),
     ("convergence.py", ["| rule | 20 | 40 |", "| centralized | ", "| f2a | "]),
+    ("baselines.py", ["| mdgan | swap every 10 | spectral |", "| gman | ", "- mdgan: best setting", "- gman: best setting"]),
 ])
 def test_quick_smoke_run(tmp_path, digits_classifier_cache, script, expect):
     store = ROOT / "bench" / "results.json"
