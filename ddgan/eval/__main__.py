@@ -58,7 +58,8 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
     loaded from ``inception_weights`` (else the run's eval.inception_weights, else torch's hub cache).
     ``classes``: also report fid_classifier on these classes alone (``fid_classifier_classes``).
     ``use_inception``: on, off, or auto: on where the networks run on a GPU (Inception costs
-    about 0.6 s per image on 2 CPU cores, and the reference statistics as many images again, once).
+    a 299 x 299 InceptionV3 pass per image, slow on a CPU, and the reference statistics as many
+    images again, once).
     ``raw``: score the trained generator itself, not its average (train.g_ema).
     ``device``: where the networks run (auto: the GPU where there is one); noise and subsets are drawn
     on the CPU, so a GPU evaluation scores the same samples as a CPU one."""
@@ -86,7 +87,7 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
         network, name, why_not = inception.load_network(inception_weights or cfg.eval.inception_weights)
     else:
         network, name, why_not = None, "", (f"not computed: --inception {use_inception}" + (
-            " skips it on the CPU (about 0.6 s per image; --inception on computes it)" if use_inception == "auto" else ""))
+            " skips it on the CPU (slow there; --inception on computes it)" if use_inception == "auto" else ""))
     if network is not None:
         network.to(device)
         # the reference: n seeded training images, their statistics cached once (a stand-in network: never)
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
                              f"eval.inception_weights, else torch's hub cache. Never downloaded")
     parser.add_argument("--inception", default="auto", choices=["auto", "on", "off"],
                         help="Inception FID: auto (default) computes it where the networks run on a GPU; on the "
-                             "CPU it costs about 0.6 s per image, so there only --inception on does")
+                             "CPU, where it is slow (an InceptionV3 pass per image), only --inception on does")
     parser.add_argument("--raw", action="store_true",
                         help="score the trained generator itself, not its average (train.g_ema)")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
