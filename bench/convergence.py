@@ -5,7 +5,7 @@
     python bench/convergence.py --report                          # only rebuild the table and the figure
     python bench/convergence.py --quick                           # a smoke run on digits, printed only
 
-One cell per rule (seed 0, the paper configs, the default D), checkpointed every ``--every`` steps
+One cell per rule and seed (``--seeds``, default 0; the paper configs, the default D), checkpointed every ``--every`` steps
 (1,500); every checkpoint is scored by ``ddgan.eval`` on 10,000 samples of the averaged generator.
 Centralized, f2a and f2u_balanced train 15,000 steps (20 epochs of MNIST at batch 64, as Lucic et
 al. 2018 train it), f2u and MD-GAN 6,000. A cell resumes like every bench cell (``touch
@@ -32,14 +32,19 @@ from ddgan.runtime.checkpoint import complete_checkpoints  # noqa: E402
 
 STEPS = {"centralized": 15000, "f2a": 15000, "f2u_balanced": 15000, "f2u": 6000, "mdgan": 6000}
 FIGURE = ROOT / "docs" / "figures" / "convergence_mnist_non_ovl.png"
+SEEDS = range(5)          # the seeds a table looks for
 
 
-def curve_cell(rule: str, every: int, quick: bool) -> Cell:
+def label(rule: str, seed: int) -> str:
+    return rule if seed == 0 else f"{rule}, seed {seed}"
+
+
+def curve_cell(rule: str, every: int, quick: bool, seed: int = 0) -> Cell:
     if quick:
         clients = () if rule == "centralized" else QUICK_CLIENTS
-        return Cell("digits", "classes", rule, DEFAULT_NORM, 0, 2 * every, "curve",
+        return Cell("digits", "classes", rule, DEFAULT_NORM, seed, 2 * every, "curve",
                     (*QUICK, *clients, f"run.checkpoint_every={every}"))
-    base = rule_cell("mnist", rule, DEFAULT_NORM, 0, STEPS[rule])
+    base = rule_cell("mnist", rule, DEFAULT_NORM, seed, STEPS[rule])
     variant = f"{base.variant}-curve" if base.variant else "curve"
     return Cell(base.dataset, base.split, base.rule, base.norm, base.seed, base.steps, variant,
                 (*base.extra, f"run.checkpoint_every={every}"))
@@ -101,16 +106,16 @@ def table(results: Results, cells: dict[str, Cell], args) -> str:
 def inception_table(results: Results, cells: dict[str, Cell], args) -> str:
     """Inception FID at the checkpoints where it was computed, beside the poster's number (which it
     reports after up to 80 epochs of its own budget, not at these steps)."""
-    curves = {rule: (results.get(cell, args.root) or {}).get("curve", {}) for rule, cell in cells.items()}
+    curves = {label: (results.get(cell, args.root) or {}).get("curve", {}) for label, cell in cells.items()}
     steps = sorted({int(s) for curve in curves.values() for s, p in curve.items() if p.get("inception_fid") is not None})
     if not steps:
         return ""
     poster = POSTER[("mnist", "non_ovl")]
     lines = ["| rule | " + " | ".join(f"{s:,}" for s in steps) + " | poster |", "| --- |" + " --- |" * (len(steps) + 1)]
-    for rule, curve in curves.items():
+    for label, curve in curves.items():
         row = [f"{curve[str(s)]['inception_fid']:.2f}" if (curve.get(str(s)) or {}).get("inception_fid") is not None
                else "-" for s in steps]
-        lines.append(f"| {rule} | " + " | ".join(row) + f" | {poster.get(rule, '-')} |")
+        lines.append(f"| {label} | " + " | ".join(row) + f" | {poster.get(cells[label].rule, '-')} |")
     return (f"\n\nInception FID (the TF FID network, `ddgan.eval --inception on`) of the same {args.n:,} samples "
             f"against {args.n:,} seeded training images, at the checkpoints where it was computed "
             "(`--inception-at`); FID is biased upward by a finite sample, so it compares only at equal counts:\n\n"
@@ -138,7 +143,7 @@ def figure(results: Results, cells: dict[str, Cell], args) -> None:
     left.set(xlabel="step", ylabel="fid_classifier (lower is better)", yscale="log")
     right.set(xlabel="step", ylabel="classes covered confidently", ylim=(0, 10.5))
     left.legend()
-    fig.suptitle("MNIST Non-OVL, 5 clients, seed 0")
+    fig.suptitle("MNIST Non-OVL, 5 clients" + (", seed 0" if all(c.seed == 0 for c in cells.values()) else ""))
     fig.tight_layout()
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(FIGURE, dpi=90)
@@ -156,16 +161,24 @@ def main() -> int:
     parser.add_argument("--inception-at", type=int, nargs="+", default=[], metavar="STEP",
                         help="Inception FID at these checkpoints only, scored again where it is missing")
     parser.add_argument("--rules", nargs="+", default=list(STEPS), choices=list(STEPS), help="the rules to train")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0],
+                        help="the seeds to train (default 0); the table shows seed 0 and every other seed stored")
     args = parser.parse_args()
     if args.quick:
         args.every, args.n, args.rules = 20, 200, ["centralized", "f2a"]
         args.out = args.out.with_name(args.out.name + "_quick")
     results = Results.of(args)
     shown = args.rules if args.quick else list(STEPS)       # the table shows every rule, run or not
-    cells = {rule: curve_cell(rule, args.every, args.quick) for rule in shown}
+    def stored(rule: str, seed: int) -> bool:
+        return bool((results.get(curve_cell(rule, args.every, args.quick, seed), args.root) or {}).get("curve"))
+
+    cells = {label(rule, seed): curve_cell(rule, args.every, args.quick, seed)
+             for rule in shown for seed in sorted({*SEEDS, *args.seeds})
+             if seed == 0 or (rule in args.rules and seed in args.seeds) or stored(rule, seed)}
     if not args.report:
         for rule in args.rules:
-            score(results, cells[rule], args)
+            for seed in args.seeds:
+                score(results, cells[label(rule, seed)], args)
     if not args.quick:
         figure(results, cells, args)
     publish_table("convergence", "Convergence: MNIST Non-OVL against steps", table(results, cells, args), args.quick)
