@@ -17,13 +17,11 @@ from __future__ import annotations
 import shlex
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import CLASSIFIERS, QUICK, QUICK_CLIENTS  # noqa: E402
-from bench.named_runs import NamedRun, NamedRuns, arguments, not_run, shown  # noqa: E402
-from bench.report import publish_table  # noqa: E402
+from bench.cells import QUICK, QUICK_CLIENTS  # noqa: E402
+from bench.named_runs import NamedRun, NamedRuns, not_run, section_main, shown  # noqa: E402
 
 DECAYS = (0.999, 0.99)              # the default first
 SEEDS = (0, 1)
@@ -123,14 +121,7 @@ def section(runs: NamedRuns, seeds: tuple[int, ...], quick: Path | None) -> str:
 
 
 def main() -> int:
-    args = arguments(__doc__, "only rebuild the section from bench/named_runs.json")
-    with tempfile.TemporaryDirectory() as tmp:
-        quick = Path(tmp) if args.quick else None
-        runs = NamedRuns(quick / "named_runs.json", n=200, cache=CLASSIFIERS) if quick else \
-            NamedRuns(only=tuple(args.only), train=not args.report, evaluate=not args.report)
-        body = section(runs, (0,) if quick else SEEDS, quick)
-    publish_table("averaged_generator", "Averaged generator", body, args.quick)
-    return 0
+    return section_main(__doc__, "averaged_generator", "Averaged generator", section, SEEDS)
 
 
 if __name__ == "__main__":

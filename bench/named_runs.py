@@ -30,11 +30,13 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from fnmatch import fnmatch
 from pathlib import Path
 
-from bench.cells import ROOT, Results, same_config
+from bench.cells import CLASSIFIERS, ROOT, Results, same_config
+from bench.report import publish_table
 from ddgan.core.config import load_config
 from ddgan.core.layout import world_size
 from ddgan.runtime.checkpoint import complete_checkpoints, read_manifest
@@ -234,3 +236,17 @@ def arguments(doc: str, report_help: str, extra=None) -> argparse.Namespace:
                         help="train and evaluate only the runs whose names match; the table shows all")
     parser.add_argument("--quick", action="store_true", help="tiny runs (seed 0) in a temporary directory; printed only")
     return parser.parse_args()
+
+
+def section_main(doc: str, name: str, title: str, section, seeds: tuple[int, ...]) -> int:
+    """A named-run script's whole command line: train and evaluate what is missing (``--only``),
+    or only rebuild (``--report``), or run tiny seed-0 runs in a temporary directory (``--quick``,
+    printed only); ``section(runs, seeds, quick)`` writes the section's body."""
+    args = arguments(doc, "only rebuild the section from bench/named_runs.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        quick = Path(tmp) if args.quick else None
+        runs = NamedRuns(quick / "named_runs.json", n=200, cache=CLASSIFIERS) if quick else \
+            NamedRuns(only=tuple(args.only), train=not args.report, evaluate=not args.report)
+        body = section(runs, (0,) if quick else seeds, quick)
+    publish_table(name, title, body, args.quick)
+    return 0

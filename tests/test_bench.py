@@ -242,12 +242,12 @@ def test_a_named_run_is_reused_from_its_checkpoint_and_its_evaluations_kept_apar
 
 def unwritten_sections(text: str, scripts: dict[str, str]) -> list[str]:
     """What in a BENCHMARKS.md text no bench script writes: a ``## `` heading outside a marker pair,
-    a marker pair whose name no script passes to update_section / publish_table (as a quoted
+    a marker pair whose name no script passes to update_section / publish_table / section_main (as a quoted
     literal), a pair whose first line is not its heading, and anything outside the pairs but the header."""
     from bench.report import HEADER
 
     pairs = list(re.finditer(r"<!-- ([\w-]+) -->\n(.*?)<!-- /\1 -->", text, re.DOTALL))
-    writers = [src for src in scripts.values() if re.search(r"\b(update_section|publish_table)\(", src)]
+    writers = [src for src in scripts.values() if re.search(r"\b(update_section|publish_table|section_main)\(", src)]
     problems = [f"<!-- {m.group(1)} -->: no bench script writes it" for m in pairs
                 if not any(f'"{m.group(1)}"' in src for src in writers)]
     problems += [f"<!-- {m.group(1)} -->: starts with {m.group(2).splitlines()[0]!r}, not its ## heading" for m in pairs
