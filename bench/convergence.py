@@ -53,7 +53,8 @@ def curve_cell(rule: str, every: int, quick: bool, seed: int = 0) -> Cell:
 def point(evaluated: dict) -> dict:
     g = evaluated["generators"]["0"]
     return {"fid_classifier": round(g["fid_classifier"], 2), "classes": g["classes_covered"],
-            "confident": g["confident_classes_covered"],
+            "confident": g["confident_classes_covered"], "precision": round(g["precision"], 4),
+            "recall": round(g["recall"], 4),
             "inception_fid": (evaluated["inception_fid"]["value"] or {}).get("0")}
 
 
@@ -113,12 +114,15 @@ def inception_table(results: Results, cells: dict[str, Cell], args) -> str:
     poster = POSTER[("mnist", "non_ovl")]
     lines = ["| rule | " + " | ".join(f"{s:,}" for s in steps) + " | poster |", "| --- |" + " --- |" * (len(steps) + 1)]
     for label, curve in curves.items():
-        row = [f"{curve[str(s)]['inception_fid']:.2f}" if (curve.get(str(s)) or {}).get("inception_fid") is not None
-               else "-" for s in steps]
+        row = [f"{curve[str(s)]['inception_fid']:.2f}" + (f" ({curve[str(s)]['precision']:.2f} / {curve[str(s)]['recall']:.2f})"
+                                                           if "recall" in curve[str(s)] else "")
+               if (curve.get(str(s)) or {}).get("inception_fid") is not None else "-" for s in steps]
         lines.append(f"| {label} | " + " | ".join(row) + f" | {poster.get(cells[label].rule, '-')} |")
     return (f"\n\nInception FID (the TF FID network, `ddgan.eval --inception on`) of the same {args.n:,} samples "
             f"against {args.n:,} seeded training images, at the checkpoints where it was computed "
-            "(`--inception-at`); FID is biased upward by a finite sample, so it compares only at equal counts:\n\n"
+            "(`--inception-at`), with the classifier's precision / recall of those samples. FID is biased upward by a "
+            "finite sample, so it compares only at equal counts; the poster's numbers are after up to 80 epochs of its "
+            "own training:\n\n"
             + "\n".join(lines))
 
 
