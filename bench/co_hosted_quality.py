@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.averaged_generator import MISSING, QUICK_JOB  # noqa: E402
 from bench.named_runs import NamedRun, NamedRuns, not_run, section_main, shown  # noqa: E402
 
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2, 3, 4)
 LAYOUTS = {"one client per rank": "refresh", "every client on one rank": "cohosted"}
 HOSTED = "every client on one rank"
 
