@@ -121,8 +121,8 @@ def main() -> int:
     lines += ["", *target(rows)]
     if not args.quick:
         e2e = end_to_end(100, args.e2e_steps, 2000)
-        lines += ["", f"K = 100 end to end (Dirichlet(0.5) on MNIST, one rank, batched): {e2e['steps']} steps in "
-                  f"{e2e['train_s'] / 60:.1f} min, peak memory {e2e['peak_mb']:,.0f} MB; `ddgan.eval` on "
+        lines += ["", "K = 100 end to end (Dirichlet(0.5) on MNIST, one rank, `train.stack_clients=auto`: one after "
+                  f"another on the CPU): {e2e['steps']} steps in {e2e['train_s'] / 60:.1f} min, peak memory {e2e['peak_mb']:,.0f} MB; `ddgan.eval` on "
                   f"{e2e['n']} samples: fid_classifier {e2e['fid_classifier']:.1f}, classes {e2e['classes']} "
                   f"({e2e['confident']} confidently) after {e2e['steps']} steps."]
     table = "\n".join(lines)
