@@ -103,14 +103,11 @@ def table(results: Results, root: Path, quick: bool) -> str:
             lines.append(head + " | ".join([str(len(m)), *(mean_spread([x[key] for x in m], fmt) for key, fmt in (
                 ("fid_classifier", ".1f"), ("classes_covered", ".1f"), ("confident_classes_covered", ".1f"),
                 ("precision", ".2f"), ("recall", ".2f")))]) + " |")
-        if chosen is not None:
-            ms = [generator_metrics(r) for r in (results.get(cell(rule, chosen[1], chosen[2], s, quick), root)
-                                                 for s in (0, 1)) if r is not None]
-            collapsed = any(x["recall"] == 0 for x in ms)
-            notes.append(f"- {rule}: best setting {chosen[0]} (d_norm {chosen[1]}), mean fid_classifier "
-                         f"{statistics.mean(x['fid_classifier'] for x in ms):.1f} over {len(ms)} seed(s), "
-                         f"at least {min(x['classes_covered'] for x in ms)} classes by argmax"
-                         + ("; recall 0 on a seed: still collapsed." if collapsed else "."))
+            if mark:
+                notes.append(f"- {rule}: best setting {label} (d_norm {norm}), mean fid_classifier "
+                             f"{statistics.mean(x['fid_classifier'] for x in m):.1f} over {len(m)} seed(s), "
+                             f"at least {min(x['classes_covered'] for x in m)} classes by argmax"
+                             + ("; recall 0 on a seed: still collapsed." if any(x["recall"] == 0 for x in m) else "."))
     data = "digits (--quick), 20 steps" if quick else f"MNIST Non-OVL, {STEPS:,} steps"
     text = (f"{data}, seed 0 per setting (the best per rule, bold: seeds 0 and 1); cells of "
             "bench/results.json, 10,000 samples of the averaged generator.\n\n" + "\n".join(lines))
@@ -126,15 +123,15 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.out = args.out.with_name(args.out.name + "_quick")
-    results = Results.of(args)
+    results, n = Results.of(args), 500 if args.quick else 10000
     if not args.report:
         for rule in SWEEP:
             for _, norm, overrides in settings(rule, args.quick):
-                results.run(cell(rule, norm, overrides, 0, args.quick), args.root, n=500 if args.quick else 10000)
+                results.run(cell(rule, norm, overrides, 0, args.quick), args.root, n=n)
         for rule in SWEEP:
             chosen = best(results, rule, args.root, args.quick)
             if chosen is not None:
-                results.run(cell(rule, chosen[1], chosen[2], 1, args.quick), args.root, n=500 if args.quick else 10000)
+                results.run(cell(rule, chosen[1], chosen[2], 1, args.quick), args.root, n=n)
     publish_table("baselines", "Every baseline at its best: MD-GAN and GMAN* on MNIST Non-OVL",
                   table(results, args.root, args.quick), args.quick)
     return 0

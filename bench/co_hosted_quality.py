@@ -21,12 +21,12 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.averaged_generator import MISSING, QUICK_JOB  # noqa: E402
+from bench.averaged_generator import QUICK_JOB, cell, generator  # noqa: E402
 from bench.named_runs import NamedRun, NamedRuns, not_run, section_main, shown  # noqa: E402
 
 SEEDS = (0, 1, 2, 3, 4)
-LAYOUTS = {"one client per rank": "refresh", "every client on one rank": "cohosted"}
-HOSTED = "every client on one rank"
+BASE, HOSTED = "one client per rank", "every client on one rank"
+LAYOUTS = {BASE: "refresh", HOSTED: "cohosted"}             # layout -> its run directories' prefix
 
 
 def job(layout: str, seed: int, quick: Path | None = None) -> NamedRun:
@@ -34,14 +34,14 @@ def job(layout: str, seed: int, quick: Path | None = None) -> NamedRun:
     bench/lambda_refresh.py's refresh-20 runs: the same config)."""
     prefix = LAYOUTS[layout]
     where = quick / f"{prefix}_s{seed}" if quick else Path(f"runs/{prefix}_s{seed}")
-    hosts = ("train.client_ranks=1",) if prefix == "cohosted" else ()
+    hosts = ("train.client_ranks=1",) if layout == HOSTED else ()
     return NamedRun(where, (f"train.seed={seed}", "train.g_ema=0.999", "algo.lambda_refresh=20", *hosts,
                             *(QUICK_JOB if quick else ())))
 
 
 def section(runs: NamedRuns, seeds: tuple[int, ...], quick: Path | None) -> str:
     entries = {(layout, s): runs.get(job(layout, s, quick), ("averaged",)) for layout in LAYOUTS for s in seeds}
-    got = {key: e["evals"]["averaged"]["generators"]["0"] if e else None for key, e in entries.items()}
+    got = {key: generator(e, "averaged") for key, e in entries.items()}
     n = next((g["n"] for g in got.values() if g), runs.n)
     steps = next((e["config"]["train"]["steps"] for e in entries.values() if e), None)
     k = next((e["config"]["partition"]["clients"] for e in entries.values() if e), "-")
@@ -54,11 +54,9 @@ def section(runs: NamedRuns, seeds: tuple[int, ...], quick: Path | None) -> str:
         gs = [got[layout, s] for s in seeds]
         fids = [g["fid_classifier"] for g in gs if g]
         summary = f"{statistics.mean(fids):.1f} ({min(fids):.1f}-{max(fids):.1f})" if len(fids) == len(seeds) else "-"
-        lines.append(f"| {layout} | " + " | ".join(
-            MISSING if g is None else f"{g['classes_covered']} ({g['confident_classes_covered']}), {g['fid_classifier']:.1f}"
-            for g in gs) + f" | {summary} |")
+        lines.append(f"| {layout} | " + " | ".join(cell(g) for g in gs) + f" | {summary} |")
     notes = []
-    base, hosted = ([got[layout, s] for s in seeds] for layout in LAYOUTS)     # HOSTED is the second
+    base, hosted = [got[BASE, s] for s in seeds], [got[HOSTED, s] for s in seeds]
     if all(base) and all(hosted):
         lo, hi = min(g["fid_classifier"] for g in base), max(g["fid_classifier"] for g in base)
         inside = sum(lo <= g["fid_classifier"] <= hi for g in hosted)

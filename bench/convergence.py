@@ -104,6 +104,15 @@ def table(results: Results, cells: dict[str, Cell], args) -> str:
             + (f"\n\n![convergence]({FIGURE.relative_to(ROOT)})" if FIGURE.exists() else ""))
 
 
+def inception_cell(point: dict | None) -> str:
+    """A curve point's Inception FID with its precision / recall (points scored before those were
+    kept show the FID alone), or "-"."""
+    if not point or point.get("inception_fid") is None:
+        return "-"
+    scores = f" ({point['precision']:.2f} / {point['recall']:.2f})" if "recall" in point else ""
+    return f"{point['inception_fid']:.2f}{scores}"
+
+
 def inception_table(results: Results, cells: dict[str, Cell], args) -> str:
     """Inception FID at the checkpoints where it was computed, beside the poster's number (which it
     reports after up to 80 epochs of its own budget, not at these steps)."""
@@ -114,9 +123,7 @@ def inception_table(results: Results, cells: dict[str, Cell], args) -> str:
     poster = POSTER[("mnist", "non_ovl")]
     lines = ["| rule | " + " | ".join(f"{s:,}" for s in steps) + " | poster |", "| --- |" + " --- |" * (len(steps) + 1)]
     for label, curve in curves.items():
-        row = [f"{curve[str(s)]['inception_fid']:.2f}" + (f" ({curve[str(s)]['precision']:.2f} / {curve[str(s)]['recall']:.2f})"
-                                                           if "recall" in curve[str(s)] else "")
-               if (curve.get(str(s)) or {}).get("inception_fid") is not None else "-" for s in steps]
+        row = [inception_cell(curve.get(str(s))) for s in steps]
         lines.append(f"| {label} | " + " | ".join(row) + f" | {poster.get(cells[label].rule, '-')} |")
     return (f"\n\nInception FID (the TF FID network, `ddgan.eval --inception on`) of the same {args.n:,} samples "
             f"against {args.n:,} seeded training images, at the checkpoints where it was computed "

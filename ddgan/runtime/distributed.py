@@ -79,12 +79,16 @@ def _store(rank: int, world: int, timeout: timedelta) -> dist.Store:
     return dist.PrefixStore(f"ddgan/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on: its affinity (under SLURM the task's ``--cpus-per-task``,
+    not the node's count), where the platform has one."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def cpu_share(processes: int) -> int:
-    """Threads for one of ``processes`` processes sharing the cores this process may run on (its
-    affinity: under SLURM the task's ``--cpus-per-task``, not the node's count): oversubscribed, a
+    """Threads for one of ``processes`` processes sharing :func:`usable_cores`: oversubscribed, a
     multi-threaded op waits for a core another process holds, and every process slows down."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // max(1, processes))
+    return max(1, usable_cores() // max(1, processes))
 
 
 def make_deterministic() -> None:
