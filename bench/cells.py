@@ -15,6 +15,7 @@ only as the tables showed them, see bench/report.py.)
 from __future__ import annotations
 
 import argparse
+import glob
 import json
 import os
 import shutil
@@ -147,19 +148,47 @@ class Results:
         # the same settings, a key added to ddgan since counting as the value the run had (same_config)
         resuming = same_config(stored, json.loads(json.dumps(config)))       # as the marker holds it
         print(f"[{self.runs.name}] {cell.name} ...{' (resuming its run)' if resuming else ''}", flush=True)
+        shorter = None if resuming else self.shorter(cell, config)
         if not resuming:           # an attempt under other settings (or none) starts over, clean
             shutil.rmtree(run_dir, ignore_errors=True)
-            run_dir.mkdir(parents=True)
+            if shorter is not None:       # ... or from where the same settings' shorter run ended
+                print(f"[{self.runs.name}] {cell.name} continues {shorter.name}", flush=True)
+                shutil.copytree(shorter, run_dir)
+            else:
+                run_dir.mkdir(parents=True)
             marker.write_text(json.dumps(config, indent=1, sort_keys=True) + "\n")
         result = train_and_evaluate(cell.config, cell.overrides(root), run_dir, n, svm_train, cache, eval_args,
-                                    fresh=not resuming)
+                                    fresh=not resuming and shorter is None)
         result["config"] = config
+        if shorter is not None:
+            result["continued"] = shorter.name
         shutil.rmtree(self.grids(cell.name), ignore_errors=True)
         self.grids(cell.name).mkdir(parents=True)
         for grid in (run_dir / "eval").glob("samples_node_*.png"):
             shutil.copy2(grid, self.grids(cell.name) / grid.name)
         self.add(cell.name, result)
         return result
+
+
+    def shorter(self, cell: Cell, config: dict) -> Path | None:
+        """The longest run of ``cell``'s settings with fewer steps, if one lies under the runs: a
+        longer cell continues it from its last checkpoint instead of starting over (ddgan resumes past
+        the old ``train.steps`` exactly as the uninterrupted run, and nothing it trains depends on
+        the step count)."""
+        stem = cell.name.removesuffix(f"_{cell.steps}")
+        found = []
+        for marker in self.runs.glob(f"{glob.escape(stem)}_*/{CELL_MARKER}"):
+            steps = marker.parent.name.removeprefix(f"{stem}_")
+            if steps.isdigit() and int(steps) < cell.steps and same_config(
+                    but_length(json.loads(marker.read_text())), but_length(json.loads(json.dumps(config)))):
+                found.append((int(steps), marker.parent))
+        return max(found)[1] if found else None
+
+
+def but_length(config: dict) -> dict:
+    """A cell's settings without how long it runs (``train.steps`` and the ``run`` section's
+    logging, sampling and checkpoint intervals, which follow the length)."""
+    return {**config, "run": {}, "train": {k: v for k, v in config["train"].items() if k != "steps"}}
 
 
 def table_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,19 +1,24 @@
-"""How far each rule is from converged: fid_classifier and classes covered against steps, MNIST Non-OVL.
+"""How far each rule is from converged: fid_classifier and classes covered against steps, Non-OVL.
 
-    python bench/convergence.py                                   # every curve, resumable (hours on 2 cores)
+    python bench/convergence.py                                   # every MNIST curve, resumable (hours on 2 cores)
+    python bench/convergence.py --datasets fashion_mnist --rules f2a --inception-at 15000
     python bench/convergence.py --only 'mnist_non_ovl_centralized*'
-    python bench/convergence.py --report                          # only rebuild the table and the figure
+    python bench/convergence.py --report                          # only rebuild the tables and the figures
     python bench/convergence.py --quick                           # a smoke run on digits, printed only
 
-One cell per rule and seed (``--seeds``, default 0; the paper configs, the default D), checkpointed every ``--every`` steps
-(1,500); every checkpoint is scored by ``ddgan.eval`` on 10,000 samples of the averaged generator.
-Centralized, f2a and f2u_balanced train 15,000 steps (20 epochs of MNIST at batch 64, as Lucic et
-al. 2018 train it), f2u and MD-GAN 6,000. A cell resumes like every bench cell (``touch
-runs/bench/cells/<cell>/STOP`` checkpoints it and ends the script; the same command continues it),
-and its curve is stored with it in bench/results.json, one evaluation per checkpoint as it is made,
-so an interrupted scoring resumes too. Inception FID, slow on a CPU, is computed only where asked:
-``--inception-at 6000 15000`` scores those checkpoints again with it (the same seeded samples, so
-fid_classifier repeats) and the report adds a table of it beside the poster's numbers.
+One cell per dataset, rule and seed (``--datasets``, default mnist; ``--seeds``, default 0; the
+paper configs, the default D), checkpointed every ``--every`` steps (1,500); every checkpoint is
+scored by ``ddgan.eval`` on 10,000 samples of the averaged generator. Every rule trains BUDGET
+steps, 15,000: 20 epochs of MNIST at batch 64, as Lucic et al. 2018 train it (80 passes over one
+client's Non-OVL shard). These cells are the F2U table's Non-OVL cells (bench/reproduce_f2u.py).
+A longer cell continues a shorter one of the same settings (bench/cells.py): the 6,000-step f2u
+and MD-GAN curves of 2026-12-04 grow to the budget without starting over. A cell resumes like every
+bench cell (``touch runs/bench/cells/<cell>/STOP`` checkpoints it and ends the script; the same
+command continues it), and its curve is stored with it in bench/results.json, one evaluation per
+checkpoint as it is made, so an interrupted scoring resumes too. Inception FID, slow on a CPU, is
+computed only where asked: ``--inception-at 6000 15000`` scores those checkpoints again with it
+(the same seeded samples, so fid_classifier repeats) and the report adds a table of it beside the
+poster's numbers.
 """
 from __future__ import annotations
 
@@ -26,12 +31,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.cells import QUICK, QUICK_CLIENTS, ROOT, Cell, Results, table_arguments  # noqa: E402
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
+from bench.poster import POSTER  # noqa: E402
 from bench.report import publish_table  # noqa: E402
-from bench.reproduce_f2u import POSTER  # noqa: E402
 from ddgan.runtime.checkpoint import complete_checkpoints  # noqa: E402
 
-STEPS = {"centralized": 15000, "f2a": 15000, "f2u_balanced": 15000, "f2u": 6000, "mdgan": 6000}
-FIGURE = ROOT / "docs" / "figures" / "convergence_mnist_non_ovl.png"
+BUDGET = 15000            # steps per curve (the F2U table's Non-OVL budget)
+EVERY = 1500              # steps between scored checkpoints
+RULES = ["centralized", "f2a", "f2u_balanced", "f2u", "mdgan"]
+DATASETS = ["mnist", "fashion_mnist"]
 SEEDS = range(5)          # the seeds a table looks for
 
 
@@ -39,12 +46,16 @@ def label(rule: str, seed: int) -> str:
     return rule if seed == 0 else f"{rule}, seed {seed}"
 
 
-def curve_cell(rule: str, every: int, quick: bool, seed: int = 0) -> Cell:
+def figure_path(dataset: str) -> Path:
+    return ROOT / "docs" / "figures" / f"convergence_{dataset}_non_ovl.png"
+
+
+def curve_cell(dataset: str, rule: str, every: int, quick: bool, seed: int = 0, steps: int = BUDGET) -> Cell:
     if quick:
         clients = () if rule == "centralized" else QUICK_CLIENTS
         return Cell("digits", "classes", rule, DEFAULT_NORM, seed, 2 * every, "curve",
                     (*QUICK, *clients, f"run.checkpoint_every={every}"))
-    base = rule_cell("mnist", rule, DEFAULT_NORM, seed, STEPS[rule])
+    base = rule_cell(dataset, rule, DEFAULT_NORM, seed, steps)
     variant = f"{base.variant}-curve" if base.variant else "curve"
     return Cell(base.dataset, base.split, base.rule, base.norm, base.seed, base.steps, variant,
                 (*base.extra, f"run.checkpoint_every={every}"))
@@ -64,6 +75,9 @@ def score(results: Results, cell: Cell, args) -> dict | None:
     if result is None:
         return None
     curve = {int(k): v for k, v in result.get("curve", {}).items()}
+    if not curve and "continued" in result:         # the points of the shorter run it grew from
+        before = results.cells.get(result["continued"], {})
+        curve = {int(k): v for k, v in before.get("curve", {}).items() if int(k) <= before.get("step", 0)}
     curve.setdefault(result["step"], point(result))          # the cell's own evaluation: its last checkpoint
     run_dir = results.runs / cell.name
     for where in sorted(complete_checkpoints(run_dir), key=lambda p: p.name):
@@ -88,6 +102,7 @@ def score(results: Results, cell: Cell, args) -> dict | None:
 
 
 def table(results: Results, cells: dict[str, Cell], args) -> str:
+    """One dataset's curves (fid_classifier and classes per checkpoint) and its Inception FID."""
     steps = sorted({s for c in cells.values() for s in range(args.every, c.steps + 1, args.every)})
     head = "| rule | " + " | ".join(f"{s:,}" for s in steps) + " |"
     lines = [head, "| --- |" + " --- |" * len(steps)]
@@ -98,10 +113,12 @@ def table(results: Results, cells: dict[str, Cell], args) -> str:
                 if str(s) in curve else ("-" if s > cell.steps else "not run")) for s in steps]
         lines.append(f"| {rule} | " + " | ".join(row) + " |")
     missing = [c.name for c in cells.values() if not (results.get(c, args.root) or {}).get("curve")]
-    note = (f"\n\nNot run yet: {', '.join(missing)} (`python bench/convergence.py --only NAME`)." if missing else "")
-    return (f"Cells: fid_classifier, classes covered (confidently), on {args.n:,} samples of the averaged generator, "
-            "per checkpoint.\n\n" + "\n".join(lines) + note + inception_table(results, cells, args)
-            + (f"\n\n![convergence]({FIGURE.relative_to(ROOT)})" if FIGURE.exists() else ""))
+    dataset = next(iter(cells.values())).dataset
+    note = (f"\n\nNot run yet: {', '.join(missing)} (`python bench/convergence.py --datasets {dataset} "
+            "--only NAME`)." if missing else "")
+    figure = figure_path(dataset)
+    return ("\n".join(lines) + note + inception_table(results, cells, args)
+            + (f"\n\n![convergence {dataset}]({figure.relative_to(ROOT)})" if figure.exists() else ""))
 
 
 def inception_cell(point: dict | None) -> str:
@@ -120,17 +137,12 @@ def inception_table(results: Results, cells: dict[str, Cell], args) -> str:
     steps = sorted({int(s) for curve in curves.values() for s, p in curve.items() if p.get("inception_fid") is not None})
     if not steps:
         return ""
-    poster = POSTER[("mnist", "non_ovl")]
+    poster = POSTER.get((next(iter(cells.values())).dataset, "non_ovl"), {})
     lines = ["| rule | " + " | ".join(f"{s:,}" for s in steps) + " | poster |", "| --- |" + " --- |" * (len(steps) + 1)]
     for label, curve in curves.items():
         row = [inception_cell(curve.get(str(s))) for s in steps]
         lines.append(f"| {label} | " + " | ".join(row) + f" | {poster.get(cells[label].rule, '-')} |")
-    return (f"\n\nInception FID (the TF FID network, `ddgan.eval --inception on`) of the same {args.n:,} samples "
-            f"against {args.n:,} seeded training images, at the checkpoints where it was computed "
-            "(`--inception-at`), with the classifier's precision / recall of those samples. FID is biased upward by a "
-            "finite sample, so it compares only at equal counts; the poster's numbers are after up to 80 epochs of its "
-            "own training:\n\n"
-            + "\n".join(lines))
+    return "\n\nInception FID:\n\n" + "\n".join(lines)
 
 
 def figure(results: Results, cells: dict[str, Cell], args) -> None:
@@ -154,45 +166,66 @@ def figure(results: Results, cells: dict[str, Cell], args) -> None:
     left.set(xlabel="step", ylabel="fid_classifier (lower is better)", yscale="log")
     right.set(xlabel="step", ylabel="classes covered confidently", ylim=(0, 10.5))
     left.legend()
-    fig.suptitle("MNIST Non-OVL, 5 clients" + (", seed 0" if all(c.seed == 0 for c in cells.values()) else ""))
+    dataset = next(iter(cells.values())).dataset
+    fig.suptitle(f"{dataset} Non-OVL, 5 clients" + (", seed 0" if all(c.seed == 0 for c in cells.values()) else ""))
     fig.tight_layout()
-    FIGURE.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(FIGURE, dpi=90)
+    figure_path(dataset).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure_path(dataset), dpi=90)
     plt.close(fig)
+
+
+INTRO = ("Cells: fid_classifier, classes covered (confidently), on {n:,} samples of the averaged generator, per "
+         "checkpoint. Inception FID (the TF FID network, `ddgan.eval --inception on`) scores the same {n:,} samples "
+         "against {n:,} seeded training images at the checkpoints where it was computed (`--inception-at`), with the "
+         "classifier's precision / recall of those samples. FID is biased upward by a finite sample, so it compares "
+         "only at equal counts; the poster's numbers are after up to 80 epochs of its own training.")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     table_arguments(parser)
     parser.add_argument("--quick", action="store_true", help="a smoke run on digits, printed only")
-    parser.add_argument("--every", type=int, default=1500, help="steps between scored checkpoints (default 1500)")
+    parser.add_argument("--every", type=int, default=EVERY, help=f"steps between scored checkpoints (default {EVERY})")
     parser.add_argument("--n", type=int, default=10000, help="samples per scored checkpoint (default 10000)")
     parser.add_argument("--inception", default="off", choices=["auto", "on", "off"],
                         help="Inception FID at every checkpoint (default off: slow on a CPU)")
     parser.add_argument("--inception-at", type=int, nargs="+", default=[], metavar="STEP",
                         help="Inception FID at these checkpoints only, scored again where it is missing")
-    parser.add_argument("--rules", nargs="+", default=list(STEPS), choices=list(STEPS), help="the rules to train")
+    parser.add_argument("--datasets", nargs="+", default=["mnist"], choices=DATASETS,
+                        help="the datasets to train (default mnist; a table shows every dataset with a stored curve)")
+    parser.add_argument("--rules", nargs="+", default=RULES, choices=RULES, help="the rules to train")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="the seeds to train (default 0); the table shows seed 0 and every other seed stored")
     args = parser.parse_args()
     if args.quick:
-        args.every, args.n, args.rules = 20, 200, ["centralized", "f2a"]
+        args.every, args.n, args.rules, args.datasets = 20, 200, ["centralized", "f2a"], ["mnist"]
         args.out = args.out.with_name(args.out.name + "_quick")
     results = Results.of(args)
-    shown = args.rules if args.quick else list(STEPS)       # the table shows every rule, run or not
-    def stored(rule: str, seed: int) -> bool:
-        return bool((results.get(curve_cell(rule, args.every, args.quick, seed), args.root) or {}).get("curve"))
 
-    cells = {label(rule, seed): curve_cell(rule, args.every, args.quick, seed)
-             for rule in shown for seed in sorted({*SEEDS, *args.seeds})
-             if seed == 0 or (rule in args.rules and seed in args.seeds) or stored(rule, seed)}
-    if not args.report:
-        for rule in args.rules:
-            for seed in args.seeds:
-                score(results, cells[label(rule, seed)], args)
-    if not args.quick:
-        figure(results, cells, args)
-    publish_table("convergence", "Convergence: MNIST Non-OVL against steps", table(results, cells, args), args.quick)
+    def cell(dataset: str, rule: str, seed: int) -> Cell:
+        return curve_cell(dataset, rule, args.every, args.quick, seed)
+
+    def stored(dataset: str, rule: str, seed: int) -> bool:
+        return bool((results.get(cell(dataset, rule, seed), args.root) or {}).get("curve"))
+
+    shown = args.rules if args.quick else RULES       # a table shows every rule, run or not
+    sections = []
+    for dataset in (args.datasets if args.quick else DATASETS):
+        cells = {label(rule, seed): cell(dataset, rule, seed) for rule in shown for seed in sorted({*SEEDS, *args.seeds})
+                 if seed == 0 or (dataset in args.datasets and rule in args.rules and seed in args.seeds)
+                 or stored(dataset, rule, seed)}
+        if not args.report and dataset in args.datasets:
+            for rule in args.rules:
+                for seed in args.seeds:
+                    score(results, cells[label(rule, seed)], args)
+        if dataset not in args.datasets and not any(stored(dataset, rule, 0) for rule in shown):
+            continue          # a dataset nothing was trained on yet: no table of "not run"
+        if not args.quick:
+            figure(results, cells, args)
+        first = next(iter(cells.values()))        # (a --quick run's cells are digits')
+        sections.append(f"### {first.dataset}, {first.split}\n\n" + table(results, cells, args))
+    publish_table("convergence", "Convergence: Non-OVL against steps",
+                  "\n\n".join([INTRO.format(n=args.n), *sections]), args.quick)
     return 0
 
 

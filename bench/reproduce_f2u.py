@@ -7,17 +7,19 @@
 
 Every cell trains the paper config (configs/paper/<dataset>_<split>_<rule>.yaml, the default D
 for every rule) with torchrun, 5 ranks (the centralized GAN: 1 process with all data, the same
-cell for both splits), 1,500 steps of batch 64, then runs ``ddgan.eval`` on 10,000 samples; the
-Non-OVL rows with seeds 0 and 1 (mean and range), Mod-OVL with seed 0. Cells are kept in
-bench/results.json, shared with bench/forgiveness.py (its MNIST Non-OVL cells are these).
-Tables go to stdout and BENCHMARKS.md: the comparison, the cells it still lacks with the command
-that trains them, the poster's orderings (f2a <= f2u < mdgan, gman on fid_classifier, and on
-Inception FID where it was computed) with whether each holds, and one figure per row with the six
-rules' sample grids (docs/figures/).
+cell for both splits), batch 64, then runs ``ddgan.eval`` on 10,000 samples of the averaged
+generator. The Non-OVL rows, the poster's, train the converged budget (bench/convergence.py's
+BUDGET, 15,000 steps: 80 passes over one client's 12,000-image shard, the poster's "up to 80
+epochs"), seeds 0 and 1 (mean and range); their cells are bench/convergence.py's curves (each
+checkpoint scored, Inception FID at the budget, about 15 minutes of a CPU per cell). Mod-OVL rows
+train 1,500 steps, seed 0, labelled so. Cells are kept in bench/results.json, shared with
+bench/forgiveness.py and bench/convergence.py. Tables go to stdout and BENCHMARKS.md: the
+comparison, the cells it still lacks with the command that trains them, the poster's orderings
+(f2a <= f2u < mdgan, gman on fid_classifier, and on Inception FID where it was computed) with
+whether each holds, and one figure per row with the six rules' sample grids (docs/figures/).
 
-The poster reports Inception FID after up to 80 epochs; ours is the Frechet distance in a small
-MNIST/Fashion classifier's features after 1,500 steps (8 passes over one client's 12,000-image
-shard), so compare the orderings and the class coverage, not the values.
+fid_classifier is the Frechet distance in a small MNIST/Fashion classifier's features; Inception
+FID is the poster's metric (``ddgan.eval --inception on``), with the same 10,000 samples.
 """
 from __future__ import annotations
 
@@ -36,40 +38,49 @@ from bench.cells import (  # noqa: E402
     mean_spread,
     table_arguments,
 )
+from bench.convergence import BUDGET, EVERY, curve_cell, score  # noqa: E402
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
+from bench.poster import POSTER  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 
 RULES = ["f2u", "f2a", "f2u_balanced", "mdgan", "gman", "centralized"]
 DATASETS, SPLITS = ["mnist", "fashion_mnist"], ["non_ovl", "mod_ovl"]
-POSTER = {("mnist", "non_ovl"): {"mdgan": 38.42, "gman": 67.69, "f2u": 22.19, "f2a": 18.96},
-          ("fashion_mnist", "non_ovl"): {"mdgan": 56.09, "gman": 56.79, "f2u": 43.67, "f2a": 37.16}}
+STEPS = {"non_ovl": BUDGET, "mod_ovl": 1500}     # a --quick run: 20
 FIGURES = ROOT / "docs" / "figures"
 
 
-def cells(dataset: str, split: str, rule: str, steps: int, quick: bool) -> list[Cell]:
+def cells(dataset: str, split: str, rule: str, quick: bool) -> list[Cell]:
     if quick:
-        return [Cell("digits", "classes", rule, DEFAULT_NORM, 0, steps, "", (*QUICK, *QUICK_CLIENTS))]
-    seeds = (0, 1) if split == "non_ovl" else (0,)
-    return [rule_cell(dataset, rule, DEFAULT_NORM, s, steps, split) for s in seeds]
+        return [Cell("digits", "classes", rule, DEFAULT_NORM, 0, 20, "", (*QUICK, *QUICK_CLIENTS))]
+    if split == "non_ovl":
+        return [curve_cell(dataset, rule, EVERY, False, s) for s in (0, 1)]
+    return [rule_cell(dataset, rule, DEFAULT_NORM, 0, STEPS[split], split)]
+
+
+def inception(result: dict) -> float | None:
+    """The cell's Inception FID: its own evaluation's, else its curve's at its last step."""
+    if result["inception_fid"]["value"]:
+        return result["inception_fid"]["value"]["0"]
+    return result.get("curve", {}).get(str(result["step"]), {}).get("inception_fid")
 
 
 def fids(results: Results, cs: list[Cell], root: Path, key: str) -> list[float]:
-    done = [results.get(c, root) for c in cs]
+    done = [r for r in (results.get(c, root) for c in cs) if r is not None]
     if key == "inception_fid":
-        return [r["inception_fid"]["value"]["0"] for r in done if r is not None and r["inception_fid"]["value"]]
-    return [generator_metrics(r)[key] for r in done if r is not None]
+        return [v for v in map(inception, done) if v is not None]
+    return [generator_metrics(r)[key] for r in done]
 
 
 def comparison(results: Results, args) -> str:
-    lines = ["| dataset | split | rule | seeds | fid_classifier | classes (argmax) | classes (confident) | "
-             "precision | recall | Inception FID | poster Inception FID |", "| --- | --- | --- | --- | --- | --- | --- | "
+    lines = ["| dataset | split | steps | rule | seeds | fid_classifier | classes (argmax) | classes (confident) | "
+             "precision | recall | Inception FID | poster Inception FID |", "| --- | --- | --- | --- | --- | --- | --- | --- | "
              "--- | --- | --- | --- |"]
     for dataset in args.datasets:
         for split in args.splits:
             for rule in args.rules:
-                cs = cells(dataset, split, rule, args.steps, args.quick)
+                cs = cells(dataset, split, rule, args.quick)
                 done = [r for r in (results.get(c, args.root) for c in cs) if r is not None]
-                label = f"| {dataset} | {split} | {rule} | "
+                label = f"| {dataset} | {split} | {cs[0].steps:,} | {rule} | "
                 if not done:
                     lines.append(label + f"not run: `{command(dataset, split, rule)}` |" + " |" * 7)
                     continue
@@ -93,7 +104,7 @@ def untrained(results: Results, args) -> list[str]:
         for split in args.splits:
             missing = {}
             for rule in args.rules:
-                for c in cells(dataset, split, rule, args.steps, args.quick):
+                for c in cells(dataset, split, rule, args.quick):
                     if results.get(c, args.root) is None:
                         missing.setdefault(rule, []).append(f"s{c.seed}")
             if missing:
@@ -102,7 +113,8 @@ def untrained(results: Results, args) -> list[str]:
     if not lines:
         return []
     return ["**Cells not yet trained** (a row's missing seed, or the cells behind a † row; the command trains only "
-            "the cells not stored, about 15-20 minutes each on 2 cores):", "", *lines, ""]
+            "the cells not stored; on 2 cores a 1,500-step cell takes about 10 minutes, a Non-OVL one at the budget about "
+            "70, and 15 more for its Inception FID):", "", *lines, ""]
 
 
 def orderings(results: Results, args) -> str:
@@ -114,7 +126,7 @@ def orderings(results: Results, args) -> str:
             for key in ("fid_classifier", "inception_fid"):
                 means = {}
                 for rule in ("f2a", "f2u", "mdgan", "gman"):
-                    values = fids(results, cells(dataset, split, rule, args.steps, args.quick), args.root, key)
+                    values = fids(results, cells(dataset, split, rule, args.quick), args.root, key)
                     means[rule] = sum(values) / len(values) if values else None
                 if key == "inception_fid" and all(v is None for v in means.values()):
                     continue
@@ -139,7 +151,7 @@ def figures(results: Results, args) -> list[str]:
     links = []
     for dataset in args.datasets:
         for split in args.splits:
-            grids = [(rule, results.grids(cells(dataset, split, rule, args.steps, args.quick)[0].name)
+            grids = [(rule, results.grids(cells(dataset, split, rule, args.quick)[0].name)
                       / "samples_node_0.png") for rule in args.rules]
             grids = [(rule, g) for rule, g in grids if g.exists()]
             path = Path(args.figures) / f"f2u_{dataset}_{split}.png"
@@ -154,7 +166,8 @@ def figures(results: Results, args) -> list[str]:
                 ax.imshow(mpimg.imread(grid), cmap="gray", vmin=0, vmax=1)  # no contrast stretch: grey stays grey
                 ax.set_title(rule, fontsize=10)
                 ax.axis("off")
-            fig.suptitle(f"{dataset}, {split}: 64 samples per rule (seed 0, {args.steps} steps)", fontsize=10)
+            steps = cells(dataset, split, args.rules[0], args.quick)[0].steps
+            fig.suptitle(f"{dataset}, {split}: 64 samples per rule (seed 0, {steps:,} steps)", fontsize=10)
             fig.tight_layout()
             path.parent.mkdir(parents=True, exist_ok=True)
             fig.savefig(path, dpi=90)
@@ -173,22 +186,25 @@ def main() -> int:
     parser.add_argument("--splits", nargs="+", default=SPLITS, help="the splits to train (the table shows all)")
     parser.add_argument("--rules", nargs="+", default=RULES, choices=RULES, help="the rules to train (the table shows "
                         "all)")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps per cell (default 1500)")
     table_arguments(parser)
     parser.add_argument("--figures", type=Path, default=FIGURES, help="where the sample-grid figures go")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: small models on digits, f2u and f2a, 20 steps; printed, not stored")
     args = parser.parse_args()
     if args.quick:
-        args.datasets, args.splits, args.rules, args.steps = ["digits"], ["classes"], ["f2u", "f2a"], 20
+        args.datasets, args.splits, args.rules = ["digits"], ["classes"], ["f2u", "f2a"]
         args.out, args.figures = args.out.with_name(args.out.name + "_quick"), args.out.with_name("figures_quick")
     results = Results.of(args)
     if not args.report:
         for dataset in args.datasets:
             for split in args.splits:
                 for rule in args.rules:
-                    for cell in cells(dataset, split, rule, args.steps, args.quick):
-                        results.run(cell, args.root, n=500 if args.quick else 10000)
+                    for cell in cells(dataset, split, rule, args.quick):
+                        if split == "non_ovl":       # a convergence curve, with Inception FID at its end
+                            score(results, cell, argparse.Namespace(root=args.root, n=10000, inception="off",
+                                                                    inception_at=[cell.steps]))
+                        else:
+                            results.run(cell, args.root, n=500 if args.quick else 10000)
     if not args.quick:          # a selection chooses what to train; BENCHMARKS.md keeps the whole table
         args.datasets, args.splits, args.rules = DATASETS, SPLITS, RULES
     body = "\n".join([comparison(results, args), "", *untrained(results, args),

@@ -22,10 +22,10 @@ from conftest import ROOT
 @pytest.mark.dist
 @pytest.mark.parametrize("script, expect", [
     ("forgiveness.py", ["| digits | f2u | spectral |", "| digits | f2a | batch |"]),
-    ("reproduce_f2u.py", ["| digits | classes | f2u | 1 |", "**Orderings**", "f2u_digits_classes.png"]),
+    ("reproduce_f2u.py", ["| digits | classes | 20 | f2u | 1 |", "**Orderings**", "f2u_digits_classes.png"]),
     ("reproduce_kosmopoulos.py", ["| standalone |", "| info-gain < uniform |", "kosmopoulos_nodes.png"]),
     ("robustness.py", ["| f2u | honest | robust |", "| f2u | always_real | robust |"]),
-    ("convergence.py", ["| rule | 20 | 40 |", "| centralized | ", "| f2a | "]),
+    ("convergence.py", ["### digits, classes", "| rule | 20 | 40 |", "| centralized | ", "| f2a | "]),
     ("baselines.py", ["| mdgan | swap every 10 | spectral |", "| gman | ", "- mdgan: best setting", "- gman: best setting"]),
 ])
 def test_quick_smoke_run(tmp_path, digits_classifier_cache, script, expect):
@@ -66,6 +66,14 @@ def test_a_stopped_cell_resumes_and_ends_as_an_uninterrupted_one_while_other_set
     assert resumed["resumed_from"] == [20]
     assert resumed["generators"] == whole["generators"]                    # the same generator, evaluated alike
     assert stopped.get(cell, ROOT / "data") is not None
+    # a longer cell of the same settings continues the shorter one's run, and ends as if never cut short
+    grown = Results(tmp_path / "grown.json", tmp_path / "grown")
+    short = Cell("digits", "iid", "centralized", "spectral", 0, 20, extra=QUICK)
+    grown.run(short, ROOT / "data", 500, cache=digits_classifier_cache)
+    longer = grown.run(cell, ROOT / "data", 500, cache=digits_classifier_cache)
+    assert longer["continued"] == short.name and longer["resumed_from"] == [20]
+    assert longer["generators"] == whole["generators"]
+    assert grown.get(short, ROOT / "data") is not None                     # the shorter cell keeps its own run
 
 
 OLD = """`python bench/x.py`, 2026-11-28, 2 CPU cores.
@@ -114,18 +122,17 @@ def test_a_stored_cell_is_found_from_another_checkout_whose_data_lies_elsewhere(
 
 def test_the_f2u_table_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
     root = Path("/data")
-    args = Namespace(datasets=["mnist"], splits=["non_ovl", "mod_ovl"], rules=["f2u", "gman"], steps=1500, quick=False,
-                     root=root)
+    args = Namespace(datasets=["mnist"], splits=["non_ovl", "mod_ovl"], rules=["f2u", "gman"], quick=False, root=root)
     results = Results(tmp_path / "results.json", tmp_path / "runs")
-    for cell in [*cells("mnist", "non_ovl", "f2u", 1500, False), *cells("mnist", "mod_ovl", "f2u", 1500, False),
-                 *cells("mnist", "mod_ovl", "gman", 1500, False)]:
+    for cell in [*cells("mnist", "non_ovl", "f2u", False), *cells("mnist", "mod_ovl", "f2u", False),
+                 *cells("mnist", "mod_ovl", "gman", False)]:
         if cell.seed == 0:
             results.add(cell.name, {"config": resolved(cell, root)})
     lines = untrained(results, args)
     assert lines[2] == ("- mnist non_ovl (f2u s1; gman s0, s1): "
                         "`python bench/reproduce_f2u.py --datasets mnist --splits non_ovl`")
     assert not any("mod_ovl" in line for line in lines)            # a complete row is not listed
-    for cell in cells("mnist", "non_ovl", "f2u", 1500, False) + cells("mnist", "non_ovl", "gman", 1500, False):
+    for cell in cells("mnist", "non_ovl", "f2u", False) + cells("mnist", "non_ovl", "gman", False):
         results.add(cell.name, {"config": resolved(cell, root)})
     assert untrained(results, args) == []
 
