@@ -23,6 +23,7 @@ poster's numbers.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import subprocess
 import sys
@@ -101,21 +102,36 @@ def score(results: Results, cell: Cell, args) -> dict | None:
     return result
 
 
+def shorter_curve(results: Results, cell: Cell, root: Path) -> dict:
+    """The curve of the longest stored cell of ``cell``'s settings with fewer steps: the points a
+    cell not yet trained to its end continues from (a curve of the 6,000-step budget before)."""
+    stem = cell.name.removesuffix(f"_{cell.steps}")
+    lengths = sorted((int(name.removeprefix(f"{stem}_")) for name in results.cells
+                      if name.startswith(f"{stem}_") and name.removeprefix(f"{stem}_").isdigit()), reverse=True)
+    for steps in (s for s in lengths if s < cell.steps):
+        done = results.get(dataclasses.replace(cell, steps=steps), root)
+        if done and done.get("curve"):
+            return done["curve"]
+    return {}
+
+
 def table(results: Results, cells: dict[str, Cell], args) -> str:
     """One dataset's curves (fid_classifier and classes per checkpoint) and its Inception FID."""
     steps = sorted({s for c in cells.values() for s in range(args.every, c.steps + 1, args.every)})
     head = "| rule | " + " | ".join(f"{s:,}" for s in steps) + " |"
     lines = [head, "| --- |" + " --- |" * len(steps)]
     for rule, cell in cells.items():
-        done = results.get(cell, args.root) or {}
-        curve = done.get("curve", {})
+        done, so_far = results.get(cell, args.root) or {}, shorter_curve(results, cell, args.root)
+        curve = done.get("curve") or so_far
         row = [(f"{curve[str(s)]['fid_classifier']:.1f}, {curve[str(s)]['classes']} ({curve[str(s)]['confident']})"
-                if str(s) in curve else ("-" if s > cell.steps else "not run")) for s in steps]
+                if str(s) in curve else "-" if s > cell.steps else "not yet" if curve else "not run") for s in steps]
         lines.append(f"| {rule} | " + " | ".join(row) + " |")
-    missing = [c.name for c in cells.values() if not (results.get(c, args.root) or {}).get("curve")]
+    missing = [c for c in cells.values() if not (results.get(c, args.root) or {}).get("curve")]
     dataset = next(iter(cells.values())).dataset
-    note = (f"\n\nNot run yet: {', '.join(missing)} (`python bench/convergence.py --datasets {dataset} "
-            "--only NAME`)." if missing else "")
+    note = ("\n\nNot run yet: " + ", ".join(c.name + (f" (stored to step {max(map(int, shorter_curve(results, c, args.root)))}; "
+                                                    "it continues from there)" if shorter_curve(results, c, args.root) else "")
+                                           for c in missing)
+            + f" (`python bench/convergence.py --datasets {dataset} --only NAME`)." if missing else "")
     figure = figure_path(dataset)
     return ("\n".join(lines) + note + inception_table(results, cells, args)
             + (f"\n\n![convergence {dataset}]({figure.relative_to(ROOT)})" if figure.exists() else ""))
@@ -153,7 +169,7 @@ def figure(results: Results, cells: dict[str, Cell], args) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     drawn = False
     for rule, cell in cells.items():
-        curve = (results.get(cell, args.root) or {}).get("curve", {})
+        curve = (results.get(cell, args.root) or {}).get("curve") or shorter_curve(results, cell, args.root)
         if not curve:
             continue
         steps = sorted(int(s) for s in curve)

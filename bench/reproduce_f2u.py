@@ -124,8 +124,8 @@ def untrained(results: Results, args) -> list[str]:
 
 def orderings(results: Results, args) -> str:
     """The poster's orderings, per dataset and split, on the means over seeds."""
-    lines = ["| dataset | split | metric | f2a <= f2u | f2u < mdgan | f2u < gman | values (f2a / f2u / mdgan / gman) |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| dataset | split | steps | metric | f2a <= f2u | f2u < mdgan | f2u < gman | values (f2a / f2u / mdgan / gman) |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for dataset in args.datasets:
         for split in args.splits:
             for key in ("fid_classifier", "inception_fid"):
@@ -135,11 +135,12 @@ def orderings(results: Results, args) -> str:
                     means[rule] = sum(values) / len(values) if values else None
                 if key == "inception_fid" and all(v is None for v in means.values()):
                     continue
+                label = f"| {dataset} | {split} | {cells(dataset, split, 'f2u', args.quick)[0].steps:,} | {key} | "
                 if any(v is None for v in means.values()):
-                    lines.append(f"| {dataset} | {split} | {key} | incomplete | | | `{command(dataset, split)}` |")
+                    lines.append(label + f"incomplete | | | `{command(dataset, split)}` |")
                     continue
                 holds = [means["f2a"] <= means["f2u"], means["f2u"] < means["mdgan"], means["f2u"] < means["gman"]]
-                lines.append(f"| {dataset} | {split} | {key} | " + " | ".join("holds" if h else "does not hold"
+                lines.append(label + " | ".join("holds" if h else "does not hold"
                                                                                for h in holds)
                              + " | " + " / ".join(f"{means[r]:.1f}" for r in ("f2a", "f2u", "mdgan", "gman")) + " |")
     return "\n".join(lines)
@@ -156,22 +157,20 @@ def figures(results: Results, args) -> list[str]:
     links = []
     for dataset in args.datasets:
         for split in args.splits:
-            grids = [(rule, results.grids(cells(dataset, split, rule, args.quick)[0].name)
-                      / "samples_node_0.png") for rule in args.rules]
+            seed0 = {rule: cells(dataset, split, rule, args.quick)[0] for rule in args.rules}
+            grids = [(rule, results.grids(cell.name) / "samples_node_0.png") for rule, cell in seed0.items()
+                     if results.get(cell, args.root) is not None]       # a stale cell's grid is not the table's
             grids = [(rule, g) for rule, g in grids if g.exists()]
-            path = Path(args.figures) / f"f2u_{dataset}_{split}.png"
+            steps = seed0[args.rules[0]].steps
+            path = Path(args.figures) / f"f2u_{dataset}_{split}_{steps}.png"
             link = f"![{dataset} {split}]({path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})"
-            # a figure is redrawn once every rule's grid is kept (or if there is none yet): one drawn
-            # from runs lost since is not replaced by a partial one
-            if not grids or (len(grids) < len(args.rules) and path.exists()):
-                links += [link] if path.exists() else []
+            if not grids:        # (the grids are kept in git beside the store: a figure never loses one)
                 continue
             fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 2.9))
             for ax, (rule, grid) in zip(list(axes) if len(grids) > 1 else [axes], grids):
                 ax.imshow(mpimg.imread(grid), cmap="gray", vmin=0, vmax=1)  # no contrast stretch: grey stays grey
                 ax.set_title(rule, fontsize=10)
                 ax.axis("off")
-            steps = cells(dataset, split, args.rules[0], args.quick)[0].steps
             fig.suptitle(f"{dataset}, {split}: 64 samples per rule (seed 0, {steps:,} steps)", fontsize=10)
             fig.tight_layout()
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from conftest import ROOT
 @pytest.mark.dist
 @pytest.mark.parametrize("script, expect", [
     ("forgiveness.py", ["| digits | f2u | spectral |", "| digits | f2a | batch |"]),
-    ("reproduce_f2u.py", ["| digits | classes | 20 | f2u | 1 |", "**Orderings**", "f2u_digits_classes.png"]),
+    ("reproduce_f2u.py", ["| digits | classes | 20 | f2u | 1 |", "**Orderings**", "f2u_digits_classes_20.png"]),
     ("reproduce_kosmopoulos.py", ["| standalone |", "| info-gain < uniform |", "kosmopoulos_nodes.png"]),
     ("robustness.py", ["| f2u | honest | robust |", "| f2u | always_real | robust |"]),
     ("convergence.py", ["### digits, classes", "| rule | 20 | 40 |", "| centralized | ", "| f2a | "]),
