@@ -96,7 +96,7 @@ def comparison(results: Results, args) -> str:
                     mean_spread([x["classes_covered"] for x in m], ".1f"),
                     mean_spread([x["confident_classes_covered"] for x in m], ".1f"),
                     mean_spread([x["precision"] for x in m], ".2f"), mean_spread([x["recall"] for x in m], ".2f"),
-                    mean_spread(inception, ".1f") if inception else "not computed",
+                    mean_spread(inception, ".2f") if inception else "not computed",
                     str(POSTER.get((dataset, split), {}).get(rule, "-"))]) + " |")
     return "\n".join(lines)
 
