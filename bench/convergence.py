@@ -118,14 +118,14 @@ def shorter_curve(results: Results, cell: Cell, root: Path) -> dict:
 def table(results: Results, cells: dict[str, Cell], args) -> str:
     """One dataset's curves (fid_classifier and classes per checkpoint) and its Inception FID."""
     steps = sorted({s for c in cells.values() for s in range(args.every, c.steps + 1, args.every)})
-    head = "| rule | " + " | ".join(f"{s:,}" for s in steps) + " |"
-    lines = [head, "| --- |" + " --- |" * len(steps)]
+    head = "| dataset | rule | " + " | ".join(f"{s:,}" for s in steps) + " |"     # (rows of two datasets never
+    lines = [head, "| --- | --- |" + " --- |" * len(steps)]                        # stand in for each other)
     for rule, cell in cells.items():
         done, so_far = results.get(cell, args.root) or {}, shorter_curve(results, cell, args.root)
         curve = done.get("curve") or so_far
         row = [(f"{curve[str(s)]['fid_classifier']:.1f}, {curve[str(s)]['classes']} ({curve[str(s)]['confident']})"
                 if str(s) in curve else "-" if s > cell.steps else "not yet" if curve else "not run") for s in steps]
-        lines.append(f"| {rule} | " + " | ".join(row) + " |")
+        lines.append(f"| {cell.dataset} | {rule} | " + " | ".join(row) + " |")
     missing = [c for c in cells.values() if not (results.get(c, args.root) or {}).get("curve")]
     dataset = next(iter(cells.values())).dataset
     note = ("\n\nNot run yet: " + ", ".join(c.name + (f" (stored to step {max(map(int, shorter_curve(results, c, args.root)))}; "
