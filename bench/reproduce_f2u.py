@@ -166,7 +166,7 @@ def figures(results: Results, args) -> list[str]:
             link = f"![{dataset} {split}]({path.relative_to(ROOT) if path.is_relative_to(ROOT) else path})"
             if not grids:        # (the grids are kept in git beside the store: a figure never loses one)
                 continue
-            fig, axes = plt.subplots(1, len(grids), figsize=(2.6 * len(grids), 2.9))
+            fig, axes = plt.subplots(1, len(grids), figsize=(max(2.6 * len(grids), 5.2), 2.9))   # (room for the title)
             for ax, (rule, grid) in zip(list(axes) if len(grids) > 1 else [axes], grids):
                 ax.imshow(mpimg.imread(grid), cmap="gray", vmin=0, vmax=1)  # no contrast stretch: grey stays grey
                 ax.set_title(rule, fontsize=10)
