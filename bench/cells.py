@@ -23,8 +23,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -74,9 +74,14 @@ class Cell:
     extra: tuple[str, ...] = ()
 
     @property
-    def name(self) -> str:
+    def stem(self) -> str:
+        """The name without the step count: every length of the same settings shares it."""
         variant = f"_{self.variant}" if self.variant else ""
-        return f"{self.dataset}_{self.split}_{self.rule}_{self.norm}{variant}_s{self.seed}_{self.steps}"
+        return f"{self.dataset}_{self.split}_{self.rule}_{self.norm}{variant}_s{self.seed}"
+
+    @property
+    def name(self) -> str:
+        return f"{self.stem}_{self.steps}"
 
     @property
     def config(self) -> Path:
@@ -148,7 +153,7 @@ class Results:
         # the same settings, a key added to ddgan since counting as the value the run had (same_config)
         resuming = same_config(stored, json.loads(json.dumps(config)))       # as the marker holds it
         print(f"[{self.runs.name}] {cell.name} ...{' (resuming its run)' if resuming else ''}", flush=True)
-        shorter = None if resuming else self.shorter(cell, config)
+        shorter = None if resuming else self.shorter(cell, root)
         if not resuming:           # an attempt under other settings (or none) starts over, clean
             shutil.rmtree(run_dir, ignore_errors=True)
             if shorter is not None:       # ... or from where the same settings' shorter run ended
@@ -170,25 +175,24 @@ class Results:
         return result
 
 
-    def shorter(self, cell: Cell, config: dict) -> Path | None:
-        """The longest run of ``cell``'s settings with fewer steps, if one lies under the runs: a
-        longer cell continues it from its last checkpoint instead of starting over (ddgan resumes past
-        the old ``train.steps`` exactly as the uninterrupted run, and nothing it trains depends on
-        the step count)."""
-        stem = cell.name.removesuffix(f"_{cell.steps}")
-        found = []
-        for marker in self.runs.glob(f"{glob.escape(stem)}_*/{CELL_MARKER}"):
-            steps = marker.parent.name.removeprefix(f"{stem}_")
-            if steps.isdigit() and int(steps) < cell.steps and same_config(
-                    but_length(json.loads(marker.read_text())), but_length(json.loads(json.dumps(config)))):
-                found.append((int(steps), marker.parent))
-        return max(found)[1] if found else None
+    def shorter(self, cell: Cell, root: Path) -> Path | None:
+        """The run of the longest cell of ``cell``'s settings with fewer steps, if one lies under the
+        runs: a longer cell continues it from its last checkpoint instead of starting over (ddgan
+        resumes past the old ``train.steps`` exactly as the uninterrupted run, and nothing it trains
+        depends on the step count)."""
+        for short in shorter_cells(cell, [p.name for p in self.runs.glob(f"{glob.escape(cell.stem)}_*")]):
+            marker = self.runs / short.name / CELL_MARKER
+            if marker.exists() and same_config(json.loads(marker.read_text()),
+                                               json.loads(json.dumps(resolved(short, root)))):
+                return marker.parent
+        return None
 
 
-def but_length(config: dict) -> dict:
-    """A cell's settings without how long it runs (``train.steps`` and the ``run`` section's
-    logging, sampling and checkpoint intervals, which follow the length)."""
-    return {**config, "run": {}, "train": {k: v for k, v in config["train"].items() if k != "steps"}}
+def shorter_cells(cell: Cell, names: Iterable[str]) -> list[Cell]:
+    """``cell`` with fewer steps, for each such length among the cell ``names``, longest first."""
+    lengths = {name.removeprefix(f"{cell.stem}_") for name in names if name.startswith(f"{cell.stem}_")}
+    return [replace(cell, steps=s) for s in sorted((int(n) for n in lengths if n.isdigit()), reverse=True)
+            if s < cell.steps]
 
 
 def table_arguments(parser: argparse.ArgumentParser) -> None:

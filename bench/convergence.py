@@ -23,14 +23,21 @@ poster's numbers.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import QUICK, QUICK_CLIENTS, ROOT, Cell, Results, table_arguments  # noqa: E402
+from bench.cells import (  # noqa: E402
+    QUICK,
+    QUICK_CLIENTS,
+    ROOT,
+    Cell,
+    Results,
+    shorter_cells,
+    table_arguments,
+)
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.poster import POSTER  # noqa: E402
 from bench.report import publish_table  # noqa: E402
@@ -105,11 +112,8 @@ def score(results: Results, cell: Cell, args) -> dict | None:
 def shorter_curve(results: Results, cell: Cell, root: Path) -> dict:
     """The curve of the longest stored cell of ``cell``'s settings with fewer steps: the points a
     cell not yet trained to its end continues from (a curve of the 6,000-step budget before)."""
-    stem = cell.name.removesuffix(f"_{cell.steps}")
-    lengths = sorted((int(name.removeprefix(f"{stem}_")) for name in results.cells
-                      if name.startswith(f"{stem}_") and name.removeprefix(f"{stem}_").isdigit()), reverse=True)
-    for steps in (s for s in lengths if s < cell.steps):
-        done = results.get(dataclasses.replace(cell, steps=steps), root)
+    for short in shorter_cells(cell, results.cells):
+        done = results.get(short, root)
         if done and done.get("curve"):
             return done["curve"]
     return {}
@@ -120,18 +124,19 @@ def table(results: Results, cells: dict[str, Cell], args) -> str:
     steps = sorted({s for c in cells.values() for s in range(args.every, c.steps + 1, args.every)})
     head = "| dataset | rule | " + " | ".join(f"{s:,}" for s in steps) + " |"     # (rows of two datasets never
     lines = [head, "| --- | --- |" + " --- |" * len(steps)]                        # stand in for each other)
+    missing = []
     for rule, cell in cells.items():
-        done, so_far = results.get(cell, args.root) or {}, shorter_curve(results, cell, args.root)
-        curve = done.get("curve") or so_far
+        curve = (results.get(cell, args.root) or {}).get("curve")
+        if not curve:
+            curve = shorter_curve(results, cell, args.root)
+            missing.append(cell.name + (f" (stored to step {max(map(int, curve))}; it continues from there)"
+                                        if curve else ""))
         row = [(f"{curve[str(s)]['fid_classifier']:.1f}, {curve[str(s)]['classes']} ({curve[str(s)]['confident']})"
                 if str(s) in curve else "-" if s > cell.steps else "not yet" if curve else "not run") for s in steps]
         lines.append(f"| {cell.dataset} | {rule} | " + " | ".join(row) + " |")
-    missing = [c for c in cells.values() if not (results.get(c, args.root) or {}).get("curve")]
     dataset = next(iter(cells.values())).dataset
-    note = ("\n\nNot run yet: " + ", ".join(c.name + (f" (stored to step {max(map(int, shorter_curve(results, c, args.root)))}; "
-                                                    "it continues from there)" if shorter_curve(results, c, args.root) else "")
-                                           for c in missing)
-            + f" (`python bench/convergence.py --datasets {dataset} --only NAME`)." if missing else "")
+    note = (f"\n\nNot run yet: {', '.join(missing)} (`python bench/convergence.py --datasets {dataset} --only NAME`)."
+            if missing else "")
     figure = figure_path(dataset)
     return ("\n".join(lines) + note + inception_table(results, cells, args)
             + (f"\n\n![convergence {dataset}]({figure.relative_to(ROOT)})" if figure.exists() else ""))
