@@ -274,18 +274,26 @@ def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int
     if stopped:
         raise SystemExit(f"{run_dir.name}: {stopped[-1].split(';')[0]}; the same command resumes it")
     train_seconds = time.perf_counter() - start
-    proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run_dir), "--n", str(n),
-                           "--cache", str(cache), "--svm-train", str(svm_train), *eval_args],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
-    if proc.returncode:
-        raise SystemExit(f"evaluation of {run_dir} failed:\n{proc.stderr[-3000:]}")
-    result = json.loads((run_dir / "eval.json").read_text())
+    result = evaluate(run_dir, n, cache, ["--svm-train", str(svm_train), *eval_args])
     result["train_seconds"] = round(train_seconds, 1)       # the last attempt's (a resumed cell: since its resume)
     resumed = [int(line.split()[3]) for line in log.read_text().splitlines() if line.startswith("resumed from step")]
     if resumed:
         result["resumed_from"] = resumed
     result.update(late_shares(run_dir))
     return result
+
+
+def evaluate(run_dir: Path, n: int, cache: Path = CLASSIFIERS, eval_args: Sequence[str] = (),
+             checkpoint: Path | None = None) -> dict:
+    """``ddgan.eval`` of a run's newest checkpoint (or ``checkpoint``) on ``n`` samples, its eval.json.
+    Every bench evaluation goes through here, so a cell's points all share one cached classifier."""
+    where = ["--checkpoint", str(checkpoint)] if checkpoint else []
+    proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run_dir), *where, "--n", str(n),
+                           "--cache", str(cache), *eval_args],
+                          cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True)
+    if proc.returncode:
+        raise SystemExit(f"evaluation of {checkpoint or run_dir} failed:\n{proc.stderr[-3000:]}")
+    return json.loads((run_dir / "eval.json").read_text())
 
 
 def late_shares(run_dir: Path) -> dict:

@@ -23,8 +23,6 @@ poster's numbers.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -35,6 +33,7 @@ from bench.cells import (  # noqa: E402
     ROOT,
     Cell,
     Results,
+    evaluate,
     shorter_cells,
     table_arguments,
 )
@@ -93,13 +92,9 @@ def score(results: Results, cell: Cell, args) -> dict | None:
         with_inception = step in args.inception_at
         if step in curve and not (with_inception and curve[step].get("inception_fid") is None):
             continue
-        proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run_dir), "--checkpoint", str(where),
-                               "--n", str(args.n), "--svm-train", "0",
-                               "--inception", "on" if with_inception else args.inception],
-                              cwd=ROOT, capture_output=True, text=True)
-        if proc.returncode:
-            raise SystemExit(f"evaluation of {where} failed:\n{proc.stderr[-2000:]}")
-        curve[step] = point(json.loads((run_dir / "eval.json").read_text()))
+        curve[step] = point(evaluate(run_dir, args.n, eval_args=["--svm-train", "0", "--inception",
+                                                                 "on" if with_inception else args.inception],
+                                     checkpoint=where))
         result["curve"] = {str(k): v for k, v in sorted(curve.items())}
         results.add(cell.name, result)
         print(f"  {cell.name} step {step}: {curve[step]}", flush=True)

@@ -41,6 +41,9 @@ def test_quick_smoke_run(tmp_path, digits_classifier_cache, script, expect):
     assert not (tmp_path / "cells").exists()                           # a quick run keeps its cells aside
     grids = list((tmp_path / "cells_quick" / "grids").glob("*/samples_node_0.png"))
     assert grids, "every trained cell's sample grids are kept beside its store"
+    evaluations = list((tmp_path / "cells_quick").glob("*/eval.json"))
+    assert evaluations and all(                    # every evaluation of a cell (a curve's too): one yardstick
+        Path(json.loads(e.read_text())["classifier"]["path"]).parent == digits_classifier_cache for e in evaluations)
     assert (store.read_bytes() if store.exists() else None) == before   # and never in the tracked store
     assert (ROOT / "BENCHMARKS.md").read_text().count("<!-- reproduce_f2u -->") <= 1
 

@@ -14,7 +14,7 @@ from conftest import ROOT
 from ddgan.core.config import load_config
 from ddgan.eval import metrics
 from ddgan.eval.__main__ import evaluate
-from ddgan.eval.classifier import load_or_train, real_split
+from ddgan.eval.classifier import load_or_train, real_split, train
 from ddgan.eval.inception import features
 from ddgan.eval.metrics import frechet_distance
 from ddgan.eval.svm import svm_test_error
@@ -85,6 +85,23 @@ def test_digits_classifier_is_accurate_and_cached(digits_classifier):
     probs, features = clf.run(x)
     assert features.shape == (len(x), 128)
     assert (probs.argmax(1) == y).mean() == pytest.approx(clf.accuracy)
+
+
+def test_the_classifier_comes_out_the_same_whatever_the_thread_count():
+    """fid_classifier is only comparable under one classifier: two machines with different core
+    counts must train the same one (on 2 threads the weights used to differ from 1 thread's)."""
+    cfg = load_config(None, [])
+    weights = []
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1):
+            torch.set_num_threads(threads)
+            weights.append(train(cfg.data, epochs=2, log=lambda *_: None).model.state_dict())
+            assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    for name, tensor in weights[0].items():
+        assert torch.equal(tensor, weights[1][name]), name
 
 
 def test_svm_on_a_discriminator_beats_chance_and_a_trained_one_is_read(digits_classifier):
