@@ -30,10 +30,11 @@ def config(dataset: str, split: str, algo: str) -> dict:
         # spectral norm: a sample's score depends on the sample alone (docs/algorithms.md, "Discriminator normalisation")
         "model": {"z_dim": 100, "g_width": 64, "d_width": 64, "d_norm": "spectral"},
         "algo": {**ALGOS[algo], "loss": "bce"},
-        "train": {"steps": 10000, "batch_size": 64, "seed": 0},
+        # the F2U table's budget (bench/convergence.py): 80 passes over a 12,000-image client shard
+        "train": {"steps": 15000, "batch_size": 64, "seed": 0},
         "comm": {"exchange": "feedback"},
-        "run": {"dir": f"runs/paper/{dataset}_{split}_{algo}", "log_every": 100, "sample_every": 1000,
-                "checkpoint_every": 1000},
+        "run": {"dir": f"runs/paper/{dataset}_{split}_{algo}", "log_every": 100, "sample_every": 1500,
+                "checkpoint_every": 1500},
     }
 
 
