@@ -30,7 +30,7 @@ def config(dataset: str, split: str, algo: str) -> dict:
         # spectral norm: a sample's score depends on the sample alone (docs/algorithms.md, "Discriminator normalisation")
         "model": {"z_dim": 100, "g_width": 64, "d_width": 64, "d_norm": "spectral"},
         "algo": {**ALGOS[algo], "loss": "bce"},
-        # the F2U table's budget (bench/convergence.py): 80 passes over a 12,000-image client shard
+        # the F2U table's budget (bench/convergence.py): on (Fashion-)MNIST, 80 passes over a client's 12,000 images
         "train": {"steps": 15000, "batch_size": 64, "seed": 0},
         "comm": {"exchange": "feedback"},
         "run": {"dir": f"runs/paper/{dataset}_{split}_{algo}", "log_every": 100, "sample_every": 1500,
