@@ -18,7 +18,8 @@ command continues it), and its curve is stored with it in bench/results.json, on
 checkpoint as it is made, so an interrupted scoring resumes too. Inception FID, slow on a CPU, is
 computed only where asked: ``--inception-at 6000 15000`` scores those checkpoints again with it
 (the same seeded samples, so fid_classifier repeats) and the report adds a table of it beside the
-poster's numbers.
+poster's numbers. ``--raw-at 15000`` also scores the trained G itself there (``ddgan.eval --raw``,
+the same noise), so the report can set the averaged generator beside it at the budget.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from bench.cells import (  # noqa: E402
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.poster import POSTER  # noqa: E402
 from bench.report import publish_table  # noqa: E402
-from ddgan.runtime.checkpoint import complete_checkpoints  # noqa: E402
+from ddgan.runtime.checkpoint import complete_checkpoints, step_dir  # noqa: E402
 
 BUDGET = 15000            # steps per curve (the F2U table's Non-OVL budget)
 EVERY = 1500              # steps between scored checkpoints
@@ -98,6 +99,15 @@ def score(results: Results, cell: Cell, args) -> dict | None:
         result["curve"] = {str(k): v for k, v in sorted(curve.items())}
         results.add(cell.name, result)
         print(f"  {cell.name} step {step}: {curve[step]}", flush=True)
+    raw = result.get("raw_curve", {})       # the trained G itself where asked (--raw-at), not its average
+    for step in sorted(set(args.raw_at) & set(curve)):
+        if str(step) in raw and not (step in args.inception_at and raw[str(step)].get("inception_fid") is None):
+            continue
+        raw[str(step)] = point(evaluate(run_dir, args.n, checkpoint=step_dir(run_dir, step), eval_args=[
+            "--svm-train", "0", "--raw", "--inception", "on" if step in args.inception_at else args.inception]))
+        result["raw_curve"] = raw
+        results.add(cell.name, result)
+        print(f"  {cell.name} step {step}, raw G: {raw[str(step)]}", flush=True)
     if "curve" not in result:
         result["curve"] = {str(k): v for k, v in sorted(curve.items())}
         results.add(cell.name, result)
@@ -133,7 +143,7 @@ def table(results: Results, cells: dict[str, Cell], args) -> str:
     note = (f"\n\nNot run yet: {', '.join(missing)} (`python bench/convergence.py --datasets {dataset} --only NAME`)."
             if missing else "")
     figure = figure_path(dataset)
-    return ("\n".join(lines) + note + inception_table(results, cells, args)
+    return ("\n".join(lines) + note + inception_table(results, cells, args) + raw_table(results, cells, args)
             + (f"\n\n![convergence {dataset}]({figure.relative_to(ROOT)})" if figure.exists() else ""))
 
 
@@ -159,6 +169,25 @@ def inception_table(results: Results, cells: dict[str, Cell], args) -> str:
         row = [inception_cell(curve.get(str(s))) for s in steps]
         lines.append(f"| {label} | " + " | ".join(row) + f" | {poster.get(cells[label].rule, '-')} |")
     return "\n\nInception FID:\n\n" + "\n".join(lines)
+
+
+def raw_table(results: Results, cells: dict[str, Cell], args) -> str:
+    """The averaged generator against the trained G itself, at the checkpoints scored with ``--raw-at``:
+    the same seeded samples, so the difference is the average (train.g_ema) alone."""
+    rows = []
+    for label, cell in cells.items():
+        result = results.get(cell, args.root) or {}
+        for step, raw in sorted(result.get("raw_curve", {}).items(), key=lambda kv: int(kv[0])):
+            averaged = result["curve"][step]
+            rows.append(f"| {label} | {int(step):,} | " + " | ".join(
+                f"{p['fid_classifier']:.1f}, {p['classes']} ({p['confident']}) | {inception_cell(p)}"
+                for p in (averaged, raw)) + " |")
+    if not rows:
+        return ""
+    return ("\n\nThe averaged generator against the trained G itself (`--raw-at`, `ddgan.eval --raw`), the same "
+            "samples' noise:\n\n| rule | step | averaged: fid_classifier, classes (confident) | averaged: Inception FID "
+            "| raw G: fid_classifier, classes (confident) | raw G: Inception FID |\n| --- | --- | --- | --- | --- | --- |\n"
+            + "\n".join(rows))
 
 
 def figure(results: Results, cells: dict[str, Cell], args) -> None:
@@ -207,6 +236,9 @@ def main() -> int:
                         help="Inception FID at every checkpoint (default off: slow on a CPU)")
     parser.add_argument("--inception-at", type=int, nargs="+", default=[], metavar="STEP",
                         help="Inception FID at these checkpoints only, scored again where it is missing")
+    parser.add_argument("--raw-at", type=int, nargs="+", default=[], metavar="STEP",
+                        help="also score the trained G itself (ddgan.eval --raw) at these checkpoints, with "
+                             "Inception FID where --inception-at names them too")
     parser.add_argument("--datasets", nargs="+", default=["mnist"], choices=DATASETS,
                         help="the datasets to train (default mnist; a table shows every dataset with a stored curve)")
     parser.add_argument("--rules", nargs="+", default=RULES, choices=RULES, help="the rules to train")
@@ -215,6 +247,7 @@ def main() -> int:
     args = parser.parse_args()
     if args.quick:
         args.every, args.n, args.rules, args.datasets = 20, 200, ["centralized", "f2a"], ["mnist"]
+        args.raw_at = [2 * args.every]
         args.out = args.out.with_name(args.out.name + "_quick")
     results = Results.of(args)
 

@@ -25,7 +25,8 @@ from conftest import ROOT
     ("reproduce_f2u.py", ["| digits | classes | 20 | f2u | 1 |", "**Orderings**", "f2u_digits_classes_20.png"]),
     ("reproduce_kosmopoulos.py", ["| standalone |", "| info-gain < uniform |", "kosmopoulos_nodes.png"]),
     ("robustness.py", ["| f2u | honest | robust |", "| f2u | always_real | robust |"]),
-    ("convergence.py", ["### digits, classes", "| dataset | rule | 20 | 40 |", "| digits | centralized | ", "| digits | f2a | "]),
+    ("convergence.py", ["### digits, classes", "| dataset | rule | 20 | 40 |", "| digits | centralized | ", "| digits | f2a | ",
+                        "| raw G: Inception FID |", "| f2a | 40 | "]),
     ("baselines.py", ["| mdgan | swap every 10 | spectral |", "| gman | ", "- mdgan: best setting", "- gman: best setting"]),
 ])
 def test_quick_smoke_run(tmp_path, digits_classifier_cache, script, expect):
