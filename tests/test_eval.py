@@ -70,6 +70,19 @@ def test_precision_recall():
     assert precision == 1.0 and 0.4 < recall < 0.8
 
 
+def test_precision_recall_per_class_finds_the_class_drawn_narrowly():
+    rng = np.random.default_rng(2)
+    real = np.concatenate([rng.normal(size=(300, 4)), rng.normal(size=(300, 4)) + 50])
+    labels = np.repeat([0, 1], 300)
+    # class 0 drawn as widely as the real one, class 1 only around one of its images; class 2: no samples
+    fake = np.concatenate([real[:300] + 0.01, real[300] + 0.01 * rng.normal(size=(300, 4))])
+    precision, recall = metrics.precision_recall_per_class(real, labels, fake, labels, n_classes=3)
+    assert recall[0] > 0.95 and recall[1] < 0.05 and recall[2] is None
+    assert precision[0] > 0.95 and precision[1] == 1.0 and precision[2] is None
+    overall = metrics.precision_recall(real, fake)[1]
+    assert 0.4 < overall < 0.6          # the overall recall blurs the two classes into one number
+
+
 @pytest.fixture(scope="session")
 def digits_classifier(digits_classifier_cache):
     cfg = load_config(None, [])
@@ -132,11 +145,13 @@ def test_eval_cli_on_a_two_rank_run_writes_eval_json_and_report(tmp_path, digits
     assert m["target_classes"] == [0, 1, 2, 3, 4]
     assert m["n"] == 500 and sum(m["class_histogram"]) == pytest.approx(1, abs=1e-3)
     assert m["fid_classifier"] > 0 and 0 <= m["precision"] <= 1
+    assert len(m["recall_per_class"]) == len(m["precision_per_class"]) == len(m["class_histogram"])
+    assert all(r is None or 0 <= r <= 1 for r in m["recall_per_class"])
     assert set(result["svm"]["test_error"]) == {"0", "1"}
     assert result["inception_fid"]["value"] is None             # the CPU: only --inception on computes it
     assert result["inception_fid"]["reason"].startswith("not computed: --inception auto skips it on the CPU")
     text = (run / "report.md").read_text()
-    assert "fid_classifier" in text and "eval/classes_node_0.png" in text
+    assert "fid_classifier" in text and "eval/classes_node_0.png" in text and "| 0: recall |" in text
     assert (run / "eval" / "losses.png").exists() and (run / "eval" / "samples_node_0.png").exists()
     assert "generator 0:" in proc.stdout and "discriminator 1: SVM test error" in proc.stdout
 

@@ -98,7 +98,7 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
     for node in nodes:
         fake = generate(load_generator(where, node, raw)[0].to(device), n, seed=seed)
         probs, features = clf.run(fake)
-        generators[str(node)] = metrics.summarize(probs, features, real_features, target)
+        generators[str(node)] = metrics.summarize(probs, features, real_features, target, real_y)
         if classes:
             fid = metrics.fid_on_classes(probs, features, real_features, real_y, classes)
             generators[str(node)].update(classes=sorted(classes), fid_classifier_classes=fid and round(fid, 4))

@@ -18,6 +18,9 @@
   within the k-th nearest-neighbour radius (k = 3) of one of the set's points; precision is the
   fraction of generated samples inside the real manifold, recall the fraction of real samples
   inside the generated one.
+* ``precision_recall_per_class``: the same within each class: the generated samples the classifier
+  assigns to class c against the real test images labelled c. A generator can cover every class and
+  still draw each one narrowly (every class's recall low), which the overall recall blurs.
 """
 from __future__ import annotations
 
@@ -101,13 +104,27 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[fl
     return precision, recall
 
 
+def precision_recall_per_class(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarray, fake_labels: np.ndarray,
+                               n_classes: int, k: int = 3) -> tuple[list[float | None], list[float | None]]:
+    """(precision, recall) lists, one entry per class; None for a class with k or fewer real images or
+    generated samples in it (no k-th neighbour to measure a radius by)."""
+    precision, recall = [], []
+    for c in range(n_classes):
+        r, f = real[real_labels == c], fake[fake_labels == c]
+        p, q = precision_recall(r, f, k) if min(len(r), len(f)) > k else (None, None)
+        precision.append(None if p is None else round(p, 4))
+        recall.append(None if q is None else round(q, 4))
+    return precision, recall
+
+
 def summarize(probs: np.ndarray, fake_features: np.ndarray, real_features: np.ndarray,
-              target_classes: list[int]) -> dict:
+              target_classes: list[int], real_labels: np.ndarray) -> dict:
     """Every sample metric of one generator, as plain JSON values."""
     n_classes = probs.shape[1]
     hist = class_histogram(probs, n_classes)
     fraction, confident_hist = confident(probs)
     precision, recall = precision_recall(real_features, fake_features)
+    per_class = precision_recall_per_class(real_features, real_labels, fake_features, probs.argmax(1), n_classes)
     return {
         "n": int(len(probs)),
         "class_histogram": hist.round(5).tolist(),
@@ -120,6 +137,8 @@ def summarize(probs: np.ndarray, fake_features: np.ndarray, real_features: np.nd
         "fid_classifier": round(frechet_distance(fake_features, real_features), 4),
         "precision": round(precision, 4),
         "recall": round(recall, 4),
+        "precision_per_class": per_class[0],
+        "recall_per_class": per_class[1],
     }
 
 

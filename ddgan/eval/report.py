@@ -20,6 +20,14 @@ def write(run: Path, result: dict, figures: list[Path], grids: dict[int, Path]) 
         lines.append(f"| {node} | {m['n']} | {m['classes_covered']} / {len(m['class_histogram'])} | "
                      f"{m['confident_fraction']:.3f} | {m['confident_classes_covered']} | {m['kl_to_target']:.3f} | "
                      f"{m['fid_classifier']:.3f} | {m['precision']:.3f} | {m['recall']:.3f} |")
+    n_classes = len(next(iter(result["generators"].values()))["class_histogram"])
+    lines += ["", "Within each class (the samples the classifier puts in it against the real images of it):", "",
+              "| generator | " + " | ".join(f"class {c}" for c in range(n_classes)) + " |",
+              "| --- |" + " --- |" * n_classes]
+    for node, m in result["generators"].items():
+        for key in ("precision", "recall"):
+            lines.append(f"| {node}: {key} | " + " | ".join("-" if v is None else f"{v:.2f}"
+                                                        for v in m[f"{key}_per_class"]) + " |")
     if result.get("svm"):
         svm = result["svm"]
         lines += ["", f"Linear SVM on each discriminator's activations ({svm['train']} training, {svm['test']} test "
