@@ -19,7 +19,9 @@ checkpoint as it is made, so an interrupted scoring resumes too. Inception FID, 
 computed only where asked: ``--inception-at 6000 15000`` scores those checkpoints again with it
 (the same seeded samples, so fid_classifier repeats) and the report adds a table of it beside the
 poster's numbers. ``--raw-at 15000`` also scores the trained G itself there (``ddgan.eval --raw``,
-the same noise), so the report can set the averaged generator beside it at the budget.
+the same noise), so the report can set the averaged generator beside it at the budget. The budget's
+point keeps ``ddgan.eval``'s recall within each class as well, tabled per rule (a point stored before
+eval reported it is scored again, without recomputing its Inception FID).
 """
 from __future__ import annotations
 
@@ -74,7 +76,8 @@ def point(evaluated: dict) -> dict:
     return {"fid_classifier": round(g["fid_classifier"], 2), "classes": g["classes_covered"],
             "confident": g["confident_classes_covered"], "precision": round(g["precision"], 4),
             "recall": round(g["recall"], 4),
-            "inception_fid": (evaluated["inception_fid"]["value"] or {}).get("0")}
+            "inception_fid": (evaluated["inception_fid"]["value"] or {}).get("0"),
+            **({"recall_per_class": g["recall_per_class"]} if "recall_per_class" in g else {})}
 
 
 def score(results: Results, cell: Cell, args) -> dict | None:
@@ -90,12 +93,18 @@ def score(results: Results, cell: Cell, args) -> dict | None:
     run_dir = results.runs / cell.name
     for where in sorted(complete_checkpoints(run_dir), key=lambda p: p.name):
         step = int(where.name.removeprefix("step_"))
-        with_inception = step in args.inception_at
-        if step in curve and not (with_inception and curve[step].get("inception_fid") is None):
+        old = curve.get(step)
+        with_inception = step in args.inception_at and (old or {}).get("inception_fid") is None
+        # the budget's point holds the recall within each class too: one scored before ddgan.eval reported
+        # it is scored again, without Inception FID, which it keeps (the same seeded samples)
+        lacks_classes = step == cell.steps and "recall_per_class" not in (old or {})
+        if old is not None and not with_inception and not lacks_classes:
             continue
         curve[step] = point(evaluate(run_dir, args.n, eval_args=["--svm-train", "0", "--inception",
                                                                  "on" if with_inception else args.inception],
                                      checkpoint=where))
+        if old and curve[step]["inception_fid"] is None:
+            curve[step]["inception_fid"] = old.get("inception_fid")
         result["curve"] = {str(k): v for k, v in sorted(curve.items())}
         results.add(cell.name, result)
         print(f"  {cell.name} step {step}: {curve[step]}", flush=True)
@@ -144,6 +153,7 @@ def table(results: Results, cells: dict[str, Cell], args) -> str:
             if missing else "")
     figure = figure_path(dataset)
     return ("\n".join(lines) + note + inception_table(results, cells, args) + raw_table(results, cells, args)
+            + class_recall_table(results, cells, args)
             + (f"\n\n![convergence {dataset}]({figure.relative_to(ROOT)})" if figure.exists() else ""))
 
 
@@ -188,6 +198,30 @@ def raw_table(results: Results, cells: dict[str, Cell], args) -> str:
             "samples' noise:\n\n| rule | step | averaged: fid_classifier, classes (confident) | averaged: Inception FID "
             "| raw G: fid_classifier, classes (confident) | raw G: Inception FID |\n| --- | --- | --- | --- | --- | --- |\n"
             + "\n".join(rows))
+
+
+def class_recall_table(results: Results, cells: dict[str, Cell], args) -> str:
+    """Recall within each class at the budget (``ddgan.eval``'s recall_per_class): whether a rule's
+    lower recall is one client's classes or every class drawn narrowly."""
+    rows, recall = [], {}
+    for label, cell in cells.items():
+        at_end = ((results.get(cell, args.root) or {}).get("curve") or {}).get(str(cell.steps), {})
+        if at_end.get("recall_per_class"):
+            recall[label] = at_end["recall_per_class"]
+            known = [r for r in recall[label] if r is not None]
+            rows.append(f"| {label} | " + " | ".join("-" if r is None else f"{r:.2f}" for r in recall[label])
+                        + f" | {sum(known) / len(known):.2f} |")
+    if not rows:
+        return ""
+    n_classes = len(next(iter(recall.values())))
+    note = ""
+    if "centralized" in recall:
+        below = [label for label in recall if label != "centralized" and all(
+            r is not None and c is not None and r < c for r, c in zip(recall[label], recall["centralized"]))]
+        note = f"\n\nBelow the centralized GAN's recall in every class: {'; '.join(below) or 'none'}."
+    return ("\n\nRecall within each class at the budget (the samples the classifier puts in the class against its "
+            "real test images):\n\n| rule | " + " | ".join(str(c) for c in range(n_classes)) + " | mean |\n| --- |"
+            + " --- |" * (n_classes + 1) + "\n" + "\n".join(rows) + note)
 
 
 def figure(results: Results, cells: dict[str, Cell], args) -> None:

@@ -26,7 +26,7 @@ from conftest import ROOT
     ("reproduce_kosmopoulos.py", ["| standalone |", "| info-gain < uniform |", "kosmopoulos_nodes.png"]),
     ("robustness.py", ["| f2u | honest | robust |", "| f2u | always_real | robust |"]),
     ("convergence.py", ["### digits, classes", "| dataset | rule | 20 | 40 |", "| digits | centralized | ", "| digits | f2a | ",
-                        "| raw G: Inception FID |", "| f2a | 40 | "]),
+                        "| raw G: Inception FID |", "| f2a | 40 | ", "Recall within each class at the budget"]),
     ("baselines.py", ["| mdgan | swap every 10 | spectral |", "| gman | ", "- mdgan: best setting", "- gman: best setting"]),
 ])
 def test_quick_smoke_run(tmp_path, digits_classifier_cache, script, expect):
