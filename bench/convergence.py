@@ -80,6 +80,12 @@ def point(evaluated: dict) -> dict:
             **({"recall_per_class": g["recall_per_class"]} if "recall_per_class" in g else {})}
 
 
+def score_checkpoint(run_dir: Path, where: Path, args, with_inception: bool, raw: bool = False) -> dict:
+    """One checkpoint's curve point: its averaged generator, or (``raw``) the trained G itself."""
+    return point(evaluate(run_dir, args.n, checkpoint=where, eval_args=[
+        "--svm-train", "0", *(["--raw"] if raw else []), "--inception", "on" if with_inception else args.inception]))
+
+
 def score(results: Results, cell: Cell, args) -> dict | None:
     """Train the cell (unless stored), then evaluate each of its checkpoints not yet on its curve."""
     result = results.run(cell, args.root, n=args.n, eval_args=["--inception", args.inception])
@@ -100,9 +106,7 @@ def score(results: Results, cell: Cell, args) -> dict | None:
         lacks_classes = step == cell.steps and "recall_per_class" not in (old or {})
         if old is not None and not with_inception and not lacks_classes:
             continue
-        curve[step] = point(evaluate(run_dir, args.n, eval_args=["--svm-train", "0", "--inception",
-                                                                 "on" if with_inception else args.inception],
-                                     checkpoint=where))
+        curve[step] = score_checkpoint(run_dir, where, args, with_inception)
         if old and curve[step]["inception_fid"] is None:
             curve[step]["inception_fid"] = old.get("inception_fid")
         result["curve"] = {str(k): v for k, v in sorted(curve.items())}
@@ -112,8 +116,7 @@ def score(results: Results, cell: Cell, args) -> dict | None:
     for step in sorted(set(args.raw_at) & set(curve)):
         if str(step) in raw and not (step in args.inception_at and raw[str(step)].get("inception_fid") is None):
             continue
-        raw[str(step)] = point(evaluate(run_dir, args.n, checkpoint=step_dir(run_dir, step), eval_args=[
-            "--svm-train", "0", "--raw", "--inception", "on" if step in args.inception_at else args.inception]))
+        raw[str(step)] = score_checkpoint(run_dir, step_dir(run_dir, step), args, step in args.inception_at, raw=True)
         result["raw_curve"] = raw
         results.add(cell.name, result)
         print(f"  {cell.name} step {step}, raw G: {raw[str(step)]}", flush=True)
