@@ -3,6 +3,7 @@
     python bench/convergence.py                                   # every MNIST curve, resumable (hours on 2 cores)
     python bench/convergence.py --datasets fashion_mnist --rules f2a --inception-at 15000
     python bench/convergence.py --only 'mnist_non_ovl_centralized*'
+    python bench/convergence.py --splits iid --rules f2a          # the IID control
     python bench/convergence.py --report                          # only rebuild the tables and the figures
     python bench/convergence.py --quick                           # a smoke run on digits, printed only
 
@@ -21,7 +22,10 @@ computed only where asked: ``--inception-at 6000 15000`` scores those checkpoint
 poster's numbers. ``--raw-at 15000`` also scores the trained G itself there (``ddgan.eval --raw``,
 the same noise), so the report can set the averaged generator beside it at the budget. The budget's
 point keeps ``ddgan.eval``'s recall within each class as well, tabled per rule (a point stored before
-eval reported it is scored again, without recomputing its Inception FID).
+eval reported it is scored again, without recomputing its Inception FID). ``--splits iid`` trains a
+rule's curve on the IID split instead (5 clients, every class each, the same config otherwise): a
+control that tells what the non-iid shards cost from what the several discriminators cost, tabled
+beside the centralized GAN (the one cell of every split) once it has run.
 """
 from __future__ import annotations
 
@@ -49,6 +53,8 @@ BUDGET = 15000            # steps per curve (the F2U table's Non-OVL budget)
 EVERY = 1500              # steps between scored checkpoints
 RULES = ["centralized", "f2a", "f2u_balanced", "f2u", "mdgan"]
 DATASETS = ["mnist", "fashion_mnist"]
+SPLITS = ["non_ovl", "iid"]   # iid: the control that tells the shards' effect from the multi-D update's
+SPLIT_NAMES = {"non_ovl": "Non-OVL", "iid": "IID"}
 SEEDS = range(5)          # the seeds a table looks for
 
 
@@ -56,16 +62,17 @@ def label(rule: str, seed: int) -> str:
     return rule if seed == 0 else f"{rule}, seed {seed}"
 
 
-def figure_path(dataset: str) -> Path:
-    return ROOT / "docs" / "figures" / f"convergence_{dataset}_non_ovl.png"
+def figure_path(dataset: str, split: str = "non_ovl") -> Path:
+    return ROOT / "docs" / "figures" / f"convergence_{dataset}_{split}.png"
 
 
-def curve_cell(dataset: str, rule: str, every: int, quick: bool, seed: int = 0, steps: int = BUDGET) -> Cell:
+def curve_cell(dataset: str, rule: str, every: int, quick: bool, seed: int = 0, steps: int = BUDGET,
+               split: str = "non_ovl") -> Cell:
     if quick:
         clients = () if rule == "centralized" else QUICK_CLIENTS
         return Cell("digits", "classes", rule, DEFAULT_NORM, seed, 2 * every, "curve",
                     (*QUICK, *clients, f"run.checkpoint_every={every}"))
-    base = rule_cell(dataset, rule, DEFAULT_NORM, seed, steps)
+    base = rule_cell(dataset, rule, DEFAULT_NORM, seed, steps, split)
     variant = f"{base.variant}-curve" if base.variant else "curve"
     return Cell(base.dataset, base.split, base.rule, base.norm, base.seed, base.steps, variant,
                 (*base.extra, f"run.checkpoint_every={every}"))
@@ -136,8 +143,8 @@ def shorter_curve(results: Results, cell: Cell, root: Path) -> dict:
     return {}
 
 
-def table(results: Results, cells: dict[str, Cell], args) -> str:
-    """One dataset's curves (fid_classifier and classes per checkpoint) and its Inception FID."""
+def table(results: Results, cells: dict[str, Cell], args, split: str) -> str:
+    """One dataset and split's curves (fid_classifier and classes per checkpoint) and its Inception FID."""
     steps = sorted({s for c in cells.values() for s in range(args.every, c.steps + 1, args.every)})
     head = "| dataset | rule | " + " | ".join(f"{s:,}" for s in steps) + " |"     # (rows of two datasets never
     lines = [head, "| --- | --- |" + " --- |" * len(steps)]                        # stand in for each other)
@@ -152,10 +159,11 @@ def table(results: Results, cells: dict[str, Cell], args) -> str:
                 if str(s) in curve else "-" if s > cell.steps else "not yet" if curve else "not run") for s in steps]
         lines.append(f"| {cell.dataset} | {rule} | " + " | ".join(row) + " |")
     dataset = next(iter(cells.values())).dataset
-    note = (f"\n\nNot run yet: {', '.join(missing)} (`python bench/convergence.py --datasets {dataset} --only NAME`)."
-            if missing else "")
-    figure = figure_path(dataset)
-    return ("\n".join(lines) + note + inception_table(results, cells, args) + raw_table(results, cells, args)
+    splits = "" if split == "non_ovl" else f" --splits {split}"
+    note = (f"\n\nNot run yet: {', '.join(missing)} (`python bench/convergence.py --datasets {dataset}{splits} "
+            "--only NAME`)." if missing else "")
+    figure = figure_path(dataset, split)
+    return ("\n".join(lines) + note + inception_table(results, cells, args, split) + raw_table(results, cells, args)
             + class_recall_table(results, cells, args)
             + (f"\n\n![convergence {dataset}]({figure.relative_to(ROOT)})" if figure.exists() else ""))
 
@@ -169,14 +177,14 @@ def inception_cell(point: dict | None) -> str:
     return f"{point['inception_fid']:.2f}{scores}"
 
 
-def inception_table(results: Results, cells: dict[str, Cell], args) -> str:
+def inception_table(results: Results, cells: dict[str, Cell], args, split: str) -> str:
     """Inception FID at the checkpoints where it was computed, beside the poster's number (which it
     reports after up to 80 epochs of its own budget, not at these steps)."""
     curves = {label: (results.get(cell, args.root) or {}).get("curve", {}) for label, cell in cells.items()}
     steps = sorted({int(s) for curve in curves.values() for s, p in curve.items() if p.get("inception_fid") is not None})
     if not steps:
         return ""
-    poster = POSTER.get((next(iter(cells.values())).dataset, "non_ovl"), {})
+    poster = POSTER.get((next(iter(cells.values())).dataset, split), {})
     lines = ["| rule | " + " | ".join(f"{s:,}" for s in steps) + " | poster |", "| --- |" + " --- |" * (len(steps) + 1)]
     for label, curve in curves.items():
         row = [inception_cell(curve.get(str(s))) for s in steps]
@@ -227,7 +235,7 @@ def class_recall_table(results: Results, cells: dict[str, Cell], args) -> str:
             + " --- |" * (n_classes + 1) + "\n" + "\n".join(rows) + note)
 
 
-def figure(results: Results, cells: dict[str, Cell], args) -> None:
+def figure(results: Results, cells: dict[str, Cell], args, split: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -249,10 +257,10 @@ def figure(results: Results, cells: dict[str, Cell], args) -> None:
     right.set(xlabel="step", ylabel="classes covered confidently", ylim=(0, 10.5))
     left.legend()
     dataset = next(iter(cells.values())).dataset
-    fig.suptitle(f"{dataset} Non-OVL, 5 clients" + (", seed 0" if all(c.seed == 0 for c in cells.values()) else ""))
+    fig.suptitle(f"{dataset} {SPLIT_NAMES[split]}, 5 clients" + (", seed 0" if all(c.seed == 0 for c in cells.values()) else ""))
     fig.tight_layout()
-    figure_path(dataset).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(figure_path(dataset), dpi=90)
+    figure_path(dataset, split).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(figure_path(dataset, split), dpi=90)
     plt.close(fig)
 
 
@@ -261,6 +269,32 @@ INTRO = ("Cells: fid_classifier, classes covered (confidently), on {n:,} samples
          "against {n:,} seeded training images at the checkpoints where it was computed (`--inception-at`), with the "
          "classifier's precision / recall of those samples. FID is biased upward by a finite sample, so it compares "
          "only at equal counts; the poster's numbers are after up to 80 epochs of its own training.")
+
+
+def stored(results: Results, args, dataset: str, split: str, rule: str, seed: int) -> bool:
+    cell = curve_cell(dataset, rule, args.every, args.quick, seed, split=split)
+    return bool((results.get(cell, args.root) or {}).get("curve"))
+
+
+def table_cells(results: Results, args, dataset: str, split: str) -> dict[str, Cell]:
+    """A table's rows: Non-OVL's shows every rule's seed 0, run or not; a control split (iid) shows
+    what it ran beside the centralized GAN (one cell for every split); both add every other seed
+    asked for or stored."""
+    def shown(rule: str, seed: int) -> bool:
+        asked = dataset in args.datasets and split in args.splits and rule in args.rules and seed in args.seeds
+        return (asked or stored(results, args, dataset, split, rule, seed)
+                or (seed == 0 and (split == "non_ovl" or rule == "centralized")))
+
+    return {label(rule, seed): curve_cell(dataset, rule, args.every, args.quick, seed, split=split)
+            for rule in (args.rules if args.quick else RULES) for seed in sorted({*SEEDS, *args.seeds})
+            if shown(rule, seed)}
+
+
+def has_table(results: Results, args, dataset: str, split: str) -> bool:
+    """A dataset and split nothing was asked of or trained on (the centralized GAN aside) get no table
+    of "not run"."""
+    return (dataset in args.datasets and split in args.splits) or any(
+        stored(results, args, dataset, split, rule, 0) for rule in RULES if split == "non_ovl" or rule != "centralized")
 
 
 def main() -> int:
@@ -281,35 +315,30 @@ def main() -> int:
     parser.add_argument("--rules", nargs="+", default=RULES, choices=RULES, help="the rules to train")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0],
                         help="the seeds to train (default 0); the table shows seed 0 and every other seed stored")
+    parser.add_argument("--splits", nargs="+", default=["non_ovl"], choices=SPLITS,
+                        help="the splits to train (default non_ovl; iid: a control, every client holding every "
+                             "class, tabled beside the centralized GAN)")
     args = parser.parse_args()
     if args.quick:
-        args.every, args.n, args.rules, args.datasets = 20, 200, ["centralized", "f2a"], ["mnist"]
+        args.every, args.n, args.rules, args.datasets, args.splits = 20, 200, ["centralized", "f2a"], ["mnist"], ["non_ovl"]
         args.raw_at = [2 * args.every]
         args.out = args.out.with_name(args.out.name + "_quick")
     results = Results.of(args)
-
-    def cell(dataset: str, rule: str, seed: int) -> Cell:
-        return curve_cell(dataset, rule, args.every, args.quick, seed)
-
-    def stored(dataset: str, rule: str, seed: int) -> bool:
-        return bool((results.get(cell(dataset, rule, seed), args.root) or {}).get("curve"))
-
-    shown = args.rules if args.quick else RULES       # a table shows every rule, run or not
     sections = []
     for dataset in (args.datasets if args.quick else DATASETS):
-        cells = {label(rule, seed): cell(dataset, rule, seed) for rule in shown for seed in sorted({*SEEDS, *args.seeds})
-                 if seed == 0 or (dataset in args.datasets and rule in args.rules and seed in args.seeds)
-                 or stored(dataset, rule, seed)}
-        if not args.report and dataset in args.datasets:
-            for rule in args.rules:
-                for seed in args.seeds:
-                    score(results, cells[label(rule, seed)], args)
-        if dataset not in args.datasets and not any(stored(dataset, rule, 0) for rule in shown):
-            continue          # a dataset nothing was trained on yet: no table of "not run"
-        if not args.quick:
-            figure(results, cells, args)
-        first = next(iter(cells.values()))        # (a --quick run's cells are digits')
-        sections.append(f"### {first.dataset}, {first.split}\n\n" + table(results, cells, args))
+        for split in (args.splits if args.quick else SPLITS):
+            cells = table_cells(results, args, dataset, split)
+            if not args.report and dataset in args.datasets and split in args.splits:
+                for rule in args.rules:
+                    for seed in args.seeds:
+                        score(results, cells[label(rule, seed)], args)
+            if not has_table(results, args, dataset, split):
+                continue
+            if not args.quick:
+                figure(results, cells, args, split)
+            first = next(iter(cells.values()))
+            shown_split = first.split if args.quick else split       # (a --quick run's cells are digits')
+            sections.append(f"### {first.dataset}, {shown_split}\n\n" + table(results, cells, args, split))
     publish_table("convergence", "Convergence: Non-OVL against steps",
                   "\n\n".join([INTRO.format(n=args.n), *sections]), args.quick)
     return 0

@@ -141,6 +141,28 @@ def test_the_f2u_table_names_the_cells_it_lacks_and_the_command_that_trains_them
     assert untrained(results, args) == []
 
 
+def test_the_iid_control_is_tabled_beside_the_centralized_gan_only_once_it_ran(tmp_path):
+    from bench.convergence import RULES, curve_cell, has_table, table_cells
+    root = Path("/data")
+    args = Namespace(datasets=["mnist"], splits=["non_ovl"], rules=RULES, seeds=[0], quick=False, root=root, every=1500)
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+
+    def store(cell: Cell) -> None:
+        results.add(cell.name, {"config": resolved(cell, root), "curve": {"15000": {"fid_classifier": 1.0}}})
+
+    store(curve_cell("mnist", "centralized", 1500, False))
+    assert list(table_cells(results, args, "mnist", "non_ovl")) == RULES        # every rule, run or not
+    assert list(table_cells(results, args, "mnist", "iid")) == ["centralized"]
+    assert not has_table(results, args, "mnist", "iid")              # the shared centralized cell alone: no table
+    iid = curve_cell("mnist", "f2a", 1500, False, split="iid")
+    assert iid.name.startswith("mnist_iid_f2a_") and "partition.scheme=iid" in iid.overrides(root)
+    store(iid)
+    cells = table_cells(results, args, "mnist", "iid")
+    assert list(cells) == ["centralized", "f2a"] and has_table(results, args, "mnist", "iid")
+    assert cells["centralized"] == table_cells(results, args, "mnist", "non_ovl")["centralized"]
+    assert cells["f2a"] == iid
+
+
 def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
     from bench.reproduce_kosmopoulos import cell, grid
     root = Path("/data")
