@@ -268,7 +268,9 @@ INTRO = ("Cells: fid_classifier, classes covered (confidently), on {n:,} samples
          "checkpoint. Inception FID (the TF FID network, `ddgan.eval --inception on`) scores the same {n:,} samples "
          "against {n:,} seeded training images at the checkpoints where it was computed (`--inception-at`), with the "
          "classifier's precision / recall of those samples. FID is biased upward by a finite sample, so it compares "
-         "only at equal counts; the poster's numbers are after up to 80 epochs of its own training.")
+         "only at equal counts; the poster's numbers are after up to 80 epochs of its own training. A table of the iid "
+         "split (`--splits iid`) is a control: the same rule with every client holding every class, beside the "
+         "centralized GAN (the one cell of every split).")
 
 
 def stored(results: Results, args, dataset: str, split: str, rule: str, seed: int) -> bool:
