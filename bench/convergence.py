@@ -257,7 +257,8 @@ def figure(results: Results, cells: dict[str, Cell], args, split: str) -> None:
     right.set(xlabel="step", ylabel="classes covered confidently", ylim=(0, 10.5))
     left.legend()
     dataset = next(iter(cells.values())).dataset
-    fig.suptitle(f"{dataset} {SPLIT_NAMES[split]}, 5 clients" + (", seed 0" if all(c.seed == 0 for c in cells.values()) else ""))
+    seeds = ", seed 0" if all(c.seed == 0 for c in cells.values()) else ""
+    fig.suptitle(f"{dataset} {SPLIT_NAMES[split]}, 5 clients{seeds}")
     fig.tight_layout()
     figure_path(dataset, split).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(figure_path(dataset, split), dpi=90)
@@ -322,8 +323,8 @@ def main() -> int:
                              "class, tabled beside the centralized GAN)")
     args = parser.parse_args()
     if args.quick:
-        args.every, args.n, args.rules, args.datasets, args.splits = 20, 200, ["centralized", "f2a"], ["mnist"], ["non_ovl"]
-        args.raw_at = [2 * args.every]
+        args.every, args.n, args.rules, args.datasets = 20, 200, ["centralized", "f2a"], ["mnist"]
+        args.splits, args.raw_at = ["non_ovl"], [2 * args.every]
         args.out = args.out.with_name(args.out.name + "_quick")
     results = Results.of(args)
     sections = []
