@@ -89,11 +89,13 @@ class Client:
         return cls(shard, D, make_optimizer(D.parameters(), cfg, cfg.train.lr_d, cfg.train.d_optimizer),
                    cfg.algo.loss, cfg.train.batch_size)
 
-    def d_step(self, fake: Tensor, real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0) -> Tensor:
-        """One update of D on a real batch from the shard and on ``fake``; returns the loss."""
+    def d_step(self, fake: Tensor, real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0,
+               fake_weight: Tensor | None = None) -> Tensor:
+        """One update of D on a real batch from the shard and on ``fake`` (``fake_weight``: how much each
+        fake sample counts, summing to 1; None: equally); returns the loss."""
         self.real = real = self.shard.next(self.batch_size)
         self.opt.zero_grad(set_to_none=True)
-        loss = d_loss(self.loss, self.D(real), self.D(fake.detach()), real_target, fake_target)
+        loss = d_loss(self.loss, self.D(real), self.D(fake.detach()), real_target, fake_target, fake_weight)
         loss.backward()
         self.opt.step()
         return loss.detach()
@@ -138,13 +140,17 @@ class ClientGroup:
         indexes without copying an index list over."""
         return slice(self.ids[0], self.ids[-1] + 1)
 
-    def d_step(self, fake: Tensor) -> Tensor:
-        """One D step of every hosted client on its own real batch and the shared ``fake``; their losses."""
+    def d_step(self, fake: Tensor, fake_weights: Tensor | None = None) -> Tensor:
+        """One D step of every hosted client on its own real batch and the shared ``fake``
+        (``fake_weights``: clients x B, row j how much each fake sample counts for client j, summing
+        to 1; None: equally); their losses."""
         if self.stacked is None:
-            return torch.stack([c.d_step(fake) for c in self.clients])
+            return torch.stack([c.d_step(fake, fake_weight=None if fake_weights is None else fake_weights[j])
+                                for j, c in enumerate(self.clients)])
         for c in self.clients:
             c.real = c.shard.next(c.batch_size)
-        return self.stacked.d_step(torch.stack([c.real for c in self.clients]), fake, self.clients[0].loss)
+        return self.stacked.d_step(torch.stack([c.real for c in self.clients]), fake, self.clients[0].loss,
+                                   fake_weights=fake_weights)
 
     def scores(self, x: Tensor) -> Tensor:
         """Every hosted D's raw outputs on ``x`` (clients x B), differentiable w.r.t. ``x``; no

@@ -13,6 +13,7 @@ from ddgan.core.aggregate import (
     f2a_discriminator_loss,
     f2u,
     f2u_balanced,
+    fake_weights,
     gman,
     mean,
 )
@@ -122,6 +123,25 @@ def test_losses_by_hand():
     value = mixture_loss("bce", hard, torch.full((3, 2), 1 / 3)).sum()
     (g,) = torch.autograd.grad(value, hard)
     assert torch.isfinite(value) and torch.isfinite(g).all() and (g < 0).all()
+
+
+def test_fake_weights_make_each_clients_fake_term_a_weighted_mean_over_the_samples_given_it():
+    # Prepare: two clients, three samples; F2U gives client 1 no sample
+    out = torch.tensor([[2.0, 1.0, 3.0], [0.0, -1.0, 0.5]])
+    # Execute
+    soft = fake_weights(f2a(out, RuleInputs(lam=torch.tensor(1.0)))[1])
+    hard = fake_weights(f2u(out, RuleInputs())[1])
+    uniform = fake_weights(mean(out, RuleInputs())[1])
+    # Assert: rows sum to 1 where the rule gives the client anything; the mean rule is the plain mean
+    assert torch.allclose(soft.sum(1), torch.ones(2)) and not torch.allclose(soft, torch.full((2, 3), 1 / 3))
+    assert torch.equal(hard, torch.tensor([[1 / 3] * 3, [0.0] * 3]))
+    assert torch.allclose(uniform, torch.full((2, 3), 1 / 3))
+    fake = torch.tensor([0.3, -2.0, 1.0])
+    assert d_loss("bce", fake, fake, fake_weight=uniform[0]).item() == pytest.approx(d_loss("bce", fake, fake).item())
+    assert d_loss("ls", fake, fake, fake_weight=uniform[0]).item() == pytest.approx(d_loss("ls", fake, fake).item())
+    one = torch.tensor([0.0, 1.0, 0.0])    # the fake term is then the one sample's loss
+    assert d_loss("ls", fake[:1], fake, fake_weight=one).item() == pytest.approx(
+        0.5 * (fake[0] - 1) ** 2 + 0.5 * fake[1] ** 2)
 
 
 def test_f2a_as_a_discriminator_and_the_gradient_its_lambda_follows():

@@ -163,6 +163,28 @@ def test_the_iid_control_is_tabled_beside_the_centralized_gan_only_once_it_ran(t
     assert cells["f2a"] == iid
 
 
+def test_the_fake_weights_probe_trains_the_uniform_curve_with_one_setting_changed_and_tables_it_beside(tmp_path):
+    from bench.fake_weights import rows, table
+    root = Path("/data")
+    args = Namespace(steps=3000, every=1500, root=root)
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+    cells = rows("f2a", 1, 3000, 1500)
+    uniform, weighted = resolved(cells["uniform"], root), resolved(cells["rule"], root)
+    assert weighted["algo"].pop("fake_weights") == "rule" and uniform["algo"].pop("fake_weights") == "uniform"
+    for config in (uniform, weighted):       # the length and what it logs aside, nothing else differs
+        config["train"].pop("steps"), config.pop("run")
+    assert weighted == uniform
+    assert "not run" in table(results, "f2a", 1, args)
+    point = {"fid_classifier": 50.0, "precision": 0.5, "recall": 0.6, "classes": 10, "confident": 9}
+    for name, recall in (("uniform", 0.6), ("rule", 0.8)):
+        results.add(cells[name].name, {"config": resolved(cells[name], root), "curve": {
+            "1500": point, "3000": {**point, "recall": recall, "recall_per_class": [recall] * 10}}})
+    shown = table(results, "f2a", 1, args)
+    assert "| rule | 50.0, 0.50 / 0.60 | 50.0, 0.50 / 0.80 |" in shown
+    assert "| IID control (f2a, seed 0) | not run | not run |" in shown
+    assert "| rule | 0.80 | 0.80 |" in shown         # recall within each class at its budget
+
+
 def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
     from bench.reproduce_kosmopoulos import cell, grid
     root = Path("/data")

@@ -49,7 +49,8 @@ def _assert_same_models(where, sim: Simulation, label) -> None:
 
 CASES = [(algo, ()) for algo in ("f2u", "f2u_balanced", "f2a", "mean", "gman")] + [
     ("mean", ("algo.swap_every=1",)), ("f2a", ("algo.lambda_objective=generator",)),
-    ("f2a", ("model.d_norm=batch",)), ("f2u", ("model.d_norm=layer",)), ("f2a", ("algo.lambda_refresh=2",))]
+    ("f2a", ("model.d_norm=batch",)), ("f2u", ("model.d_norm=layer",)), ("f2a", ("algo.lambda_refresh=2",)),
+    ("f2a", ("algo.fake_weights=rule",)), ("f2u", ("algo.fake_weights=rule",))]
 
 
 @pytest.mark.dist
@@ -131,7 +132,10 @@ def test_co_hosted_clients_equal_the_reference(tmp_path):
               ("f2a", "feedback", ("comm.robust=true", "defence.canaries=0", "defence.probes=0")),
               ("f2a", "secure", ("algo.lambda_objective=generator", "algo.lambda_max=20")), ("mean", "secure", ()),
               ("f2a", "feedback", ("train.generator_rank=dedicated", "train.client_ranks=1")),
-              ("f2u", "params", ("train.generator_rank=dedicated", "train.client_ranks=1", "train.pipeline=true"))]
+              ("f2u", "params", ("train.generator_rank=dedicated", "train.client_ranks=1", "train.pipeline=true")),
+              ("f2u_balanced", "feedback", ("algo.fake_weights=rule",)),
+              ("f2a", "params", ("algo.fake_weights=rule", "train.generator_rank=dedicated", "train.client_ranks=1",
+                                 "train.pipeline=true"))]
     cases = [(algo, exchange, (*extra, "train.stack_clients=always")) for algo, exchange, extra in cases]
     cases += [("f2a", "feedback", ("train.stack_clients=never",)),      # the CPU's default: one after another
               ("mean", "params", ("algo.swap_every=1", "train.stack_clients=never"))]

@@ -116,3 +116,19 @@ def f2u_balanced(out: Tensor, inp: RuleInputs) -> tuple[Tensor, Tensor]:
     chosen = out.gather(0, target[None]).squeeze(0)
     weights = F.one_hot(target, k).T.to(out.dtype)
     return g_loss(inp.loss, chosen).mean(), weights
+
+
+def fake_weights(weights: Tensor) -> Tensor:
+    """``algo.fake_weights: rule``: how much each generated sample counts in each client's D step,
+    from the rule's K x B weights on the batch: row k normalised to sum 1, so D_k's fake term is a
+    weighted mean over the samples the rule gives it and keeps its real term's scale.
+
+    Why: D_k holds real images of its own classes only, yet learns from all of G's batch, of which
+    about 1/K lies in its classes; weighting by the rule's responsibilities makes D_k judge the
+    part of G meant to look like its data. Where G draws the mixture of the clients' data and the
+    weights are the mixture's responsibilities, that part is distributed as client k's data: every
+    client then plays a GAN against its own share of G (docs/algorithms.md, "What each
+    discriminator learns from"). A client a hard rule (f2u) gives no sample learns from its real
+    batch alone in that step.
+    """
+    return weights / weights.sum(dim=1, keepdim=True).clamp_min(torch.finfo(weights.dtype).tiny)

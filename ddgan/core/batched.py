@@ -190,10 +190,12 @@ class StackedDiscriminators:
         return x.flatten(1)
 
     def d_step(self, reals: Tensor, fake: Tensor, loss: str,
-               real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0) -> Tensor:
+               real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0,
+               fake_weights: Tensor | None = None) -> Tensor:
         """For every k, what ``Client.d_step`` does with real batch ``reals[k]`` and the shared
         ``fake``: loss_k = d_loss(D_k(reals[k]), D_k(fake)), backward, ``opts[k].step()``. Targets:
-        a float or tensor for all, or K x B (row k for client k). The modules' mode (train or eval,
+        a float or tensor for all, or K x B (row k for client k); ``fake_weights``: None, or K x B
+        (row k how much each fake sample counts for client k). The modules' mode (train or eval,
         the same for all) decides whether spectral norm iterates, as in their own forward. Returns
         the K losses, detached."""
         iters = int(self._check())
@@ -209,8 +211,8 @@ class StackedDiscriminators:
 
         def row(t, k):
             return t[k] if isinstance(t, Tensor) and t.dim() == 2 else t
-        losses = torch.stack([d_loss(loss, real_out[k], fake_out[k], row(real_target, k), row(fake_target, k))
-                              for k in range(len(self.Ds))])
+        losses = torch.stack([d_loss(loss, real_out[k], fake_out[k], row(real_target, k), row(fake_target, k),
+                                     row(fake_weights, k)) for k in range(len(self.Ds))])
         losses.sum().backward()     # loss_k depends on client k's slices only
         with torch.no_grad():
             for p, (u, v) in uv.items():

@@ -41,6 +41,7 @@ ATTACKS = ("none", "always_real", "inverted", "noise", "gradient_scale", "gradie
 TOPOLOGIES = ("ring", "path", "star", "random_regular", "erdos_renyi", "edges")      # nodes.topology
 SELECTORS = ("infogain", "uniform", "none")                                          # nodes.neighbours
 LAMBDA_OBJECTIVES = ("generator", "discriminator")                                   # core.algorithms
+FAKE_WEIGHTS = ("uniform", "rule")                                                   # core.aggregate
 # algo.name -> the trainer that runs it (core.algorithms' registry)
 TRAINERS = {"f2u": "forgiver", "f2a": "forgiver", "f2u_balanced": "forgiver", "mean": "forgiver",
             "gman": "forgiver", "centralized": "forgiver", "gossip": "gossip", "fedavg": "fedavg"}
@@ -186,6 +187,13 @@ class AlgoConfig:
     """f2u_balanced: Sinkhorn iterations that balance the sample-to-client assignment."""
     balance: str = "equal"
     """f2u_balanced: client shares of the generated batch: equal, or shard_size (proportional)."""
+    fake_weights: str = "uniform"
+    """Forgiver-first algorithms: how much each generated sample counts in D_k's loss on the shared
+    batch: uniform (all alike, as in the F2U paper) or rule (the rule's weight of client k on the
+    sample, scored by the Ds before their step, normalised per client: D_k learns from the part of
+    G's batch meant to look like its data; one more gather of B scores per client and step).
+    Not with comm.robust or comm.exchange=secure. See docs/algorithms.md, "What each discriminator
+    learns from"."""
     swap_every: int = 0
     """Every N steps, swap discriminators between clients along a seeded permutation (MD-GAN);
     0 = never."""
@@ -224,6 +232,8 @@ class AlgoConfig:
             err("sinkhorn_iters", self.sinkhorn_iters, "must be >= 1")
         if self.balance not in ("equal", "shard_size"):
             err("balance", self.balance, "choose equal or shard_size")
+        if self.fake_weights not in FAKE_WEIGHTS:
+            err("fake_weights", self.fake_weights, f"choose {' or '.join(FAKE_WEIGHTS)}")
         if self.swap_every < 0:
             err("swap_every", self.swap_every, "must be >= 0")
         if self.select not in SELECTORS:
@@ -625,6 +635,13 @@ def _check_across_sections(cfg: Config, sources: dict[str, str]) -> None:
                 "(a forgiver-first algorithm with comm.exchange=feedback)")
         if cfg.attack.client >= cfg.partition.clients:
             err("attack.client", cfg.attack.client, f"there are clients 0..{cfg.partition.clients - 1}")
+    if cfg.algo.fake_weights != "uniform":
+        if trainer != "forgiver":
+            err("algo.fake_weights", cfg.algo.fake_weights, f"the rule's weights belong to the forgiver-first "
+                f"algorithms, not {cfg.algo.name}")
+        if cfg.comm.robust or cfg.comm.exchange == "secure":
+            err("algo.fake_weights", cfg.algo.fake_weights, "the rule's weights need every client's own scores, "
+                "which secure aggregation hides and the robust exchange would have to check as well; use uniform")
     if cfg.algo.swap_every and trainer != "forgiver":
         err("algo.swap_every", cfg.algo.swap_every, f"discriminator swaps belong to the forgiver-first "
             f"algorithms, not {cfg.algo.name}")

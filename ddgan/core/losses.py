@@ -20,14 +20,20 @@ def realness(loss: str, out: Tensor) -> Tensor:
 
 
 def d_loss(loss: str, real_out: Tensor, fake_out: Tensor,
-           real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0) -> Tensor:
-    """Discriminator loss: mean over real samples plus mean over fake samples (targets may be noisy)."""
+           real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0,
+           fake_weight: Tensor | None = None) -> Tensor:
+    """Discriminator loss: mean over real samples plus mean over fake samples (targets may be noisy);
+    with ``fake_weight`` (one weight per fake sample, summing to 1) the fake term is that weighted sum."""
     real_t = _target(real_target, real_out)
     fake_t = _target(fake_target, fake_out)
+    per_fake = "mean" if fake_weight is None else "none"
     if loss == "bce":
-        return (F.binary_cross_entropy_with_logits(real_out, real_t)
-                + F.binary_cross_entropy_with_logits(fake_out, fake_t))
-    return 0.5 * (F.mse_loss(real_out, real_t) + F.mse_loss(fake_out, fake_t))
+        real = F.binary_cross_entropy_with_logits(real_out, real_t)
+        fake = F.binary_cross_entropy_with_logits(fake_out, fake_t, reduction=per_fake)
+    else:
+        real = 0.5 * F.mse_loss(real_out, real_t)
+        fake = 0.5 * F.mse_loss(fake_out, fake_t, reduction=per_fake)
+    return real + (fake if fake_weight is None else (fake_weight * fake).sum())
 
 
 def _target(value: Tensor | float, out: Tensor) -> Tensor:

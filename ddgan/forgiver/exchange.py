@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ddgan.core.aggregate import RuleInputs
+from ddgan.core.aggregate import RuleInputs, fake_weights
 from ddgan.core.models import frozen_forward
 from ddgan.forgiver.attacks import Attack
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
@@ -84,6 +84,24 @@ def by_feedback(comm: Comm, layout: Layout, group: ClientGroup | None, x: Tensor
     comm.reduce_sum(grad_x, GENERATOR_RANK, "gradients w.r.t. the generated batch")
     return Verdict(rows[:, b], g_loss.detach(), torch.isfinite(out.detach()).all(1), out.detach(), weights,
                    grad_x=grad_x, lam_grad=grads[1] if learn else None)
+
+
+def d_step_weights(comm: Comm, layout: Layout, group: ClientGroup | None, x: Tensor, rule: Callable,
+                   inputs: RuleInputs) -> Tensor:
+    """Collective (all_gather): ``algo.fake_weights: rule`` - before the D step every client scores
+    the shared batch with its D_k as it stands (B scores each), the scores are all-gathered, and
+    every rank evaluates the rule on them; the hosted clients' rows of :func:`fake_weights`
+    (clients x B; empty on a dedicated generator rank). Honest scores only: the exchange modes
+    that guard against lying or hide scores (robust, secure) do not offer it (ddgan.core.config)."""
+    b = x.shape[0]
+    mine = x.new_zeros(layout.per_rank, b)
+    if group is not None:
+        with torch.no_grad():
+            mine[:len(group.ids)] = group.scores(x)
+    rows = layout.client_rows(comm.all_gather(mine, "realness scores for the D step"))
+    _, weights = rule(rows, inputs)
+    weights = fake_weights(weights)
+    return weights[group.rows] if group is not None else weights[:0]
 
 
 def packed_discriminators(layout: Layout, Ds: list[torch.nn.Module], template: torch.nn.Module,

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ddgan.core import seeds
+from ddgan.core.aggregate import fake_weights
 from ddgan.core.algorithms import ALGORITHMS, lambda_objective
 from ddgan.core.config import Config
 from ddgan.core.models import frozen_forward
@@ -45,7 +46,13 @@ class Simulation:
             self.in_flight = (self.generator.draw(n, stash=True), self.generator.lam.detach().clone())
         drawn = (self.generator.draw(n, stash=pipeline), self.generator.lam.detach().clone())
         (judged, lam_value), self.in_flight = (self.in_flight, drawn) if pipeline else (drawn, None)
-        d_losses = torch.stack([c.d_step(judged.x.detach()) for c in self.clients])
+        weights = None
+        if self.cfg.algo.fake_weights == "rule":
+            with torch.no_grad():
+                before = torch.stack([frozen_forward(c.D, judged.x) for c in self.clients])
+            weights = fake_weights(self.algo.rule(before, rule_inputs(self.cfg, lam_value, self.shares))[1])
+        d_losses = torch.stack([c.d_step(judged.x.detach(), fake_weight=None if weights is None else weights[k])
+                                for k, c in enumerate(self.clients)])
         out = torch.stack([frozen_forward(c.D, judged.x) for c in self.clients])
         lam = lam_value.clone().requires_grad_(self.objective == "generator")
         loss, weights = self.algo.rule(out, rule_inputs(self.cfg, lam, self.shares))

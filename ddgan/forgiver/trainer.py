@@ -7,7 +7,9 @@ Rank 0 holds the generator (and the first clients, unless ``train.generator_rank
 it a rank of its own); each client rank hosts a contiguous group of clients (``train.client_ranks``;
 :mod:`ddgan.forgiver.layout`). Per step, on every rank, in this order:
   1. generate  - rank 0 draws x = G(z); x (and lambda) are broadcast to every client rank;
-  2. D step    - client k updates D_k on a real batch of its shard and on x (a rank's clients together);
+  2. D step    - client k updates D_k on a real batch of its shard and on x (a rank's clients together;
+                 with ``algo.fake_weights: rule`` each sample of x weighted by the rule's weight of k on it,
+                 from the clients' scores of x all-gathered first);
   3. verdicts  - the clients' verdicts on x reach rank 0 through the exchange mode
                  (:mod:`ddgan.forgiver.exchange`, :mod:`ddgan.forgiver.secure`, :mod:`ddgan.forgiver.robust`);
   4. G step    - rank 0 updates G (and lambda) by the rule;
@@ -35,7 +37,7 @@ from ddgan.core.config import Config
 from ddgan.core.models import BATCH_DEPENDENT_NORMS
 from ddgan.data.shard import client_shards
 from ddgan.forgiver.attacks import Attack
-from ddgan.forgiver.exchange import Verdict, by_feedback, by_params
+from ddgan.forgiver.exchange import Verdict, by_feedback, by_params, d_step_weights
 from ddgan.forgiver.layout import GENERATOR_RANK, Layout
 from ddgan.forgiver.robust import Counted, Defence, Plan, by_robust, checks
 from ddgan.forgiver.secure import Masks, by_secure
@@ -251,8 +253,13 @@ def train(cfg: Config, ctx: Dist, comm: Comm) -> dict:
         lam_now = generator.lam if generator is not None else None
         if not cfg.train.pipeline:
             batch = share_batch(comm, drawn, lam_now, shape, like, rank.defence)
-        # -- 2. D step: each client trains its own D_k on private data and the shared fakes
-        d_losses = group.d_step(batch.x) if group is not None else like.new_zeros(0)
+        # -- 2. D step: each client trains its own D_k on private data and the shared fakes (each fake
+        #       weighted by the rule's weight of the client on it, with algo.fake_weights: rule)
+        weights = None
+        if cfg.algo.fake_weights == "rule":
+            weights = d_step_weights(comm, rank.layout, group, batch.x, ALGORITHMS[cfg.algo.name].rule,
+                                     rule_inputs(cfg, batch.lam, rank.shares))
+        d_losses = group.d_step(batch.x, weights) if group is not None else like.new_zeros(0)
         # -- 3. verdicts: the clients' judgement of the batch reaches rank 0 by the exchange mode
         inputs = rule_inputs(cfg, batch.lam.clone().requires_grad_(lambda_objective(cfg) == "generator"), rank.shares)
         verdict = judge(cfg, comm, rank, batch, d_losses, inputs)
