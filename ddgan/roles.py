@@ -92,7 +92,7 @@ class Client:
     def d_step(self, fake: Tensor, real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0,
                fake_weight: Tensor | None = None) -> Tensor:
         """One update of D on a real batch from the shard and on ``fake`` (``fake_weight``: how much each
-        fake sample counts, summing to 1; None: equally); returns the loss."""
+        fake sample counts in the fake term, a weighted sum; None: the mean); returns the loss."""
         self.real = real = self.shard.next(self.batch_size)
         self.opt.zero_grad(set_to_none=True)
         loss = d_loss(self.loss, self.D(real), self.D(fake.detach()), real_target, fake_target, fake_weight)
@@ -142,8 +142,8 @@ class ClientGroup:
 
     def d_step(self, fake: Tensor, fake_weights: Tensor | None = None) -> Tensor:
         """One D step of every hosted client on its own real batch and the shared ``fake``
-        (``fake_weights``: clients x B, row j how much each fake sample counts for client j, summing
-        to 1; None: equally); their losses."""
+        (``fake_weights``: clients x B, row j how much each fake sample counts for client j; None:
+        the mean); their losses."""
         if self.stacked is None:
             return torch.stack([c.d_step(fake, fake_weight=None if fake_weights is None else fake_weights[j])
                                 for j, c in enumerate(self.clients)])

@@ -125,17 +125,22 @@ def test_losses_by_hand():
     assert torch.isfinite(value) and torch.isfinite(g).all() and (g < 0).all()
 
 
-def test_fake_weights_make_each_clients_fake_term_a_weighted_mean_over_the_samples_given_it():
-    # Prepare: two clients, three samples; F2U gives client 1 no sample
+def test_fake_weights_weigh_each_clients_fake_term_by_its_share_against_its_target():
+    # Prepare: two clients with equal target shares, three samples; F2U gives client 0 every sample
     out = torch.tensor([[2.0, 1.0, 3.0], [0.0, -1.0, 0.5]])
+    equal = torch.full((2,), 0.5)
     # Execute
-    soft = fake_weights(f2a(out, RuleInputs(lam=torch.tensor(1.0)))[1])
-    hard = fake_weights(f2u(out, RuleInputs())[1])
-    uniform = fake_weights(mean(out, RuleInputs())[1])
-    # Assert: rows sum to 1 where the rule gives the client anything; the mean rule is the plain mean
-    assert torch.allclose(soft.sum(1), torch.ones(2)) and not torch.allclose(soft, torch.full((2, 3), 1 / 3))
-    assert torch.equal(hard, torch.tensor([[1 / 3] * 3, [0.0] * 3]))
+    soft = fake_weights(f2a(out, RuleInputs(lam=torch.tensor(1.0)))[1], equal)
+    hard = fake_weights(f2u(out, RuleInputs())[1], equal)
+    uniform = fake_weights(mean(out, RuleInputs())[1], equal)
+    # Assert: a client's fake term weighs its share over its target (above 1: it takes more than its
+    # share, and learns harder from it); the mean rule's is the plain mean
+    assert torch.allclose(soft.sum(1), f2a(out, RuleInputs(lam=torch.tensor(1.0)))[1].mean(1) / 0.5)
+    assert soft.sum(1)[0] > 1 > soft.sum(1)[1]
+    assert torch.equal(hard, torch.tensor([[2 / 3] * 3, [0.0] * 3]))
     assert torch.allclose(uniform, torch.full((2, 3), 1 / 3))
+    assert torch.allclose(fake_weights(mean(out, RuleInputs())[1], torch.tensor([0.25, 0.75])).sum(1),
+                          torch.tensor([2.0, 2 / 3]))        # 1/K of the batch against shares by shard size
     fake = torch.tensor([0.3, -2.0, 1.0])
     assert d_loss("bce", fake, fake, fake_weight=uniform[0]).item() == pytest.approx(d_loss("bce", fake, fake).item())
     assert d_loss("ls", fake, fake, fake_weight=uniform[0]).item() == pytest.approx(d_loss("ls", fake, fake).item())

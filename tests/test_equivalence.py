@@ -53,6 +53,19 @@ CASES = [(algo, ()) for algo in ("f2u", "f2u_balanced", "f2a", "mean", "gman")] 
     ("f2a", ("algo.fake_weights=rule",)), ("f2u", ("algo.fake_weights=rule",))]
 
 
+def test_rule_weighted_fake_terms_change_the_discriminators_except_under_the_mean_rule(tmp_path):
+    """algo.fake_weights=rule is no no-op in the reference the distributed runs are held to: F2A's
+    discriminators move elsewhere than under uniform weights; the mean rule's weights are uniform."""
+    def discriminators(algo: str, weights: str) -> list[dict[str, torch.Tensor]]:
+        sim = _reference(small_config(tmp_path / "ref", 3, algo, "feedback", (f"algo.fake_weights={weights}",)))
+        return [c.D.state_dict() for c in sim.clients]
+
+    for algo, apart in (("f2a", True), ("mean", False)):
+        rule, uniform = discriminators(algo, "rule"), discriminators(algo, "uniform")
+        gap = max(_rel(r[name], u[name]) for r, u in zip(rule, uniform) for name in u if u[name].is_floating_point())
+        assert gap > 1e-3 if apart else gap < 1e-12, (algo, gap)
+
+
 @pytest.mark.dist
 @pytest.mark.parametrize("world", [pytest.param(2, marks=pytest.mark.slow), 3])    # 3 ranks cover 2 (CI time)
 def test_distributed_update_equals_reference(tmp_path, world):

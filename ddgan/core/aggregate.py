@@ -118,17 +118,20 @@ def f2u_balanced(out: Tensor, inp: RuleInputs) -> tuple[Tensor, Tensor]:
     return g_loss(inp.loss, chosen).mean(), weights
 
 
-def fake_weights(weights: Tensor) -> Tensor:
+def fake_weights(weights: Tensor, shares: Tensor) -> Tensor:
     """``algo.fake_weights: rule``: how much each generated sample counts in each client's D step,
-    from the rule's K x B weights on the batch: row k normalised to sum 1, so D_k's fake term is a
-    weighted mean over the samples the rule gives it and keeps its real term's scale.
+    from the rule's K x B weights on the batch: w_ki / (shares[k] B), with ``shares`` the clients'
+    target shares of the batch (1/K, or by shard size under ``algo.balance: shard_size``).
 
     Why: D_k holds real images of its own classes only, yet learns from all of G's batch, of which
-    about 1/K lies in its classes; weighting by the rule's responsibilities makes D_k judge the
-    part of G meant to look like its data. Where G draws the mixture of the clients' data and the
-    weights are the mixture's responsibilities, that part is distributed as client k's data: every
-    client then plays a GAN against its own share of G (docs/algorithms.md, "What each
-    discriminator learns from"). A client a hard rule (f2u) gives no sample learns from its real
-    batch alone in that step.
+    about 1/K lies in its classes. Where G draws the mixture sum_k pi_k p_k of the clients' data and
+    the weights are its responsibilities pi_k p_k / p_g, the samples D_k learns from are then
+    distributed as p_k: every client plays a GAN against its own part of G. A client's fake term
+    weighs sum_i w_ki / B over its target share: a client the rule gives more than its share learns
+    harder from those samples and forgives less, one given less forgives more, so the shares return
+    to their targets. (Normalising each client's weights to sum 1 instead makes a client with a small
+    share the harshest judge of the few samples it gets, and it loses them all: on MNIST Non-OVL F2A
+    lost two clients' classes by 1,500 steps; docs/algorithms.md, "What each discriminator learns
+    from".) The mean rule's weights, 1/K, give every sample 1/B: the uniform fake term.
     """
-    return weights / weights.sum(dim=1, keepdim=True).clamp_min(torch.finfo(weights.dtype).tiny)
+    return weights / (shares[:, None] * weights.shape[1])

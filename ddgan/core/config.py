@@ -190,8 +190,9 @@ class AlgoConfig:
     fake_weights: str = "uniform"
     """Forgiver-first algorithms: how much each generated sample counts in D_k's loss on the shared
     batch: uniform (all alike, as in the F2U paper) or rule (the rule's weight of client k on the
-    sample, scored by the Ds before their step, normalised per client: D_k learns from the part of
-    G's batch meant to look like its data; one more gather of B scores per client and step).
+    sample, scored by the Ds before their step, over the client's target share of the batch: D_k
+    learns from the part of G's batch meant to look like its data; one more gather of B scores per
+    client and step).
     Not with comm.robust or comm.exchange=secure. See docs/algorithms.md, "What each discriminator
     learns from"."""
     swap_every: int = 0

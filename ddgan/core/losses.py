@@ -23,7 +23,7 @@ def d_loss(loss: str, real_out: Tensor, fake_out: Tensor,
            real_target: Tensor | float = 1.0, fake_target: Tensor | float = 0.0,
            fake_weight: Tensor | None = None) -> Tensor:
     """Discriminator loss: mean over real samples plus mean over fake samples (targets may be noisy);
-    with ``fake_weight`` (one weight per fake sample, summing to 1) the fake term is that weighted sum."""
+    with ``fake_weight`` (one weight per fake sample; 1/B each is the mean) the fake term is that weighted sum."""
     real_t = _target(real_target, real_out)
     fake_t = _target(fake_target, fake_out)
     per_fake = "mean" if fake_weight is None else "none"

@@ -100,7 +100,7 @@ def d_step_weights(comm: Comm, layout: Layout, group: ClientGroup | None, x: Ten
             mine[:len(group.ids)] = group.scores(x)
     rows = layout.client_rows(comm.all_gather(mine, "realness scores for the D step"))
     _, weights = rule(rows, inputs)
-    weights = fake_weights(weights)
+    weights = fake_weights(weights, inputs.shares)
     return weights[group.rows] if group is not None else weights[:0]
 
 
