@@ -50,7 +50,8 @@ class Simulation:
         if self.cfg.algo.fake_weights == "rule":
             with torch.no_grad():
                 before = torch.stack([frozen_forward(c.D, judged.x) for c in self.clients])
-            weights = fake_weights(self.algo.rule(before, rule_inputs(self.cfg, lam_value, self.shares))[1], self.shares)
+            _, rule_weights = self.algo.rule(before, rule_inputs(self.cfg, lam_value, self.shares))
+            weights = fake_weights(rule_weights, self.shares)
         d_losses = torch.stack([c.d_step(judged.x.detach(), fake_weight=None if weights is None else weights[k])
                                 for k, c in enumerate(self.clients)])
         out = torch.stack([frozen_forward(c.D, judged.x) for c in self.clients])
