@@ -38,6 +38,9 @@ OTHERS = {
     "co_hosted": ["partition.clients=5", "partition.scheme=dirichlet", "train.client_ranks=3"],
     "co_hosted_stacked": ["partition.clients=5", "partition.scheme=dirichlet", "train.client_ranks=3",
                           "train.stack_clients=always", "comm.exchange=params"],
+    # each D's fake term weighted by the rule (one more gather), on stacked storage
+    "rule_weighted_fakes": ["partition.clients=5", "partition.scheme=dirichlet", "train.client_ranks=3",
+                            "train.stack_clients=always", "algo.fake_weights=rule"],
     "swap": THREE + ["algo.name=mean", "algo.swap_every=2"],
     "gossip": THREE + ["algo.name=gossip"],
     "fedavg": THREE + ["algo.name=fedavg", "algo.sync_every=2"],
