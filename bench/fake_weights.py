@@ -58,17 +58,19 @@ def table(results: Results, rule: str, seed: int, args) -> str:
     cells = rows(rule, seed, args.steps, args.every)
     curves = {name: curve_of(results, cell, args.root) for name, cell in cells.items()}
     reach = max([int(s) for s in curves["rule"]] or [args.steps])
+    if curves["rule"] and reach < args.steps:      # a shorter run of the same settings: its own cell
+        cells["rule"] = replace(cells["rule"], steps=reach)
     steps = range(args.every, reach + 1, args.every)
 
     def entry(curve: dict, step: int) -> str:
         p = curve.get(str(step))
         if not p:
             return "not run" if not curve else "-"
-        return f"{p['fid_classifier']:.1f}, {p['precision']:.2f} / {p['recall']:.2f}" if p.get("recall") else "-"
+        return f"{p['fid_classifier']:.1f}" + (f", {p['precision']:.2f} / {p['recall']:.2f}" if p.get("recall") else "")
     lines = [f"| {rule}, seed {seed}, fake weights | " + " | ".join(f"{s:,}" for s in steps) + " |",
              "| --- |" + " --- |" * len(steps)]
     lines += [f"| {name} | " + " | ".join(entry(curves[name], s) for s in steps) + " |" for name in cells]
-    at_end = {name: cell for name, cell in cells.items() if str(cell.steps) in curves[name]}
+    at_end = {f"{name}, {cell.steps:,} steps": cell for name, cell in cells.items() if str(cell.steps) in curves[name]}
     return "\n".join(lines) + class_recall_table(results, at_end, args)
 
 
@@ -76,8 +78,8 @@ INTRO = ("Cells: fid_classifier, then the classifier's precision / recall of {n:
          "against real test images, per checkpoint; \"uniform\" is the rule's curve in the Convergence section (the "
          "same seed and settings, every fake sample counting alike in D_k's loss), \"rule\" the same run with "
          "`algo.fake_weights=rule` (each fake sample weighted by the rule's weight of client k on it). The IID control "
-         "is F2A with every client holding every class. A \"-\" is a checkpoint scored before precision / recall "
-         "were kept, or beyond the run. (2026-12-05, a first form since replaced: each client's weights normalised to "
+         "is F2A with every client holding every class. A checkpoint scored before precision / recall were kept "
+         "shows fid_classifier alone. Recall within each class is at each run's last checkpoint. (2026-12-05, a first form since replaced: each client's weights normalised to "
          "sum 1, not over its target share. F2A, seed 1, 6,000 steps: 6 classes (6 confidently), fid_classifier "
          "207.6 at 1,500 and 174.5 at 6,000, precision / recall 0.56 / 0.73; clients 0 and 3 (digits 0, 1, 6, 7) "
          "fell to 2 % and 7 % of the weight. The client with the smallest share became the harshest judge of the "

@@ -182,7 +182,7 @@ def test_the_fake_weights_probe_trains_the_uniform_curve_with_one_setting_change
     shown = table(results, "f2a", 1, args)
     assert "| rule | 50.0, 0.50 / 0.60 | 50.0, 0.50 / 0.80 |" in shown
     assert "| IID control (f2a, seed 0) | not run | not run |" in shown
-    assert "| rule | 0.80 | 0.80 |" in shown         # recall within each class at its budget
+    assert "| rule, 3,000 steps | 0.80 | 0.80 |" in shown         # recall within each class at its budget
 
 
 def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
