@@ -79,7 +79,8 @@ INTRO = ("Cells: fid_classifier, then the classifier's precision / recall of {n:
          "same seed and settings, every fake sample counting alike in D_k's loss), \"rule\" the same run with "
          "`algo.fake_weights=rule` (each fake sample weighted by the rule's weight of client k on it). The IID control "
          "is F2A with every client holding every class. A checkpoint scored before precision / recall were kept "
-         "shows fid_classifier alone. Recall within each class is at each run's last checkpoint. (2026-12-05, a first form since replaced: each client's weights normalised to "
+         "shows fid_classifier alone. Recall within each class is at each run's last checkpoint. (2026-12-05, a "
+         "first form since replaced: each client's weights normalised to "
          "sum 1, not over its target share. F2A, seed 1, 6,000 steps: 6 classes (6 confidently), fid_classifier "
          "207.6 at 1,500 and 174.5 at 6,000, precision / recall 0.56 / 0.73; clients 0 and 3 (digits 0, 1, 6, 7) "
          "fell to 2 % and 7 % of the weight. The client with the smallest share became the harshest judge of the "
@@ -104,9 +105,9 @@ def main() -> int:
         for rule in args.rules:
             for seed in args.seeds:
                 score(results, rows(rule, seed, args.steps, args.every)["rule"], args)
-    stored = sorted({(cell.rule, cell.seed) for rule in RULES for seed in range(5)
-                     for cell in [rows(rule, seed, args.steps, args.every)["rule"]]
-                     if curve_of(results, cell, args.root)} | {(r, s) for r in args.rules for s in args.seeds})
+    stored = sorted({(rule, seed) for rule in RULES for seed in range(5)
+                     if curve_of(results, rows(rule, seed, args.steps, args.every)["rule"], args.root)}
+                    | {(rule, seed) for rule in args.rules for seed in args.seeds})
     sections = [table(results, rule, seed, args) for rule, seed in stored]
     publish_table("fake_weights", "What each discriminator learns from: the rule's weights on the fake term",
                   "\n\n".join([INTRO.format(n=args.n), *sections]), False)
