@@ -4,6 +4,7 @@
     python bench/fake_weights.py --steps 6000             # a shorter probe; the same command with more steps
                                                           # continues it instead of starting over
     python bench/fake_weights.py --rules f2a f2u_balanced --seeds 0 1
+    python bench/fake_weights.py --steps 6000 --inception-at 6000   # and score that checkpoint with Inception FID
     python bench/fake_weights.py --report                 # only rebuild the table
 
 Each cell is a curve cell of bench/convergence.py (the paper config, the default D, checkpoints
@@ -30,6 +31,7 @@ from bench.convergence import (  # noqa: E402
     EVERY,
     class_recall_table,
     curve_cell,
+    inception_table,
     score,
     shorter_curve,
 )
@@ -71,7 +73,8 @@ def table(results: Results, rule: str, seed: int, args) -> str:
              "| --- |" + " --- |" * len(steps)]
     lines += [f"| {name} | " + " | ".join(entry(curves[name], s) for s in steps) + " |" for name in cells]
     at_end = {f"{name}, {cell.steps:,} steps": cell for name, cell in cells.items() if str(cell.steps) in curves[name]}
-    return "\n".join(lines) + class_recall_table(results, at_end, args)
+    return ("\n".join(lines) + inception_table(results, cells, args, "non_ovl")
+            + class_recall_table(results, at_end, args))
 
 
 INTRO = ("Cells: fid_classifier, then the classifier's precision / recall of {n:,} samples of the averaged generator "
@@ -98,8 +101,11 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1],
                         help="the seeds to train (default 1: its uniform curve has precision / recall at every "
                              "checkpoint)")
+    parser.add_argument("--inception-at", type=int, nargs="+", default=[], metavar="STEP",
+                        help="Inception FID at these checkpoints too, scored again where it is missing (slow on a CPU: "
+                             "--n samples through the network per checkpoint, and once 10,000 training images)")
     args = parser.parse_args()
-    args.quick, args.inception, args.inception_at, args.raw_at = False, "off", [], []   # what convergence.score reads
+    args.quick, args.inception, args.raw_at = False, "off", []   # what convergence.score reads besides
     results = Results.of(args)
     if not args.report:
         for rule in args.rules:

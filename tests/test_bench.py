@@ -183,6 +183,12 @@ def test_the_fake_weights_probe_trains_the_uniform_curve_with_one_setting_change
     assert "| rule | 50.0, 0.50 / 0.60 | 50.0, 0.50 / 0.80 |" in shown
     assert "| IID control (f2a, seed 0) | not run | not run |" in shown
     assert "| rule, 3,000 steps | 0.80 | 0.80 |" in shown         # recall within each class at its budget
+    assert "Inception FID" not in shown
+    stored = results.get(cells["rule"], root)
+    stored["curve"]["3000"]["inception_fid"] = 17.5
+    results.add(cells["rule"].name, stored)
+    shown = table(results, "f2a", 1, args)       # where --inception-at scored it, beside the poster's F2A
+    assert "| rule | 17.50 (0.50 / 0.80) | 18.96 |" in shown and "| uniform | - | 18.96 |" in shown
 
 
 def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
