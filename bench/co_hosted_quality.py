@@ -18,6 +18,7 @@ from __future__ import annotations
 import shlex
 import statistics
 import sys
+from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,22 +40,32 @@ def job(layout: str, seed: int, quick: Path | None = None) -> NamedRun:
                             *(QUICK_JOB if quick else ())))
 
 
-def section(runs: NamedRuns, seeds: tuple[int, ...], quick: Path | None) -> str:
-    entries = {(layout, s): runs.get(job(layout, s, quick), ("averaged",)) for layout in LAYOUTS for s in seeds}
+def per_seed(runs: NamedRuns, jobs: dict, seeds: tuple[int, ...], column: str) -> tuple[dict, dict, dict, list[str]]:
+    """The averaged generator's evaluation of each ``jobs[label](seed)`` run: the entries, their
+    generators by (label, seed), what the runs share (clients, steps, samples) and the table's
+    lines, the labels in the first ``column``."""
+    entries = {(label, s): runs.get(jobs[label](s), ("averaged",)) for label in jobs for s in seeds}
     got = {key: generator(e, "averaged") for key, e in entries.items()}
-    n = next((g["n"] for g in got.values() if g), runs.n)
-    steps = next((e["config"]["train"]["steps"] for e in entries.values() if e), None)
-    k = next((e["config"]["partition"]["clients"] for e in entries.values() if e), "-")
-    lines = [f"The default job (`launch/run.sh`: F2A on digits, {k} clients, {steps or '-'} steps) per seed, as {k} "
-             f"ranks and with the {k} clients on one rank (`train.client_ranks=1`), scored by `python -m ddgan.eval --run RUN` "
-             f"(averaged generator, {n:,} samples): classes covered (confidently), fid_classifier.", "",
-             "| layout | " + " | ".join(f"seed {s}" for s in seeds) + " | fid_classifier: mean (range) |",
+    shared = {"n": next((g["n"] for g in got.values() if g), runs.n),
+              "steps": next((e["config"]["train"]["steps"] for e in entries.values() if e), None) or "-",
+              "k": next((e["config"]["partition"]["clients"] for e in entries.values() if e), "-")}
+    lines = [f"| {column} | " + " | ".join(f"seed {s}" for s in seeds) + " | fid_classifier: mean (range) |",
              "| --- |" + " --- |" * (len(seeds) + 1)]
-    for layout in LAYOUTS:
-        gs = [got[layout, s] for s in seeds]
+    for label in jobs:
+        gs = [got[label, s] for s in seeds]
         fids = [g["fid_classifier"] for g in gs if g]
         summary = f"{statistics.mean(fids):.1f} ({min(fids):.1f}-{max(fids):.1f})" if len(fids) == len(seeds) else "-"
-        lines.append(f"| {layout} | " + " | ".join(cell(g) for g in gs) + f" | {summary} |")
+        lines.append(f"| {label} | " + " | ".join(cell(g) for g in gs) + f" | {summary} |")
+    return entries, got, shared, lines
+
+
+def section(runs: NamedRuns, seeds: tuple[int, ...], quick: Path | None) -> str:
+    entries, got, shared, table = per_seed(runs, {layout: partial(job, layout, quick=quick) for layout in LAYOUTS},
+                                           seeds, "layout")
+    k, n = shared["k"], shared["n"]
+    lines = [f"The default job (`launch/run.sh`: F2A on digits, {k} clients, {shared['steps']} steps) per seed, as {k} "
+             f"ranks and with the {k} clients on one rank (`train.client_ranks=1`), scored by `python -m ddgan.eval --run RUN` "
+             f"(averaged generator, {n:,} samples): classes covered (confidently), fid_classifier.", "", *table]
     notes = []
     base, hosted = [got[BASE, s] for s in seeds], [got[HOSTED, s] for s in seeds]
     if all(base) and all(hosted):

@@ -191,6 +191,38 @@ def test_the_fake_weights_probe_trains_the_uniform_curve_with_one_setting_change
     assert "| rule | 17.50 (0.50 / 0.80) | 18.96 |" in shown and "| uniform | - | 18.96 |" in shown
 
 
+def test_the_default_job_with_rule_weights_is_paired_with_the_configured_job_by_seed(tmp_path):
+    """Each rule-weighted run is its seed's configured default job (the co-hosting bench's 5-rank
+    run) with algo.fake_weights=rule alone changed, and the notes compare the pairs."""
+    from bench.co_hosted_quality import BASE
+    from bench.co_hosted_quality import job as default_job
+    from bench.fake_weights_default_job import LONGER, RULE, UNIFORM, job, section
+    from bench.named_runs import NamedRuns
+
+    uniform, rule = job(UNIFORM, 3), job(RULE, 3)
+    assert uniform == default_job(BASE, 3)
+    configs = [run.resolved() for run in (uniform, rule)]
+    assert configs[1]["algo"].pop("fake_weights") == "rule" and configs[0]["algo"].pop("fake_weights") == "uniform"
+    assert configs[0] == configs[1] and rule.dir != uniform.dir
+    longer = job(RULE, 3, steps=LONGER)
+    assert longer.resolved()["train"].pop("steps") == LONGER and longer.dir not in (rule.dir, uniform.dir)
+    runs = NamedRuns(tmp_path / "named_runs.json", train=False, evaluate=False)
+    assert "Not run yet:" in section(runs, (0, 1), None)
+    for (weights, seed, steps), (fid, confident) in {
+            (UNIFORM, 0, None): (30.0, 8), (UNIFORM, 1, None): (28.0, 8), (RULE, 0, None): (25.0, 9),
+            (RULE, 1, None): (29.0, 7), (UNIFORM, 0, LONGER): (20.0, 9)}.items():
+        generator = {"n": 10000, "fid_classifier": fid, "classes_covered": 10, "confident_classes_covered": confident}
+        run = job(weights, seed, steps=steps)
+        runs.store.add(run.name, {"config": run.resolved(), "step": steps or 600,
+                                  "evals": {"averaged": {"generators": {"0": generator}}}})
+    shown = section(runs, (0, 1), None)
+    assert "| rule | 10 (9), 25.0 | 10 (7), 29.0 | 27.0 (25.0-29.0) |" in shown
+    assert "| uniform (the default) | 10 (9), 20.0 | 20.0 (20.0-20.0) |" in shown
+    assert shown.count("`python bench/fake_weights_default_job.py --only") == 1       # the longer rule run alone
+    assert "rule below uniform in 1 of 2 seeds; mean change -2.0." in shown
+    assert "uniform (the default) 10 (8), rule 10 (7)" in shown
+
+
 def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
     from bench.reproduce_kosmopoulos import cell, grid
     root = Path("/data")
