@@ -189,6 +189,8 @@ def test_the_fake_weights_probe_trains_the_uniform_curve_with_one_setting_change
     results.add(cells["rule"].name, stored)
     shown = table(results, "f2a", 1, args)       # where --inception-at scored it, beside the poster's F2A
     assert "| rule | 17.50 (0.50 / 0.80) | 18.96 |" in shown and "| uniform | - | 18.96 |" in shown
+    assert "| centralized (seed 0) | not run | not run |" in shown
+    assert "IID control" not in shown.split("Inception FID")[1].split("Recall within")[0]   # no Non-OVL poster for it
 
 
 def test_the_default_job_with_rule_weights_is_paired_with_the_configured_job_by_seed(tmp_path):
