@@ -104,7 +104,10 @@ def score(results: Results, cell: Cell, args) -> dict | None:
         curve = {int(k): v for k, v in before.get("curve", {}).items() if int(k) <= before.get("step", 0)}
     curve.setdefault(result["step"], point(result))          # the cell's own evaluation: its last checkpoint
     run_dir = results.runs / cell.name
-    for where in sorted(complete_checkpoints(run_dir), key=lambda p: p.name):
+    # the checkpoints asked for with Inception FID (the slow, wanted points) first: a run stopped while
+    # scoring keeps those, and the next run scores the rest
+    for where in sorted(complete_checkpoints(run_dir),
+                        key=lambda p: (int(p.name.removeprefix("step_")) not in args.inception_at, p.name)):
         step = int(where.name.removeprefix("step_"))
         old = curve.get(step)
         with_inception = step in args.inception_at and (old or {}).get("inception_fid") is None
