@@ -206,7 +206,7 @@ def main() -> int:
                     for cell in cells(dataset, split, rule, args.quick):
                         if split == "non_ovl":       # a convergence curve, with Inception FID at its end
                             score(results, cell, argparse.Namespace(root=args.root, n=10000, inception="off",
-                                                                    inception_at=[cell.steps]))
+                                                                    inception_at=[cell.steps], raw_at=[]))
                         else:
                             results.run(cell, args.root, n=500 if args.quick else 10000)
     if not args.quick:          # a selection chooses what to train; BENCHMARKS.md keeps the whole table
