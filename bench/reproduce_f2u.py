@@ -184,6 +184,11 @@ def command(dataset: str, split: str, rule: str | None = None) -> str:
     return f"python bench/reproduce_f2u.py --datasets {dataset} --splits {split}" + (f" --rules {rule}" if rule else "")
 
 
+def curve_scoring(cell: Cell, root: Path) -> argparse.Namespace:
+    """What bench/convergence.py's score reads for a Non-OVL curve cell: Inception FID at its end only."""
+    return argparse.Namespace(root=root, n=10000, inception="off", inception_at=[cell.steps], raw_at=[])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=DATASETS, help="the datasets to train (the table shows all)")
@@ -205,8 +210,7 @@ def main() -> int:
                 for rule in args.rules:
                     for cell in cells(dataset, split, rule, args.quick):
                         if split == "non_ovl":       # a convergence curve, with Inception FID at its end
-                            score(results, cell, argparse.Namespace(root=args.root, n=10000, inception="off",
-                                                                    inception_at=[cell.steps], raw_at=[]))
+                            score(results, cell, curve_scoring(cell, args.root))
                         else:
                             results.run(cell, args.root, n=500 if args.quick else 10000)
     if not args.quick:          # a selection chooses what to train; BENCHMARKS.md keeps the whole table

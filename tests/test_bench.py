@@ -225,6 +225,24 @@ def test_the_default_job_with_rule_weights_is_paired_with_the_configured_job_by_
     assert "uniform (the default) 10 (8), rule 10 (7)" in shown
 
 
+def test_the_f2u_reproduction_scores_a_stored_non_ovl_curve_cell_with_what_convergence_reads(tmp_path):
+    """reproduce_f2u hands its Non-OVL curve cells to bench/convergence.py's score: a stored cell
+    comes back as stored, with nothing trained or scored (no run directory), and no key is missing."""
+    from bench.convergence import score
+    from bench.reproduce_f2u import curve_scoring
+    root = Path("/data")
+    cell = next(c for c in cells("mnist", "non_ovl", "f2a", False))
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+    point = {"fid_classifier": 25.8, "classes": 10, "confident": 10, "precision": 0.59, "recall": 0.68,
+             "inception_fid": 26.2}
+    evaluated = {"generators": {"0": {"fid_classifier": 25.8, "classes_covered": 10, "confident_classes_covered": 10,
+                                      "precision": 0.59, "recall": 0.68}}, "inception_fid": {"value": {"0": 26.2}}}
+    results.add(cell.name, {"config": resolved(cell, root), "step": cell.steps, "curve": {str(cell.steps): point},
+                            **evaluated})
+    scored = score(results, cell, curve_scoring(cell, root))
+    assert scored["curve"] == {str(cell.steps): point} and not (tmp_path / "runs").exists()
+
+
 def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
     from bench.reproduce_kosmopoulos import cell, grid
     root = Path("/data")
