@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -87,13 +88,26 @@ def point(evaluated: dict) -> dict:
             **({"recall_per_class": g["recall_per_class"]} if "recall_per_class" in g else {})}
 
 
-def score_checkpoint(run_dir: Path, where: Path, args, with_inception: bool, raw: bool = False) -> dict:
+@dataclass(frozen=True)
+class Scoring:
+    """What :func:`score` needs: where the data lies, samples per checkpoint, Inception FID at every
+    checkpoint (``inception``, ddgan.eval's flag) or at ``inception_at`` only, and the steps whose
+    trained G is scored too (``raw_at``)."""
+
+    root: Path
+    n: int = 10000
+    inception: str = "off"
+    inception_at: tuple[int, ...] = ()
+    raw_at: tuple[int, ...] = ()
+
+
+def score_checkpoint(run_dir: Path, where: Path, args: Scoring, with_inception: bool, raw: bool = False) -> dict:
     """One checkpoint's curve point: its averaged generator, or (``raw``) the trained G itself."""
     return point(evaluate(run_dir, args.n, checkpoint=where, eval_args=[
         "--svm-train", "0", *(["--raw"] if raw else []), "--inception", "on" if with_inception else args.inception]))
 
 
-def score(results: Results, cell: Cell, args) -> dict | None:
+def score(results: Results, cell: Cell, args: Scoring) -> dict | None:
     """Train the cell (unless stored), then evaluate each of its checkpoints not yet on its curve."""
     result = results.run(cell, args.root, n=args.n, eval_args=["--inception", args.inception])
     if result is None:
@@ -330,6 +344,7 @@ def main() -> int:
         args.splits, args.raw_at = ["non_ovl"], [2 * args.every]
         args.out = args.out.with_name(args.out.name + "_quick")
     results = Results.of(args)
+    scoring = Scoring(args.root, args.n, args.inception, tuple(args.inception_at), tuple(args.raw_at))
     sections = []
     for dataset in (args.datasets if args.quick else DATASETS):
         for split in (args.splits if args.quick else SPLITS):
@@ -337,7 +352,7 @@ def main() -> int:
             if not args.report and dataset in args.datasets and split in args.splits:
                 for rule in args.rules:
                     for seed in args.seeds:
-                        score(results, cells[label(rule, seed)], args)
+                        score(results, cells[label(rule, seed)], scoring)
             if not has_table(results, args, dataset, split):
                 continue
             if not args.quick:

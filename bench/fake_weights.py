@@ -29,6 +29,7 @@ from bench.cells import Cell, Results, table_arguments  # noqa: E402
 from bench.convergence import (  # noqa: E402
     BUDGET,
     EVERY,
+    Scoring,
     class_recall_table,
     curve_cell,
     inception_table,
@@ -107,12 +108,13 @@ def main() -> int:
                         help="Inception FID at these checkpoints too, scored again where it is missing (slow on a CPU: "
                              "--n samples through the network per checkpoint, and once 10,000 training images)")
     args = parser.parse_args()
-    args.quick, args.inception, args.raw_at = False, "off", []   # what convergence.score reads besides
+    args.quick = False      # what Results.of and the tables read: this script has no smoke run
     results = Results.of(args)
     if not args.report:
         for rule in args.rules:
             for seed in args.seeds:
-                score(results, rows(rule, seed, args.steps, args.every)["rule"], args)
+                score(results, rows(rule, seed, args.steps, args.every)["rule"],
+                      Scoring(args.root, args.n, inception_at=tuple(args.inception_at)))
     stored = sorted({(rule, seed) for rule in RULES for seed in range(5)
                      if curve_of(results, rows(rule, seed, args.steps, args.every)["rule"], args.root)}
                     | {(rule, seed) for rule in args.rules for seed in args.seeds})

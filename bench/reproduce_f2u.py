@@ -38,7 +38,7 @@ from bench.cells import (  # noqa: E402
     mean_spread,
     table_arguments,
 )
-from bench.convergence import BUDGET, EVERY, curve_cell, score  # noqa: E402
+from bench.convergence import BUDGET, EVERY, Scoring, curve_cell, score  # noqa: E402
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.poster import POSTER  # noqa: E402
 from bench.report import publish_table  # noqa: E402
@@ -184,9 +184,9 @@ def command(dataset: str, split: str, rule: str | None = None) -> str:
     return f"python bench/reproduce_f2u.py --datasets {dataset} --splits {split}" + (f" --rules {rule}" if rule else "")
 
 
-def curve_scoring(cell: Cell, root: Path) -> argparse.Namespace:
-    """What bench/convergence.py's score reads for a Non-OVL curve cell: Inception FID at its end only."""
-    return argparse.Namespace(root=root, n=10000, inception="off", inception_at=[cell.steps], raw_at=[])
+def curve_scoring(cell: Cell, root: Path) -> Scoring:
+    """How a Non-OVL curve cell is scored: Inception FID at its end only."""
+    return Scoring(root, inception_at=(cell.steps,))
 
 
 def main() -> int:
