@@ -70,6 +70,28 @@ def test_classes_per_client_and_disjoint_iid_counts():
     assert [len(s) for s in shards] == [250] * 4
 
 
+@pytest.mark.parametrize("overrides", [("partition.scheme=non_ovl",), ("partition.scheme=mod_ovl",),
+                                       ("partition.scheme=dirichlet", "partition.clients=4", "partition.alpha=0.3")])
+def test_samples_per_client_caps_any_split_keeping_each_class_share(overrides):
+    whole = assign(LABELS, part(*overrides), seed=2)
+    capped = assign(LABELS, part(*overrides, "partition.samples_per_client=120"), seed=2)
+    again = assign(LABELS, part(*overrides, "partition.samples_per_client=120"), seed=2)
+    assert _disjoint(capped) and all(np.array_equal(a, b) for a, b in zip(capped, again))
+    for full, small in zip(whole, capped):
+        assert len(small) == min(120, len(full)) and set(small.tolist()) <= set(full.tolist())
+        share = np.bincount(LABELS[full], minlength=10) * len(small) / len(full)
+        assert np.abs(np.bincount(LABELS[small], minlength=10) - share).max() < 1 + 1e-9
+    if overrides == ("partition.scheme=non_ovl",):
+        assert [np.bincount(LABELS[s], minlength=10).max() for s in capped] == [60] * 5
+    other = assign(LABELS, part(*overrides, "partition.samples_per_client=120"), seed=3)
+    assert not all(np.array_equal(a, b) for a, b in zip(capped, other))
+
+
+def test_a_cap_below_one_batch_fails_before_training():
+    with pytest.raises(DataError, match="client 0's shard holds 40 samples, fewer than 64"):
+        assign(LABELS, part("partition.scheme=non_ovl", "partition.samples_per_client=40"), seed=0, min_size=64)
+
+
 def test_dirichlet_counts_follow_alpha():
     skewed = assign(LABELS, part("partition.scheme=dirichlet", "partition.clients=5", "partition.alpha=0.05"), seed=1)
     even = assign(LABELS, part("partition.scheme=dirichlet", "partition.clients=5", "partition.alpha=1000"), seed=1)

@@ -93,7 +93,9 @@ class PartitionConfig:
     alpha: float = 0.5
     """scheme dirichlet: concentration; small = very skewed, large = close to iid."""
     samples_per_client: int = 0
-    """scheme disjoint_iid: unique samples per client; 0 = all samples divided equally."""
+    """The most samples a client holds: a seeded subset of the shard its scheme gives it, each class keeping
+    its share (small clients from any split); disjoint_iid: exactly this many unique random samples each.
+    0 = the whole shard (disjoint_iid: all samples divided equally)."""
     min_samples: int = 0
     """The fewest samples a client's shard may hold; 0 = one batch (train.batch_size). dirichlet
     redraws its split until every shard holds that many; any other split that leaves a client

@@ -89,10 +89,20 @@ def class_lists(cfg: PartitionConfig, num_classes: int, seed: int) -> list[list[
     return None
 
 
+def _cap(held: np.ndarray, shard: np.ndarray, most: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``most`` of a shard's samples, each class keeping its share of the shard to within one
+    sample: evenly spaced picks along the shard ordered by class, each class's members shuffled."""
+    if len(shard) <= most:
+        return shard
+    order = rng.permutation(len(shard))
+    order = order[np.argsort(held[order], kind="stable")]
+    return np.sort(shard[order[(np.arange(most) * len(shard)) // most]])
+
+
 def assign(labels: np.ndarray, cfg: PartitionConfig, seed: int, num_classes: int | None = None,
            min_size: int = 1) -> list[np.ndarray]:
     """Sorted sample indices of every client's shard; identical on every rank for the same seed.
-    Every shard holds at least ``min_size`` samples (:func:`min_shard`), or a DataError says which does not."""
+    ``samples_per_client`` caps a shard (:func:`_cap`); every shard holds at least ``min_size`` samples (:func:`min_shard`), or a DataError says which does not."""
     labels = np.asarray(labels)
     n, k = len(labels), cfg.clients
     num_classes = num_classes or int(labels.max()) + 1
@@ -112,6 +122,9 @@ def assign(labels: np.ndarray, cfg: PartitionConfig, seed: int, num_classes: int
             raise DataError(f"partition.samples_per_client = {per}: {k} clients x {per} unique samples "
                             f"need {per * k}, the dataset has {n}")
         shards = [np.sort(s) for s in rng.permutation(n)[: per * k].reshape(k, per)]
+    if cfg.samples_per_client and cfg.scheme != "disjoint_iid":
+        shards = [_cap(labels[s], s, cfg.samples_per_client, seeds.numpy_rng(seed, "partition", 2, k))
+                  for k, s in enumerate(shards)]
     for client, shard in enumerate(shards):
         if len(shard) < min_size:
             what = "is empty" if len(shard) == 0 else f"holds {len(shard)} samples, fewer than {min_size}"
