@@ -63,16 +63,17 @@ def budget(runs: NamedRuns, seeds: tuple[int, ...], quick: Path | None, steps: i
     entries, got, shared, table = per_seed(runs, jobs, seeds, "setting: fake weights")
     notes = []
     for setting in SETTINGS:
-        pairs = [(got[f"{setting}: {UNIFORM}", s], got[f"{setting}: {RULE}", s]) for s in seeds]
-        if not all(u and r for u, r in pairs):
+        both = [s for s in seeds if got[f"{setting}: {UNIFORM}", s] and got[f"{setting}: {RULE}", s]]
+        if not both:
             continue
+        pairs = [(got[f"{setting}: {UNIFORM}", s], got[f"{setting}: {RULE}", s]) for s in both]
         change = [r["fid_classifier"] - u["fid_classifier"] for u, r in pairs]
-        lam = {w: [v[max(v, key=int)] for s in seeds if (v := entries[f"{setting}: {w}", s].get("lambda"))]
+        lam = {w: [v[max(v, key=int)] for s in both if (v := entries[f"{setting}: {w}", s].get("lambda"))]
                for w in WEIGHTS}
         lams = ("; lambda at the end " + ", ".join(f"{WEIGHTS[w]} {statistics.mean(v):.1f}" for w, v in lam.items())
                 if all(lam.values()) else "")
         notes.append(f"- {setting}, {shared['steps']:,} steps: rule minus uniform, fid_classifier " + ", ".join(
-            f"{c:+.1f} (seed {s})" for c, s in zip(change, seeds)) + "; recall " + ", ".join(
+            f"{c:+.1f} (seed {s})" for c, s in zip(change, both)) + "; recall " + ", ".join(
             f"{u['recall']:.2f} -> {r['recall']:.2f}" for u, r in pairs) + lams + ".")
     missing = [(jobs[label](s), ("averaged",)) for label in jobs for s in seeds if entries[label, s] is None]
     return table, notes, {"missing": missing, **shared}

@@ -263,6 +263,8 @@ def test_the_shard_size_probe_changes_one_thing_of_the_default_job_per_setting(t
             "recall 0.50 -> 0.30; lambda at the end uniform 4.2, rule 4.2.") in shown
     assert "- MNIST, 28 px, whole shards," not in shown                          # its rule run is missing
     assert shown.count("`python bench/fake_weights_shard_size.py --only") == 9
+    assert f"MNIST, 28 px, {SMALL} per client, 600 steps: rule minus uniform, fid_classifier +15.5 (seed 0);" in \
+        section(runs, (0, 1), None)                                                 # seed 1 not run: seed 0 alone
 
 
 def test_the_f2u_reproduction_scores_a_stored_non_ovl_curve_cell_with_what_convergence_reads(tmp_path):
