@@ -102,7 +102,8 @@ def _cap(held: np.ndarray, shard: np.ndarray, most: int, rng: np.random.Generato
 def assign(labels: np.ndarray, cfg: PartitionConfig, seed: int, num_classes: int | None = None,
            min_size: int = 1) -> list[np.ndarray]:
     """Sorted sample indices of every client's shard; identical on every rank for the same seed.
-    ``samples_per_client`` caps a shard (:func:`_cap`); every shard holds at least ``min_size`` samples (:func:`min_shard`), or a DataError says which does not."""
+    ``samples_per_client`` caps a shard (:func:`_cap`); every shard holds at least ``min_size``
+    samples (:func:`min_shard`), or a DataError says which does not."""
     labels = np.asarray(labels)
     n, k = len(labels), cfg.clients
     num_classes = num_classes or int(labels.max()) + 1
@@ -123,8 +124,8 @@ def assign(labels: np.ndarray, cfg: PartitionConfig, seed: int, num_classes: int
                             f"need {per * k}, the dataset has {n}")
         shards = [np.sort(s) for s in rng.permutation(n)[: per * k].reshape(k, per)]
     if cfg.samples_per_client and cfg.scheme != "disjoint_iid":
-        shards = [_cap(labels[s], s, cfg.samples_per_client, seeds.numpy_rng(seed, "partition", 2, k))
-                  for k, s in enumerate(shards)]
+        shards = [_cap(labels[s], s, cfg.samples_per_client, seeds.numpy_rng(seed, "partition", 2, client))
+                  for client, s in enumerate(shards)]
     for client, shard in enumerate(shards):
         if len(shard) < min_size:
             what = "is empty" if len(shard) == 0 else f"holds {len(shard)} samples, fewer than {min_size}"
