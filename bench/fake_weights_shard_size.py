@@ -9,9 +9,9 @@ job on MNIST with whole shards and on MNIST with shards as small as a digits cli
 Every run is the default job (``launch/run.sh``: F2A, Non-OVL, 5 clients, 600 steps) with the data
 overridden: MNIST at 28 px with whole shards (about 12,000 images per client), and the same with
 each client capped at a digits client's shard size (``partition.samples_per_client``). The digits
-pairs, at both budgets, are bench/fake_weights_default_job.py's. Each run is scored by ``python -m ddgan.eval --run RUN``
-(the averaged generator) against its own dataset's classifier, so fid_classifier compares the two
-weightings within a setting, not across datasets.
+pairs, at both budgets, are bench/fake_weights_default_job.py's. Each run is scored by
+``python -m ddgan.eval --run RUN`` (the averaged generator) against its own dataset's classifier, so
+fid_classifier compares the two weightings within a setting, not across datasets.
 """
 from __future__ import annotations
 
@@ -85,8 +85,8 @@ def section(runs: NamedRuns, seeds: tuple[int, ...], quick: Path | None) -> str:
     long_table, long_notes, long_shared = budget(runs, seeds[:1], quick, longer)
     examples = [job(setting, RULE, seeds[0], quick) for setting in SETTINGS if SETTINGS[setting] is not None]
     return "\n".join([
-        f"The default job (`launch/run.sh`: F2A, Non-OVL, {shared['k']} clients, {shared['steps']} steps) on MNIST, per "
-        f"seed, with `algo.fake_weights` uniform and `rule`, scored by `python -m ddgan.eval --run RUN` (averaged "
+        f"The default job (`launch/run.sh`: F2A, Non-OVL, {shared['k']} clients, {shared['steps']} steps) on MNIST, "
+        f"per seed, with `algo.fake_weights` uniform and `rule`, scored by `python -m ddgan.eval --run RUN` (averaged "
         f"generator, {shared['n']:,} samples, each against its own dataset's classifier, so compare within a "
         "setting): classes covered (confidently), fid_classifier.", "", *table, "",
         f"Trained longer, {longer:,} steps:", "", *long_table,
