@@ -19,11 +19,11 @@ import os
 import shlex
 import statistics
 import sys
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.averaged_generator import QUICK_JOB  # noqa: E402
 from bench.cells import ROOT, SHARED_DATA  # noqa: E402
 from bench.co_hosted_quality import per_seed  # noqa: E402
 from bench.fake_weights_default_job import LONGER, LONGER_QUICK, RULE, UNIFORM  # noqa: E402
@@ -43,17 +43,14 @@ WEIGHTS = {UNIFORM: "uniform", RULE: "rule"}
 
 
 def job(setting: str, weights: str, seed: int, quick: Path | None = None, steps: int | None = None) -> NamedRun:
-    """The default job on ``setting``'s data with ``weights`` on the fake term; ``steps``: trained
-    longer, in a directory of its own."""
+    """The default job on ``setting``'s data with ``weights`` on the fake term: the digits run of the
+    same weights, seed and ``steps`` (trained longer) with the setting's data, in a directory of its own."""
+    run = digits_job(weights, seed, quick, steps)
     if SETTINGS[setting] is None:
-        return digits_job(weights, seed, quick, steps)
+        return run
     infix, data = SETTINGS[setting]
     name = f"shards_{infix}_{WEIGHTS[weights]}_s{seed}" + (f"_{steps}" if steps else "")
-    rule = ("algo.fake_weights=rule",) if weights == RULE else ()
-    longer = (f"train.steps={steps}",) if steps else ()
-    return NamedRun(quick / name if quick else Path("runs") / name,
-                    (f"train.seed={seed}", "train.g_ema=0.999", "algo.lambda_refresh=20", *data, *rule,
-                     *(QUICK_JOB if quick else ()), *longer))
+    return replace(run, dir=Path(run.dir).with_name(name), overrides=(*run.overrides, *data))
 
 
 def budget(runs: NamedRuns, seeds: tuple[int, ...], quick: Path | None, steps: int | None) -> tuple[list, list, dict]:
