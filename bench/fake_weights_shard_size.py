@@ -28,6 +28,7 @@ from bench.cells import ROOT, SHARED_DATA  # noqa: E402
 from bench.co_hosted_quality import per_seed  # noqa: E402
 from bench.fake_weights_default_job import LONGER, LONGER_QUICK, RULE, UNIFORM  # noqa: E402
 from bench.fake_weights_default_job import job as digits_job  # noqa: E402
+from bench.lambda_refresh import lambdas  # noqa: E402
 from bench.named_runs import NamedRun, NamedRuns, not_run, section_main  # noqa: E402
 
 SEEDS = (0, 1)
@@ -65,8 +66,7 @@ def budget(runs: NamedRuns, seeds: tuple[int, ...], quick: Path | None, steps: i
             continue
         pairs = [(got[f"{setting}: {UNIFORM}", s], got[f"{setting}: {RULE}", s]) for s in both]
         change = [r["fid_classifier"] - u["fid_classifier"] for u, r in pairs]
-        lam = {w: [v[max(v, key=int)] for s in both if (v := entries[f"{setting}: {w}", s].get("lambda"))]
-               for w in WEIGHTS}
+        lam = {w: [v[max(v)] for s in both if (v := lambdas(entries[f"{setting}: {w}", s]))] for w in WEIGHTS}
         lams = ("; lambda at the end " + ", ".join(f"{WEIGHTS[w]} {statistics.mean(v):.1f}" for w, v in lam.items())
                 if all(lam.values()) else "")
         notes.append(f"- {setting}, {shared['steps']:,} steps: rule minus uniform, fid_classifier " + ", ".join(
