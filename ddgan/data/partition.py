@@ -123,7 +123,7 @@ def assign(labels: np.ndarray, cfg: PartitionConfig, seed: int, num_classes: int
             raise DataError(f"partition.samples_per_client = {per}: {k} clients x {per} unique samples "
                             f"need {per * k}, the dataset has {n}")
         shards = [np.sort(s) for s in rng.permutation(n)[: per * k].reshape(k, per)]
-    if cfg.samples_per_client and cfg.scheme != "disjoint_iid":
+    if cfg.samples_per_client:          # disjoint_iid's shards already hold exactly that many: left as they are
         shards = [_cap(labels[s], s, cfg.samples_per_client, seeds.numpy_rng(seed, "partition", 2, client))
                   for client, s in enumerate(shards)]
     for client, shard in enumerate(shards):
