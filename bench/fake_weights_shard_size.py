@@ -8,7 +8,9 @@ job on MNIST with whole shards and on MNIST with shards as small as a digits cli
 
 Every run is the default job (``launch/run.sh``: F2A, Non-OVL, 5 clients, 600 steps) with the data
 overridden: MNIST at 28 px with whole shards (about 12,000 images per client), and the same with
-each client capped at a digits client's shard size (``partition.samples_per_client``). The digits
+each client capped at a digits client's shard size (``partition.samples_per_client``), and the
+capped shards at the digits job's 16 px (the default job's model size, so only the images differ
+from the digits runs: MNIST's 28 x 28 strokes downscaled against 8 x 8 digits upscaled). The digits
 pairs, at both budgets, are bench/fake_weights_default_job.py's. Each run is scored by
 ``python -m ddgan.eval --run RUN`` (the averaged generator) against its own dataset's classifier, so
 fid_classifier compares the two weightings within a setting, not across datasets.
@@ -33,12 +35,14 @@ from bench.named_runs import NamedRun, NamedRuns, not_run, section_main  # noqa:
 
 SEEDS = (0, 1)
 SMALL = 290            # images per client: about a digits client's shard in the default job (274-300)
-MNIST = ("data.name=mnist", f"data.root={os.path.relpath(SHARED_DATA, ROOT)}", "data.image_size=28")
+MNIST = ("data.name=mnist", f"data.root={os.path.relpath(SHARED_DATA, ROOT)}")
+CAP = f"partition.samples_per_client={SMALL}"
 # setting -> (its run directories' infix, its overrides of the default job); None: the digits job's own runs
 SETTINGS = {
     "digits, 16 px, about 290 per client (the default job)": None,
-    "MNIST, 28 px, whole shards": ("mnist", MNIST),
-    f"MNIST, 28 px, {SMALL} per client": (f"mnist{SMALL}", (*MNIST, f"partition.samples_per_client={SMALL}")),
+    "MNIST, 28 px, whole shards": ("mnist", (*MNIST, "data.image_size=28")),
+    f"MNIST, 28 px, {SMALL} per client": (f"mnist{SMALL}", (*MNIST, "data.image_size=28", CAP)),
+    f"MNIST, 16 px, {SMALL} per client": (f"mnist16px{SMALL}", (*MNIST, "data.image_size=16", CAP)),
 }
 WEIGHTS = {UNIFORM: "uniform", RULE: "rule"}
 

@@ -226,7 +226,7 @@ def test_the_default_job_with_rule_weights_is_paired_with_the_configured_job_by_
 
 
 def test_the_shard_size_probe_changes_one_thing_of_the_default_job_per_setting(tmp_path):
-    """Each setting is the default job with its data changed (MNIST, its shards capped) and nothing
+    """Each setting is the default job with its data changed (MNIST, its size, its shards capped) and nothing
     else; the rule run of a setting differs from its uniform run in fake_weights alone; the longer
     runs in steps alone; the digits pairs are the default-job bench's; the notes compare the pairs."""
     from bench.fake_weights_default_job import LONGER, RULE, UNIFORM
@@ -234,13 +234,14 @@ def test_the_shard_size_probe_changes_one_thing_of_the_default_job_per_setting(t
     from bench.fake_weights_shard_size import SETTINGS, SMALL, job, section
     from bench.named_runs import NamedRuns
 
-    digits, mnist, small = SETTINGS
+    digits, mnist, small, small16 = SETTINGS
     assert job(digits, RULE, 1) == digits_job(RULE, 1) and job(digits, RULE, 0, steps=LONGER) == digits_job(
         RULE, 0, steps=LONGER)
     base = digits_job(UNIFORM, 1).resolved()
     for setting, changed in ((mnist, {("data", "name"): "mnist", ("data", "image_size"): 28}),
                              (small, {("data", "name"): "mnist", ("data", "image_size"): 28,
-                                      ("partition", "samples_per_client"): SMALL})):
+                                      ("partition", "samples_per_client"): SMALL}),
+                             (small16, {("data", "name"): "mnist", ("partition", "samples_per_client"): SMALL})):
         uniform, rule = job(setting, UNIFORM, 1).resolved(), job(setting, RULE, 1).resolved()
         assert rule["algo"].pop("fake_weights") == "rule" and uniform["algo"]["fake_weights"] == "uniform"
         assert rule == {**uniform, "algo": {k: v for k, v in uniform["algo"].items() if k != "fake_weights"}}
@@ -249,7 +250,7 @@ def test_the_shard_size_probe_changes_one_thing_of_the_default_job_per_setting(t
         longer = job(setting, RULE, 1, steps=LONGER)
         assert longer.resolved()["train"].pop("steps") == LONGER and longer.dir != job(setting, RULE, 1).dir
     runs = NamedRuns(tmp_path / "named_runs.json", train=False, evaluate=False)
-    assert section(runs, (0,), None).count("`python bench/fake_weights_shard_size.py --only") == 12
+    assert section(runs, (0,), None).count("`python bench/fake_weights_shard_size.py --only") == 16
     for (setting, weights), (fid, recall) in {(small, UNIFORM): (40.0, 0.5), (small, RULE): (55.5, 0.3),
                                               (mnist, UNIFORM): (90.0, 0.4)}.items():
         generator = {"n": 10000, "fid_classifier": fid, "recall": recall, "classes_covered": 10,
@@ -262,7 +263,7 @@ def test_the_shard_size_probe_changes_one_thing_of_the_default_job_per_setting(t
     assert (f"- MNIST, 28 px, {SMALL} per client, 600 steps: rule minus uniform, fid_classifier +15.5 (seed 0); "
             "recall 0.50 -> 0.30; lambda at the end uniform 4.2, rule 4.2.") in shown
     assert "- MNIST, 28 px, whole shards," not in shown                          # its rule run is missing
-    assert shown.count("`python bench/fake_weights_shard_size.py --only") == 9
+    assert shown.count("`python bench/fake_weights_shard_size.py --only") == 13
     assert f"MNIST, 28 px, {SMALL} per client, 600 steps: rule minus uniform, fid_classifier +15.5 (seed 0);" in \
         section(runs, (0, 1), None)                                                 # seed 1 not run: seed 0 alone
 
