@@ -286,6 +286,35 @@ def test_the_f2u_reproduction_scores_a_stored_non_ovl_curve_cell_with_what_conve
     assert scored["curve"] == {str(cell.steps): point} and not (tmp_path / "runs").exists()
 
 
+def test_the_upper_bound_compares_the_centralized_gan_with_the_best_rule_and_says_why_where_it_is_behind(tmp_path):
+    """Per metric, the centralized GAN against the decentralized rule with the lowest mean over seeds;
+    where it is behind with higher recall and lower precision, a line says so; no centralized cell, no row."""
+    from bench.reproduce_f2u import upper_bound
+    root = Path("/data")
+    args = Namespace(datasets=["mnist", "fashion_mnist"], splits=["non_ovl"], rules=["f2u", "f2a", "centralized"],
+                     quick=False, root=root)
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+    for rule, seed, fid, inception, precision, recall in (("centralized", 0, 28.6, 15.3, 0.48, 0.86),
+                                                          ("f2a", 0, 25.0, 26.0, 0.60, 0.66),
+                                                          ("f2a", 1, 26.0, 25.0, 0.58, 0.68),
+                                                          ("f2u", 0, 24.0, 28.0, 0.56, 0.68)):
+        cell = cells("mnist", "non_ovl", rule, False)[seed]
+        results.add(cell.name, {"config": resolved(cell, root), "step": cell.steps, "inception_fid": {
+            "value": {"0": inception}}, "generators": {"0": {"fid_classifier": fid, "precision": precision,
+                                                             "recall": recall}}})
+    table = upper_bound(results, args)
+    assert "| mnist | non_ovl | 15,000 | fid_classifier | 28.6 | f2u 24.0 | no | 1 / 1 | 0.48 / 0.86; 0.56 / 0.68 |" \
+        in table
+    assert "| mnist | non_ovl | 15,000 | inception_fid | 15.30 | f2a 25.50 | yes | 1 / 2 | 0.48 / 0.86; 0.59 / 0.67 |" \
+        in table
+    assert "fashion_mnist" not in table and "higher recall" in table
+    results.add(cells("mnist", "non_ovl", "centralized", False)[0].name, {
+        "config": resolved(cells("mnist", "non_ovl", "centralized", False)[0], root), "step": 15000,
+        "inception_fid": {"value": {"0": 15.3}}, "generators": {"0": {"fid_classifier": 28.6, "precision": 0.70,
+                                                                      "recall": 0.86}}})
+    assert "| no |" in upper_bound(results, args) and "higher recall" not in upper_bound(results, args)
+
+
 def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
     from bench.reproduce_kosmopoulos import cell, grid
     root = Path("/data")
