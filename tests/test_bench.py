@@ -212,7 +212,8 @@ def test_the_default_job_with_rule_weights_is_paired_with_the_configured_job_by_
     assert "Not run yet:" in section(runs, (0, 1), None)
     for (weights, seed, steps), (fid, confident) in {
             (UNIFORM, 0, None): (30.0, 8), (UNIFORM, 1, None): (28.0, 8), (RULE, 0, None): (25.0, 9),
-            (RULE, 1, None): (29.0, 7), (UNIFORM, 0, LONGER): (20.0, 9)}.items():
+            (RULE, 1, None): (29.0, 7), (UNIFORM, 0, LONGER): (20.0, 9), (UNIFORM, 0, 3600): (16.0, 10),
+            (RULE, 0, 3600): (14.5, 10)}.items():
         generator = {"n": 10000, "fid_classifier": fid, "classes_covered": 10, "confident_classes_covered": confident}
         run = job(weights, seed, steps=steps)
         runs.store.add(run.name, {"config": run.resolved(), "step": steps or 600,
@@ -221,6 +222,9 @@ def test_the_default_job_with_rule_weights_is_paired_with_the_configured_job_by_
     assert "| rule | 10 (9), 25.0 | 10 (7), 29.0 | 27.0 (25.0-29.0) |" in shown
     assert "| uniform (the default) | 10 (9), 20.0 | 20.0 (20.0-20.0) |" in shown
     assert shown.count("`python bench/fake_weights_default_job.py --only") == 1       # the longer rule run alone
+    assert "Trained longer, 3,600 steps:" in shown and "| rule | 10 (10), 14.5 | 14.5 (14.5-14.5) |" in shown
+    assert "- 3,600 steps: rule minus uniform, fid_classifier -1.5 (seed 0)." in shown
+    assert "- 1,800 steps:" not in shown                                            # its rule run is missing
     assert "rule below uniform in 1 of 2 seeds; mean change -2.0." in shown
     assert "uniform (the default) 10 (8), rule 10 (7)" in shown
 
