@@ -159,11 +159,14 @@ def upper_bound(results: Results, args) -> str:
                 scored = {}
                 for rule in args.rules:
                     cs = cells(dataset, split, rule, args.quick)
-                    if values := fids(results, cs, args.root, key):
-                        done = [generator_metrics(r) for r in (results.get(c, args.root) for c in cs) if r]
-                        scored[rule] = (statistics.mean(values), len(values),
-                                        statistics.mean(m["precision"] for m in done),
-                                        statistics.mean(m["recall"] for m in done))
+                    done = [r for r in (results.get(c, args.root) for c in cs) if r is not None]
+                    # precision and recall of the same cells the metric's mean is over
+                    got = [(v, generator_metrics(r)) for r in done
+                           if (v := inception(r) if key == "inception_fid" else generator_metrics(r)[key]) is not None]
+                    if got:
+                        scored[rule] = (statistics.mean(v for v, _ in got), len(got),
+                                        statistics.mean(m["precision"] for _, m in got),
+                                        statistics.mean(m["recall"] for _, m in got))
                 rules = [r for r in scored if r != "centralized"]
                 if "centralized" not in scored or not rules:
                     continue
