@@ -70,11 +70,18 @@ def inception(result: dict) -> float | None:
     return result.get("curve", {}).get(str(result["step"]), {}).get("inception_fid")
 
 
+def stored(results: Results, cs: list[Cell], root: Path) -> list[dict]:
+    """The stored results of ``cs``; a cell not run is left out."""
+    return [r for r in (results.get(c, root) for c in cs) if r is not None]
+
+
+def metric(result: dict, key: str) -> float | None:
+    """A result's ``key``: its Inception FID (None where not computed), else its generator's metric."""
+    return inception(result) if key == "inception_fid" else generator_metrics(result)[key]
+
+
 def fids(results: Results, cs: list[Cell], root: Path, key: str) -> list[float]:
-    done = [r for r in (results.get(c, root) for c in cs) if r is not None]
-    if key == "inception_fid":
-        return [v for v in map(inception, done) if v is not None]
-    return [generator_metrics(r)[key] for r in done]
+    return [v for r in stored(results, cs, root) if (v := metric(r, key)) is not None]
 
 
 def comparison(results: Results, args) -> str:
@@ -85,7 +92,7 @@ def comparison(results: Results, args) -> str:
         for split in args.splits:
             for rule in args.rules:
                 cs = cells(dataset, split, rule, args.quick)
-                done = [r for r in (results.get(c, args.root) for c in cs) if r is not None]
+                done = stored(results, cs, args.root)
                 label = f"| {dataset} | {split} | {cs[0].steps:,} | {rule} | "
                 if not done:
                     lines.append(label + f"not run: `{command(dataset, split, rule)}` |" + " |" * 7)
@@ -158,11 +165,9 @@ def upper_bound(results: Results, args) -> str:
             for key, fmt in (("fid_classifier", ".1f"), ("inception_fid", ".2f")):
                 scored = {}
                 for rule in args.rules:
-                    cs = cells(dataset, split, rule, args.quick)
-                    done = [r for r in (results.get(c, args.root) for c in cs) if r is not None]
                     # precision and recall of the same cells the metric's mean is over
-                    got = [(v, generator_metrics(r)) for r in done
-                           if (v := inception(r) if key == "inception_fid" else generator_metrics(r)[key]) is not None]
+                    got = [(v, generator_metrics(r)) for r in stored(results, cells(dataset, split, rule, args.quick),
+                                                                      args.root) if (v := metric(r, key)) is not None]
                     if got:
                         scored[rule] = (statistics.mean(v for v, _ in got), len(got),
                                         statistics.mean(m["precision"] for _, m in got),
