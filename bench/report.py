@@ -31,16 +31,36 @@ def unmeasured(cell: str) -> bool:
     return cell.startswith("not run") or cell == "incomplete"
 
 
+def table_rows(text: str) -> dict[str, list[list[str]]]:
+    """The rows of each table in ``text`` (separators left out), under the table's header line."""
+    tables, header = {}, None
+    for line in text.splitlines():
+        if not line.startswith("| "):
+            header = None
+        elif header is None:
+            header = line.strip()
+        elif not set(line) <= set("|- "):
+            tables.setdefault(header, []).append(cells_of(line))
+    return tables
+
+
 def keep_measured(old: str, new: str) -> str:
     """``new`` with each row that has nothing at some column (``not run`` / ``incomplete``) replaced
-    by the row of ``old`` with the same label (the cells before that column) and a measurement
-    there; a kept row keeps its mark. Optional rows nothing stands in for are dropped."""
-    rows = [cells_of(line) for line in old.splitlines() if line.startswith("| ") and not set(line) <= set("|- ")]
-    out, kept = [], False
+    by the row of ``old``'s table with the same header that has the same label (the cells before
+    that column) and a measurement there; a kept row keeps its mark. Two tables of a section may
+    share labels (a dataset, split and metric, say), so a row is only ever matched within its own
+    table. Optional rows nothing stands in for are dropped."""
+    tables = table_rows(old)
+    out, kept, header = [], False, None
     for line in new.splitlines():
         cells = cells_of(line) if line.startswith("| ") else []
+        if not cells:
+            header = None
+        elif header is None:
+            header = line.strip()
         gap = next((i for i, c in enumerate(cells) if unmeasured(c)), None)
         if gap:
+            rows = tables.get(header, [])
             twin = next((r for r in rows if r[:gap] == cells[:gap] and len(r) > gap and not unmeasured(r[gap])), None)
             if twin is not None:
                 twin = list(twin)

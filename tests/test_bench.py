@@ -109,6 +109,15 @@ def test_a_rebuilt_table_keeps_measured_rows_whose_cells_are_gone_and_marks_them
     assert again.count(f"2 {KEPT}") == 1 and again.count(KEPT_NOTE) == 1
 
 
+def test_a_row_is_kept_only_from_its_own_table_when_two_tables_share_labels():
+    header = "| data | split | metric | f2a <= f2u | values |\n| --- | --- | --- | --- | --- |\n"
+    other = "| data | split | metric | centralized | best rule |\n| --- | --- | --- | --- | --- |\n"
+    old = header + "| mnist | iid | fid | holds | 1 / 2 |\n\n" + other + "| mnist | non_ovl | fid | 28.6 | f2a 25.3 |"
+    gap = "| mnist | non_ovl | fid | incomplete | | `python bench/x.py` |"
+    new = header + gap + "\n\n" + other + "| mnist | non_ovl | fid | 28.6 | f2a 25.3 |"
+    assert keep_measured(old, new) == new                    # the upper bound's row is no ordering
+
+
 def test_a_table_with_nothing_lost_is_left_as_built():
     new = OLD.split("\n\n", 1)[1].replace("not run: `python bench/x.py --rules gman`", "1 | 2048.7")
     assert keep_measured(OLD, new) == new
