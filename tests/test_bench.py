@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench.cells import CELL_MARKER, QUICK, Cell, Results, resolved
-from bench.report import KEPT, KEPT_NOTE, OPTIONAL, keep_measured
+from bench.report import KEPT, KEPT_NOTE, OPTIONAL, cells_of, keep_measured
 from bench.reproduce_f2u import cells, untrained
 from conftest import ROOT
 
@@ -316,17 +316,42 @@ def test_the_upper_bound_compares_the_centralized_gan_with_the_best_rule_and_say
             "value": {"0": inception} if inception else {}}, "generators": {"0": {
                 "fid_classifier": fid, "precision": precision, "recall": recall}}})
     table = upper_bound(results, args)
-    assert "| mnist | non_ovl | 15,000 | fid_classifier | 28.6 | f2u 24.0 | no | 1 / 1 | 0.48 / 0.86; 0.56 / 0.68 |" \
-        in table
+    assert "| mnist | non_ovl | 15,000 | fid_classifier | 28.6 | f2u 24.0 | no | no: one seed | 1 / 1 | " \
+        "0.48 / 0.86; 0.56 / 0.68 |" in table
     # f2a's seed 1 has no Inception FID: its precision and recall stay out of that row
-    assert "| mnist | non_ovl | 15,000 | inception_fid | 15.30 | f2a 26.00 | yes | 1 / 1 | 0.48 / 0.86; 0.60 / 0.66 |" \
-        in table
+    assert "| mnist | non_ovl | 15,000 | inception_fid | 15.30 | f2a 26.00 | yes | no: one seed | 1 / 1 | " \
+        "0.48 / 0.86; 0.60 / 0.66 |" in table
     assert "fashion_mnist" not in table and "higher recall" in table
     results.add(cells("mnist", "non_ovl", "centralized", False)[0].name, {
         "config": resolved(cells("mnist", "non_ovl", "centralized", False)[0], root), "step": 15000,
         "inception_fid": {"value": {"0": 15.3}}, "generators": {"0": {"fid_classifier": 28.6, "precision": 0.70,
                                                                       "recall": 0.86}}})
     assert "| no |" in upper_bound(results, args) and "higher recall" not in upper_bound(results, args)
+
+
+def test_the_upper_bound_is_settled_only_by_two_seeds_each_that_do_not_overlap(tmp_path):
+    from bench.reproduce_f2u import upper_bound
+    root = Path("/data")
+    args = Namespace(datasets=["mnist"], splits=["non_ovl"], rules=["f2a", "centralized"], quick=False, root=root)
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+
+    def store(rule, seed, inception):
+        cell = cells("mnist", "non_ovl", rule, False)[seed]
+        results.add(cell.name, {"config": resolved(cell, root), "step": cell.steps, "inception_fid": {
+            "value": {"0": inception}}, "generators": {"0": {"fid_classifier": 20.0, "precision": 0.5, "recall": 0.5}}})
+
+    def settled():
+        row = next(line for line in upper_bound(results, args).splitlines() if "inception_fid" in line)
+        return cells_of(row)[6:8]
+
+    store("centralized", 0, 22.4), store("centralized", 1, 23.7), store("f2a", 0, 23.8)
+    assert settled() == ["yes", "no: one seed"]                   # both centralized seeds lower, one of F2A's
+    store("f2a", 1, 23.5)
+    assert settled() == ["yes", "no: seeds overlap"]              # 23.7 > 23.5
+    store("f2a", 1, 25.0)
+    assert settled() == ["yes", "yes"]
+    store("centralized", 1, 26.0), store("centralized", 0, 27.0)
+    assert settled() == ["no", "yes"]                             # settled the other way
 
 
 def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
