@@ -329,6 +329,22 @@ def test_the_upper_bound_compares_the_centralized_gan_with_the_best_rule_and_say
     assert "| no |" in upper_bound(results, args) and "higher recall" not in upper_bound(results, args)
 
 
+def test_an_ordering_over_a_collapsed_baseline_says_the_baseline_collapsed(tmp_path):
+    from bench.reproduce_f2u import orderings
+    root = Path("/data")
+    args = Namespace(datasets=["mnist"], splits=["mod_ovl"], quick=False, root=root)
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+    for rule, fid, recall in (("f2a", 84.3, 0.62), ("f2u", 98.4, 0.59), ("mdgan", 218.3, 0.29),
+                              ("gman", 1597.9, 0.0)):
+        cell = cells("mnist", "mod_ovl", rule, False)[0]
+        results.add(cell.name, {"config": resolved(cell, root), "step": cell.steps, "inception_fid": {"value": {}},
+                                "generators": {"0": {"fid_classifier": fid, "precision": 0.4, "recall": recall}}})
+    table = orderings(results, args)
+    assert "| mnist | mod_ovl | 1,500 | fid_classifier | holds | holds | holds (gman collapsed: recall 0) | " \
+        "84.3 / 98.4 / 218.3 / 1597.9 |" in table
+    assert "broken, not because the rule is better" in table
+
+
 def test_the_upper_bound_is_settled_only_by_two_seeds_each_that_do_not_overlap(tmp_path):
     from bench.reproduce_f2u import upper_bound
     root = Path("/data")
