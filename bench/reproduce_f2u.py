@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -172,6 +173,23 @@ def orderings(results: Results, args) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Scored:
+    """One rule's cells on one metric: means over seeds (precision and recall of the same cells)."""
+    mean: float
+    seeds: int
+    precision: float
+    recall: float
+    low: float
+    high: float
+
+    @classmethod
+    def of(cls, got: list[tuple[float, dict]]) -> "Scored":
+        values = [v for v, _ in got]
+        return cls(statistics.mean(values), len(got), statistics.mean(m["precision"] for _, m in got),
+                   statistics.mean(m["recall"] for _, m in got), min(values), max(values))
+
+
 def upper_bound(results: Results, args) -> str:
     """The centralized GAN against the best decentralized rule, per dataset, split and metric, on the
     means over seeds; with each one's precision and recall, which say why where it does not beat them.
@@ -189,23 +207,22 @@ def upper_bound(results: Results, args) -> str:
                     got = [(v, generator_metrics(r)) for r in stored(results, cells(dataset, split, rule, args.quick),
                                                                       args.root) if (v := metric(r, key)) is not None]
                     if got:
-                        values = [v for v, _ in got]
-                        scored[rule] = (statistics.mean(values), len(got),
-                                        statistics.mean(m["precision"] for _, m in got),
-                                        statistics.mean(m["recall"] for _, m in got), min(values), max(values))
+                        scored[rule] = Scored.of(got)
                 rules = [r for r in scored if r != "centralized"]
                 if "centralized" not in scored or not rules:
                     continue
-                best = min(rules, key=lambda r: scored[r][0])
-                (mine, n, p, r, low, high), (theirs, m, q, t, their_low, their_high) = scored["centralized"], \
-                    scored[best]
-                if mine >= theirs:
-                    behind.append(p < q and r > t)
-                apart = high < their_low if mine < theirs else low > their_high
-                settled = "no: one seed" if min(n, m) < 2 else "yes" if apart else "no: seeds overlap"
+                best = min(rules, key=lambda r: scored[r].mean)
+                mine, theirs = scored["centralized"], scored[best]
+                better = mine.mean < theirs.mean
+                if not better:
+                    behind.append(mine.precision < theirs.precision and mine.recall > theirs.recall)
+                apart = mine.high < theirs.low if better else mine.low > theirs.high
+                settled = "no: one seed" if min(mine.seeds, theirs.seeds) < 2 else "yes" if apart else \
+                    "no: seeds overlap"
                 lines.append(f"| {dataset} | {split} | {cells(dataset, split, best, args.quick)[0].steps:,} | {key} | "
-                             f"{mine:{fmt}} | {best} {theirs:{fmt}} | {'yes' if mine < theirs else 'no'} | {settled} | "
-                             f"{n} / {m} | {p:.2f} / {r:.2f}; {q:.2f} / {t:.2f} |")
+                             f"{mine.mean:{fmt}} | {best} {theirs.mean:{fmt}} | {'yes' if better else 'no'} | "
+                             f"{settled} | {mine.seeds} / {theirs.seeds} | {mine.precision:.2f} / {mine.recall:.2f}; "
+                             f"{theirs.precision:.2f} / {theirs.recall:.2f} |")
     if len(lines) == 2:
         return "No centralized cell and decentralized rule scored on the same row yet."
     if behind and all(behind):
@@ -289,8 +306,9 @@ def main() -> int:
                       orderings(results, args), "",
                       "**The upper bound** (one discriminator on all the data against the best decentralized rule; "
                       "means over seeds; settled where both have two seeds or more and every seed of the better one "
-                      "beats every seed of the other; Mod-OVL rows are at 1,500 steps, before the centralized GAN, the slowest "
-                      "starter on every [convergence curve](#convergence-non-ovl-against-steps), has caught up):", "", upper_bound(results, args), "",
+                      "beats every seed of the other; Mod-OVL rows are at 1,500 steps, before the centralized GAN, "
+                      "the slowest starter on every [convergence curve](#convergence-non-ovl-against-steps), has "
+                      "caught up):", "", upper_bound(results, args), "",
                       *figures(results, args)])
     publish_table("reproduce_f2u", "F2U reproduction", body, args.quick)
     return 0
