@@ -31,15 +31,19 @@ def unmeasured(cell: str) -> bool:
     return cell.startswith("not run") or cell == "incomplete"
 
 
-def table_rows(text: str) -> dict[str, list[list[str]]]:
-    """The rows of each table in ``text`` (separators left out), under the table's header line."""
-    tables, header = {}, None
+def under_headers(text: str):
+    """Each line of ``text`` with the header line of the table it belongs to (None outside tables)."""
+    header = None
     for line in text.splitlines():
-        if not line.startswith("| "):
-            header = None
-        elif header is None:
-            header = line.strip()
-        elif not set(line) <= set("|- "):
+        header = (header or line.strip()) if line.startswith("| ") else None
+        yield header, line
+
+
+def table_rows(text: str) -> dict[str, list[list[str]]]:
+    """The rows of each table in ``text`` (header and separators left out), under its header line."""
+    tables = {}
+    for header, line in under_headers(text):
+        if header is not None and line.strip() != header and not set(line) <= set("|- "):
             tables.setdefault(header, []).append(cells_of(line))
     return tables
 
@@ -51,17 +55,13 @@ def keep_measured(old: str, new: str) -> str:
     share labels (a dataset, split and metric, say), so a row is only ever matched within its own
     table. Optional rows nothing stands in for are dropped."""
     tables = table_rows(old)
-    out, kept, header = [], False, None
-    for line in new.splitlines():
-        cells = cells_of(line) if line.startswith("| ") else []
-        if not cells:
-            header = None
-        elif header is None:
-            header = line.strip()
+    out, kept = [], False
+    for header, line in under_headers(new):
+        cells = cells_of(line) if header is not None else []
         gap = next((i for i, c in enumerate(cells) if unmeasured(c)), None)
         if gap:
-            rows = tables.get(header, [])
-            twin = next((r for r in rows if r[:gap] == cells[:gap] and len(r) > gap and not unmeasured(r[gap])), None)
+            twin = next((r for r in tables.get(header, [])
+                         if r[:gap] == cells[:gap] and len(r) > gap and not unmeasured(r[gap])), None)
             if twin is not None:
                 twin = list(twin)
                 if not twin[gap].endswith(KEPT):
