@@ -118,6 +118,15 @@ def test_a_row_is_kept_only_from_its_own_table_when_two_tables_share_labels():
     assert keep_measured(old, new) == new                    # the upper bound's row is no ordering
 
 
+def test_a_row_is_kept_only_from_its_own_table_when_two_tables_share_a_header_and_labels():
+    header = "| data | rule | seeds | fid |\n| --- | --- | --- | --- |\n"
+    old = "**lambda**\n\n" + header + "| mnist | f2a | 1 | 126.5 |\n\n**mnist**\n\n" + header + \
+        "| mnist | f2a | 2 | 119.7 (112.9-126.5) |"
+    new = old.replace("| 1 | 126.5 |", "| not run: `x` | |").replace("| 2 | 119.7 (112.9-126.5) |", "| not run: `x` | |")
+    assert keep_measured(old, new).split("\n\n")[:4] == old.replace(" | 1 | ", f" | 1 {KEPT} | ").replace(
+        " | 2 | ", f" | 2 {KEPT} | ").split("\n\n")         # each table keeps its own row, not the first match
+
+
 def test_a_table_with_nothing_lost_is_left_as_built():
     new = OLD.split("\n\n", 1)[1].replace("not run: `python bench/x.py --rules gman`", "1 | 2048.7")
     assert keep_measured(OLD, new) == new
@@ -368,6 +377,29 @@ def test_the_upper_bound_is_settled_only_by_two_seeds_each_that_do_not_overlap(t
     assert settled() == ["yes", "yes"]
     store("centralized", 1, 26.0), store("centralized", 0, 27.0)
     assert settled() == ["no", "yes"]                             # settled the other way
+
+
+def test_the_forgiveness_targets_name_no_best_rule_until_every_rule_is_measured(tmp_path):
+    """The centralized GAN is the best only against every decentralized rule: measured against the
+    collapsed baselines alone (the forgivers' cells not run, or stale) it must not be said to win."""
+    from bench.forgiveness import TARGET_RULES, rule_cell, targets
+    root = Path("/data")
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+
+    def store(rule, fid):
+        for seed in (0, 1):
+            cell = rule_cell("mnist", rule, "spectral", seed, 1500)
+            results.add(cell.name, {"config": resolved(cell, root), "step": cell.steps, "generators": {"0": {
+                "fid_classifier": fid, "classes_covered": 9, "confident_classes_covered": 8}}})
+
+    def centralized_row():
+        return next(line for line in targets(results, root).splitlines() if line.startswith("| centralized"))
+
+    store("centralized", 118.3), store("mdgan", 930.4), store("gman", 2097.9)
+    assert "not run" in centralized_row() and "| yes |" not in centralized_row()
+    for rule, fid in zip(TARGET_RULES[:3], (163.4, 119.7, 94.9)):
+        store(rule, fid)
+    assert cells_of(centralized_row())[1:] == ["118.3 / 94.9", "no"]
 
 
 def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
