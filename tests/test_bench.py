@@ -377,6 +377,10 @@ def test_the_upper_bound_is_settled_only_by_two_seeds_each_that_do_not_overlap(t
     assert settled() == ["yes", "yes"]
     store("centralized", 1, 26.0), store("centralized", 0, 27.0)
     assert settled() == ["no", "yes"]                             # settled the other way
+    args.rules = ["f2a", "mdgan", "gman", "centralized"]
+    assert settled() == ["no", "no: mdgan, gman not scored"]      # the best rule so far is not yet the best
+    store("centralized", 1, 24.5)
+    assert settled() == ["no", "no: mdgan, gman not scored; seeds overlap"]
 
 
 def test_the_forgiveness_targets_name_no_best_rule_until_every_rule_is_measured(tmp_path):
