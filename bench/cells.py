@@ -211,18 +211,23 @@ def table_arguments(parser: argparse.ArgumentParser) -> None:
 # cell without the key ran with (its samples came from the raw G before the averaged generator;
 # F2A's lambda saw every D every step before the refreshed copies).
 IMPLIED = {("train", "g_ema"): 0.0, ("algo", "lambda_refresh"): 1}
+# Keys only some algorithms read: a cell of another algorithm trains the same whatever they hold.
+READ_BY = {("algo", "lambda_refresh"): {"f2a"}}
 
 
 def same_config(stored: dict | None, now: dict) -> bool:
     """Whether a stored cell was trained with the config it resolves to now. A key added to ddgan
     after the cell was stored counts as the same when it holds the value the cell ran as if it held:
     its default (the new option did not exist then), or what IMPLIED says; a key ddgan has dropped
-    since is ignored (what a cell varies is in its name)."""
+    since, or one the cell's algorithm does not read (READ_BY), is ignored (what a cell varies is in
+    its name)."""
     if stored is None:
         return False
     defaults = Config().to_dict()
     for section, values in now.items():
         for key, value in values.items():
+            if now["algo"]["name"] not in READ_BY.get((section, key), {now["algo"]["name"]}):
+                continue
             if key in stored.get(section, {}):
                 if stored[section][key] != value:
                     return False

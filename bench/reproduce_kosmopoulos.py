@@ -48,7 +48,11 @@ WAVE_1 = ("Before this protocol (0.1.0: 1,000 cycles, one seed, the SVM tested o
 
 
 def cell(select: str, seed: int, steps: int, image_size: int = 28, norm: str = "batch", quick: bool = False) -> Cell:
-    extra = [f"data.image_size={image_size}", f"run.checkpoint_every={max(1, steps // 4)}", "run.keep_checkpoints=4"]
+    """One gossip cell. Its grids come from the raw G_k, as the paper's did: its metric, an SVM on the
+    discriminators' features, is the same with or without the averaged generator (which only samples),
+    so the cells trained before that existed stay current."""
+    extra = [f"data.image_size={image_size}", f"run.checkpoint_every={max(1, steps // 4)}", "run.keep_checkpoints=4",
+             "train.g_ema=0"]
     if quick:
         extra += [*QUICK, "data.image_size=16", "partition.clients=2", "partition.samples_per_client=200",
                   "algo.max_d_steps=2"]

@@ -447,6 +447,21 @@ def test_a_cell_stored_before_the_averaged_generator_is_stale_unless_it_asks_for
     assert same_config(before, raw) and same_config(now, now)
 
 
+def test_a_key_only_f2a_reads_does_not_make_another_rules_cell_stale():
+    """Before F2A's lambda saw refreshed copies of the Ds it saw them every step (lambda_refresh 1):
+    an F2A cell stored then is stale, a gossip cell (which has no lambda, and whose grids come from the
+    raw G) stored before both keys existed is not."""
+    from bench.cells import same_config
+    from bench.reproduce_kosmopoulos import cell as gossip_cell
+    for c, dropped, stale in ((Cell("digits", "non_ovl", "f2a", "spectral", 0, 40), [("algo", "lambda_refresh")], True),
+                              (gossip_cell("infogain", 0, 40), [("algo", "lambda_refresh"), ("train", "g_ema")], False)):
+        now = resolved(c, Path("/data"))
+        before = json.loads(json.dumps(now))
+        for section, key in dropped:
+            del before[section][key]
+        assert same_config(before, now) is not stale, c.name
+
+
 @pytest.mark.dist
 def test_exchange_bytes_quick_measures_every_mode():
     proc = subprocess.run([sys.executable, "bench/exchange_bytes.py", "--quick"], cwd=ROOT, capture_output=True,
