@@ -309,9 +309,9 @@ def main() -> int:
                       orderings(results, args), "",
                       "**The upper bound** (one discriminator on all the data against the best decentralized rule; "
                       "means over seeds; settled where every decentralized rule is scored, both have two seeds or "
-                      "more and every seed of the better one beats every seed of the other; Mod-OVL rows are at 1,500 steps, before the centralized GAN, "
-                      "the slowest starter on every [convergence curve](#convergence-non-ovl-against-steps), has "
-                      "caught up):", "", upper_bound(results, args), "",
+                      "more and every seed of the better one beats every seed of the other; Mod-OVL rows are at "
+                      "1,500 steps, before the centralized GAN, the slowest starter on every [convergence curve]"
+                      "(#convergence-non-ovl-against-steps), has caught up):", "", upper_bound(results, args), "",
                       *figures(results, args)])
     publish_table("reproduce_f2u", "F2U reproduction", body, args.quick)
     return 0
