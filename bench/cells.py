@@ -28,6 +28,7 @@ from dataclasses import dataclass, replace
 from fnmatch import fnmatch
 from pathlib import Path
 
+from ddgan.core.algorithms import ALGORITHMS
 from ddgan.core.config import Config, load_config
 from ddgan.data.partition import SCHEMES
 from ddgan.forgiver.layout import world_size
@@ -212,7 +213,9 @@ def table_arguments(parser: argparse.ArgumentParser) -> None:
 # F2A's lambda saw every D every step before the refreshed copies).
 IMPLIED = {("train", "g_ema"): 0.0, ("algo", "lambda_refresh"): 1}
 # Keys only some algorithms read: a cell of another algorithm trains the same whatever they hold.
-READ_BY = {("algo", "lambda_refresh"): {"f2a"}}
+# lambda_refresh paces the copies of the Ds that a lambda descending D_agg's loss sees (the registry
+# says which rules offer that objective).
+READ_BY = {("algo", "lambda_refresh"): {a.name for a in ALGORITHMS.values() if "discriminator" in a.lambda_objectives}}
 
 
 def same_config(stored: dict | None, now: dict) -> bool:

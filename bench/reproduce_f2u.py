@@ -219,8 +219,11 @@ def upper_bound(results: Results, args) -> str:
                     behind.append(mine.precision < theirs.precision and mine.recall > theirs.recall)
                 apart = mine.high < theirs.low if better else mine.low > theirs.high
                 unscored = [r for r in args.rules if r != "centralized" and r not in scored]
-                open_by = ([f"{', '.join(unscored)} not scored"] if unscored else []) + (
-                    ["one seed"] if min(mine.seeds, theirs.seeds) < 2 else [] if apart else ["seeds overlap"])
+                open_by = [f"{', '.join(unscored)} not scored"] if unscored else []
+                if min(mine.seeds, theirs.seeds) < 2:
+                    open_by.append("one seed")
+                elif not apart:
+                    open_by.append("seeds overlap")
                 settled = f"no: {'; '.join(open_by)}" if open_by else "yes"
                 lines.append(f"| {dataset} | {split} | {cells(dataset, split, best, args.quick)[0].steps:,} | {key} | "
                              f"{mine.mean:{fmt}} | {best} {theirs.mean:{fmt}} | {'yes' if better else 'no'} | "
