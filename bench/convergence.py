@@ -52,7 +52,7 @@ from ddgan.runtime.checkpoint import complete_checkpoints, step_dir  # noqa: E40
 
 BUDGET = 15000            # steps per curve (the F2U table's Non-OVL budget)
 EVERY = 1500              # steps between scored checkpoints
-RULES = ["centralized", "f2a", "f2u_balanced", "f2u", "mdgan"]
+RULES = ["centralized", "f2a", "f2u_balanced", "f2u", "mdgan", "gman"]
 DATASETS = ["mnist", "fashion_mnist"]
 SPLITS = ["non_ovl", "iid"]   # iid: the control that tells the shards' effect from the multi-D update's
 SPLIT_NAMES = {"non_ovl": "Non-OVL", "iid": "IID"}
