@@ -328,6 +328,16 @@ def generator_metrics(result: dict) -> dict:
     return result["generators"]["0"]
 
 
+def yardstick(result: dict) -> str | None:
+    """The domain classifier that scored a result's fid_classifier, as a table names it: its test
+    accuracy, with the start of its SHA-256 where the result kept it (results scored before
+    2026-12-06 did not); None where the result does not say. Each machine trains its own."""
+    clf = result.get("classifier")
+    if not clf:
+        return None
+    return f"{clf['accuracy']:.4f}" + (f" ({clf['sha256'][:8]})" if clf.get("sha256") else "")
+
+
 def mean_spread(values: list[float], fmt: str) -> str:
     """``mean`` of one value, ``mean (lo-hi)`` of several."""
     if not values:

@@ -44,6 +44,7 @@ from bench.cells import (  # noqa: E402
     evaluate,
     shorter_cells,
     table_arguments,
+    yardstick,
 )
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.poster import POSTER  # noqa: E402
@@ -85,7 +86,8 @@ def point(evaluated: dict) -> dict:
             "confident": g["confident_classes_covered"], "precision": round(g["precision"], 4),
             "recall": round(g["recall"], 4),
             "inception_fid": (evaluated["inception_fid"]["value"] or {}).get("0"),
-            **({"recall_per_class": g["recall_per_class"]} if "recall_per_class" in g else {})}
+            **{key: g[key] for key in ("recall_per_class", "fid_classifier_scaled") if key in g},
+            **({"classifier": y} if (y := yardstick(evaluated)) else {})}
 
 
 @dataclass(frozen=True)

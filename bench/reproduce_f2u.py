@@ -39,11 +39,13 @@ from bench.cells import (  # noqa: E402
     generator_metrics,
     mean_spread,
     table_arguments,
+    yardstick,
 )
 from bench.convergence import BUDGET, EVERY, Scoring, curve_cell, score  # noqa: E402
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.poster import POSTER  # noqa: E402
 from bench.report import publish_table  # noqa: E402
+from bench.yardstick import widest  # noqa: E402
 
 RULES = ["f2u", "f2a", "f2u_balanced", "mdgan", "gman", "centralized"]
 DATASETS, SPLITS = ["mnist", "fashion_mnist"], ["non_ovl", "mod_ovl"]
@@ -109,6 +111,36 @@ def comparison(results: Results, args) -> str:
                     mean_spread(inception, ".2f") if inception else "not computed",
                     str(POSTER.get((dataset, split), {}).get(rule, "-"))]) + " |")
     return "\n".join(lines)
+
+
+def classifiers(results: Results, dataset: str, splits: list[str], rules: list[str], args) -> list[str]:
+    """The domain classifiers that scored the stored cells of ``rules`` (bench/cells.py's yardstick)."""
+    return sorted({y for split in splits for rule in rules
+                   for r in stored(results, cells(dataset, split, rule, args.quick), args.root) if (y := yardstick(r))})
+
+
+def yardsticks(results: Results, args) -> list[str]:
+    """A line per dataset whose rows' fid_classifier came from more than one domain classifier (each
+    machine trains its own), with how far bench/yardstick.py measured a change of classifier to move
+    the same samples' fid_classifier."""
+    lines = []
+    for dataset in args.datasets:
+        used = classifiers(results, dataset, args.splits, args.rules, args)
+        if len(used) < 2:
+            continue
+        line = (f"- {dataset}: its cells were scored by {len(used)} domain classifiers (test accuracy "
+                f"{', '.join(used)}), trained on different machines. ")
+        bound, scaled = widest(dataset), widest(dataset, "scaled")
+        if bound is None:
+            line += "How far that moves fid_classifier is not measured yet (`python bench/yardstick.py`)."
+        else:
+            line += f"Classifiers of different seeds move the same samples' fid_classifier by up to {bound:.1%}"
+            if scaled is not None:
+                line += f", fid_classifier_scaled (in eval.json since 2026-12-06) by up to {scaled:.1%}"
+            line += (" ([the yardstick](#the-fid_classifier-yardstick-classifiers-of-three-seeds)): a bound on what "
+                     "another machine's classifier does. Inception FID's network is fixed.")
+        lines.append(line)
+    return ["**The fid_classifier yardstick**:", "", *lines, ""] if lines else []
 
 
 def untrained(results: Results, args) -> list[str]:
@@ -195,7 +227,8 @@ def upper_bound(results: Results, args) -> str:
     means over seeds; with each one's precision and recall, which say why where it does not beat them.
     A row is settled when every decentralized rule is scored (until then the best rule is only the best
     so far), both have two seeds or more, and every seed of the better one beats every seed of the
-    other: a rule not scored, one seed, or overlapping seeds leave the order open."""
+    other (on fid_classifier, by more than bench/yardstick.py's spread where different machines'
+    classifiers scored them): a rule not scored, one seed, or overlapping seeds leave the order open."""
     lines = ["| dataset | split | steps | metric | centralized | best decentralized rule | centralized better | "
              "settled | seeds (centralized / rule) | precision / recall (centralized; rule) |", "| --- " * 10 + "|"]
     behind = []
@@ -218,12 +251,21 @@ def upper_bound(results: Results, args) -> str:
                 if not better:
                     behind.append(mine.precision < theirs.precision and mine.recall > theirs.recall)
                 apart = mine.high < theirs.low if better else mine.low > theirs.high
+                # cells scored by different classifiers: fid_classifier may move by the yardstick's spread,
+                # so the seeds must be apart by more than that
+                mixed = key == "fid_classifier" and len(classifiers(results, dataset, [split], ["centralized", best],
+                                                                    args)) > 1
+                margin = widest(dataset) if mixed else 0.0
                 unscored = [r for r in args.rules if r != "centralized" and r not in scored]
                 open_by = [f"{', '.join(unscored)} not scored"] if unscored else []
                 if min(mine.seeds, theirs.seeds) < 2:
                     open_by.append("one seed")
                 elif not apart:
                     open_by.append("seeds overlap")
+                elif margin is None:
+                    open_by.append("scored by different classifiers, their spread not measured")
+                elif not (mine.high * (1 + margin) < theirs.low if better else mine.low > theirs.high * (1 + margin)):
+                    open_by.append(f"seeds apart by less than the classifiers' spread ({margin:.1%})")
                 settled = f"no: {'; '.join(open_by)}" if open_by else "yes"
                 lines.append(f"| {dataset} | {split} | {cells(dataset, split, best, args.quick)[0].steps:,} | {key} | "
                              f"{mine.mean:{fmt}} | {best} {theirs.mean:{fmt}} | {'yes' if better else 'no'} | "
@@ -307,12 +349,13 @@ def main() -> int:
                             results.run(cell, args.root, n=500 if args.quick else 10000)
     if not args.quick:          # a selection chooses what to train; BENCHMARKS.md keeps the whole table
         args.datasets, args.splits, args.rules = DATASETS, SPLITS, RULES
-    body = "\n".join([INTRO, "", comparison(results, args), "", *untrained(results, args),
+    body = "\n".join([INTRO, "", comparison(results, args), "", *yardsticks(results, args), *untrained(results, args),
                       "**Orderings** (the poster: f2a <= f2u < mdgan, gman; means over seeds):", "",
                       orderings(results, args), "",
                       "**The upper bound** (one discriminator on all the data against the best decentralized rule; "
                       "means over seeds; settled where every decentralized rule is scored, both have two seeds or "
-                      "more and every seed of the better one beats every seed of the other; Mod-OVL rows are at "
+                      "more and every seed of the better one beats every seed of the other, on fid_classifier by "
+                      "more than the classifiers' spread where different ones scored them; Mod-OVL rows are at "
                       "1,500 steps, before the centralized GAN, the slowest starter on every [convergence curve]"
                       "(#convergence-non-ovl-against-steps), has caught up):", "", upper_bound(results, args), "",
                       *figures(results, args)])

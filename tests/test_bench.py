@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cells import CELL_MARKER, QUICK, Cell, Results, resolved
+from bench.cells import CELL_MARKER, QUICK, QUICK_CLIENTS, Cell, Results, resolved
 from bench.report import KEPT, KEPT_NOTE, OPTIONAL, cells_of, keep_measured
 from bench.reproduce_f2u import cells, untrained
 from conftest import ROOT
@@ -354,16 +354,22 @@ def test_an_ordering_over_a_collapsed_baseline_says_the_baseline_collapsed(tmp_p
     assert "broken, not because the rule is better" in table
 
 
+def store_non_ovl(results: Results, rule: str, seed: int, fid: float = 20.0, **result) -> None:
+    """A stored MNIST Non-OVL cell of ``rule`` with fid_classifier ``fid``, precision and recall 0.5,
+    no Inception FID unless ``result`` gives one, and ``result``'s other keys."""
+    cell = cells("mnist", "non_ovl", rule, False)[seed]
+    results.add(cell.name, {"config": resolved(cell, Path("/data")), "step": cell.steps, "inception_fid": {"value": {}},
+                            "generators": {"0": {"fid_classifier": fid, "precision": 0.5, "recall": 0.5}}, **result})
+
+
 def test_the_upper_bound_is_settled_only_by_two_seeds_each_that_do_not_overlap(tmp_path):
     from bench.reproduce_f2u import upper_bound
-    root = Path("/data")
-    args = Namespace(datasets=["mnist"], splits=["non_ovl"], rules=["f2a", "centralized"], quick=False, root=root)
+    args = Namespace(datasets=["mnist"], splits=["non_ovl"], rules=["f2a", "centralized"], quick=False,
+                     root=Path("/data"))
     results = Results(tmp_path / "results.json", tmp_path / "runs")
 
     def store(rule, seed, inception):
-        cell = cells("mnist", "non_ovl", rule, False)[seed]
-        results.add(cell.name, {"config": resolved(cell, root), "step": cell.steps, "inception_fid": {
-            "value": {"0": inception}}, "generators": {"0": {"fid_classifier": 20.0, "precision": 0.5, "recall": 0.5}}})
+        store_non_ovl(results, rule, seed, inception_fid={"value": {"0": inception}})
 
     def settled():
         row = next(line for line in upper_bound(results, args).splitlines() if "inception_fid" in line)
@@ -563,3 +569,67 @@ def test_a_hand_written_section_fails_the_section_check():
         "outside every marker pair: '## By hand'", "outside every marker pair: '28.3'"]
     assert unwritten_sections(written + "\n<!-- by_hand -->\n## By hand\n<!-- /by_hand -->\n", scripts) == [
         "<!-- by_hand -->: no bench script writes it"]
+
+
+@pytest.mark.dist
+def test_the_yardstick_scores_the_samples_eval_scores_under_classifiers_of_three_seeds(tmp_path,
+                                                                                      digits_classifier_cache):
+    """bench/yardstick.py's seed-0 number for a checkpoint is ddgan.eval's fid_classifier of it (the
+    same samples, real images and classifier); the other seeds' classifiers are other yardsticks."""
+    from bench.yardstick import SEEDS, measure, section
+    run = tmp_path / "cells" / "digits_tiny"
+    train = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+             "-m", "ddgan.train", "partition.scheme=classes", *QUICK_CLIENTS, *QUICK, "train.steps=20",
+             "run.log_every=10", f"run.dir={run}"]
+    assert subprocess.run(train, cwd=ROOT, capture_output=True, text=True).returncode == 0
+    evaluate = [sys.executable, "-m", "ddgan.eval", "--run", str(run), "--n", "300", "--cache",
+                str(digits_classifier_cache), "--svm-train", "0"]
+    assert subprocess.run(evaluate, cwd=ROOT, capture_output=True).returncode == 0
+    points = measure(tmp_path / "cells", Path("/data"), digits_classifier_cache, 300, ("digits",))
+    fake, real = points["digits_tiny: step_0000020"], points["digits: real training images"]
+    assert set(fake["fid"]) == set(real["fid"]) == {str(s) for s in SEEDS}
+    evaluated = json.loads((run / "eval.json").read_text())
+    assert fake["fid"]["0"] == pytest.approx(evaluated["generators"]["0"]["fid_classifier"], abs=1e-3)
+    assert fake["classifiers"]["0"]["sha256"] == evaluated["classifier"]["sha256"]
+    assert len({c["sha256"] for c in fake["classifiers"].values()}) == len(SEEDS)     # three different yardsticks
+    assert all(real["fid"][s] < fake["fid"][s] for s in real["fid"])     # 20 steps of G: far from real images
+    assert "| digits_tiny: step_0000020 |" in section(points)
+
+
+def test_the_f2u_table_says_when_its_rows_were_scored_by_different_classifiers(tmp_path):
+    from bench.reproduce_f2u import yardsticks
+    args = Namespace(datasets=["mnist"], splits=["non_ovl"], rules=["f2a", "centralized"], quick=False,
+                     root=Path("/data"))
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+    store_non_ovl(results, "f2a", 0, classifier={"accuracy": 0.9922})
+    store_non_ovl(results, "centralized", 0, classifier={"accuracy": 0.9922})
+    assert yardsticks(results, args) == []                               # one classifier: nothing to say
+    store_non_ovl(results, "centralized", 1, classifier={"accuracy": 0.9923, "sha256": "7cf55f1d" + "0" * 56})
+    note = "\n".join(yardsticks(results, args))
+    assert "- mnist: its cells were scored by 2 domain classifiers (test accuracy 0.9922, 0.9923 (7cf55f1d))" in note
+
+
+def test_the_upper_bound_on_fid_classifier_is_settled_only_beyond_the_spread_of_the_classifiers_that_scored_it(
+        tmp_path, monkeypatch):
+    import bench.reproduce_f2u as f2u
+    args = Namespace(datasets=["mnist"], splits=["non_ovl"], rules=["f2a", "centralized"], quick=False,
+                     root=Path("/data"))
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+
+    def store(rule, seed, fid, accuracy):
+        store_non_ovl(results, rule, seed, fid, classifier={"accuracy": accuracy})
+
+    def settled():
+        row = next(line for line in f2u.upper_bound(results, args).splitlines() if "fid_classifier" in line)
+        return cells_of(row)[7]
+
+    store("f2a", 0, 24.8, 0.9922), store("f2a", 1, 25.8, 0.9922)
+    store("centralized", 0, 28.6, 0.9922), store("centralized", 1, 29.6, 0.9922)
+    assert settled() == "yes"                                       # one classifier: apart is enough
+    store("centralized", 0, 28.6, 0.9917)
+    monkeypatch.setattr(f2u, "widest", lambda dataset: None)
+    assert settled() == "no: scored by different classifiers, their spread not measured"
+    monkeypatch.setattr(f2u, "widest", lambda dataset: 0.05)
+    assert settled() == "yes"                                       # 25.8 x 1.05 < 28.6
+    monkeypatch.setattr(f2u, "widest", lambda dataset: 0.15)
+    assert settled() == "no: seeds apart by less than the classifiers' spread (15.0%)"

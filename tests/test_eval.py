@@ -1,6 +1,7 @@
 """Evaluation: metric functions on constructed inputs, the SVM pipeline, and ddgan.eval on a real run."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -56,6 +57,20 @@ def test_coverage_confidence_and_kl():
     assert metrics.kl_to_target(half, list(range(10))) == pytest.approx(np.log(2), rel=1e-3)
     # mass outside the target is heavily penalised but finite
     assert 5 < metrics.kl_to_target(np.eye(10)[9], [0, 1]) < 20
+
+
+def test_fid_classifier_scaled_does_not_depend_on_the_scale_of_the_features():
+    """Another classifier may spread the same images' features wider: fid_classifier grows with the
+    square of that scale, fid_classifier_scaled (in units of the real features' E||f||^2) does not."""
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(1.0, 1.0, (400, 8)), rng.normal(1.3, 1.2, (400, 8))
+    probs, labels = np.full((400, 2), 0.5), np.zeros(400, int)
+    one = metrics.summarize(probs, fake, real, [0, 1], labels)
+    wider = metrics.summarize(probs, 3 * fake, 3 * real, [0, 1], labels)
+    assert wider["fid_classifier"] == pytest.approx(9 * one["fid_classifier"], rel=1e-3)
+    assert wider["fid_classifier_scaled"] == pytest.approx(one["fid_classifier_scaled"], rel=1e-3)
+    unit = (real ** 2).sum(1).mean()
+    assert one["fid_classifier_scaled"] == pytest.approx(1000 * one["fid_classifier"] / unit, rel=1e-3)
 
 
 def test_precision_recall():
@@ -149,6 +164,8 @@ def test_eval_cli_on_a_two_rank_run_writes_eval_json_and_report(tmp_path, digits
     assert all(r is None or 0 <= r <= 1 for r in m["recall_per_class"])
     assert set(result["svm"]["test_error"]) == {"0", "1"}
     assert result["inception_fid"]["value"] is None             # the CPU: only --inception on computes it
+    # which classifier scored it: the cached file's hash (bench tables flag rows scored by different ones)
+    assert result["classifier"]["sha256"] == clf.sha256 == hashlib.sha256(clf.path.read_bytes()).hexdigest()
     assert result["inception_fid"]["reason"].startswith("not computed: --inception auto skips it on the CPU")
     text = (run / "report.md").read_text()
     assert "fid_classifier" in text and "eval/classes_node_0.png" in text and "| 0: recall |" in text

@@ -109,7 +109,8 @@ def evaluate(run: Path, where: Path | None = None, n: int = 10000, cache: Path =
     result = {"run": str(run), "checkpoint": str(where), "step": manifest["step"], "world_size": world,
               "device": str(device), "raw_generator": raw,
               "algo": cfg.algo.name, "dataset": cfg.data.name,
-              "classifier": {"accuracy": clf.accuracy, "path": str(clf.path), "n_classes": clf.n_classes},
+              "classifier": {"accuracy": clf.accuracy, "path": str(clf.path), "n_classes": clf.n_classes,
+                             "sha256": clf.sha256},
               "inception_fid": {"value": fids, "samples": n, "reference": f"{len(ref_x)} training images",
                                 "network": name or "stand-in"} if network is not None else
               {"value": None, "reason": why_not},

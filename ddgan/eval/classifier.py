@@ -47,6 +47,9 @@ class Classifier:
     accuracy: float
     n_classes: int
     path: Path | None
+    # which classifier scored a result: one trained on another machine may round differently, and
+    # fid_classifier is comparable only under one (bench tables flag rows that mix them)
+    sha256: str | None = None
 
     @torch.no_grad()
     def run(self, images: Tensor, batch: int = 500) -> tuple[np.ndarray, np.ndarray]:
@@ -135,17 +138,18 @@ def load_or_train(data: DataConfig, cache: Path, seed: int = 0, log=print) -> Cl
         if hashlib.sha256(blob).hexdigest() == meta.get("sha256"):
             model = DomainCNN(channels(data), image_size(data), meta["n_classes"])
             model.load_state_dict(torch.load(io.BytesIO(blob), weights_only=True))
-            return Classifier(model, meta["accuracy"], meta["n_classes"], path)
+            return Classifier(model, meta["accuracy"], meta["n_classes"], path, meta["sha256"])
         print(f"[eval] {path}: checksum mismatch, retraining the classifier", file=sys.stderr)
     clf = train(data, seed, log=log)
     buffer = io.BytesIO()
     torch.save(clf.model.state_dict(), buffer)
+    clf.sha256 = hashlib.sha256(buffer.getvalue()).hexdigest()
     try:
         cache.mkdir(parents=True, exist_ok=True)
         # two evaluations may train the same classifier at once (two bench scripts, two test
         # workers): each writes its own temporary files, and each rename is whole
         meta = {"dataset": data.name, "image_size": image_size(data), "seed": seed, "n_classes": clf.n_classes,
-                "accuracy": clf.accuracy, "sha256": hashlib.sha256(buffer.getvalue()).hexdigest()}
+                "accuracy": clf.accuracy, "sha256": clf.sha256}
         for target, content in ((path, buffer.getvalue()), (meta_path, json.dumps(meta, indent=1).encode())):
             tmp = target.with_suffix(f".tmp{os.getpid()}")
             tmp.write_bytes(content)
