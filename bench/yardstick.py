@@ -53,7 +53,7 @@ def score(samples: dict[str, torch.Tensor], data: DataConfig, cache: Path, n: in
         for name, x in samples.items():
             fid = metrics.frechet_distance(clf.run(x)[1], real_features)
             out[name]["fid"][str(seed)] = round(fid, 4)
-            out[name]["scaled"][str(seed)] = round(1000 * fid / unit, 4)       # ddgan.eval's fid_classifier_scaled
+            out[name]["scaled"][str(seed)] = round(fid / unit, 4)       # ddgan.eval's fid_classifier_scaled
             out[name]["classifiers"][str(seed)] = {"accuracy": clf.accuracy, "sha256": clf.sha256}
     return out
 

@@ -118,12 +118,12 @@ def precision_recall_per_class(real: np.ndarray, real_labels: np.ndarray, fake: 
 
 
 def feature_scale(features: np.ndarray) -> float:
-    """The features' mean squared norm, E||f||^2 (the trace of their covariance plus their squared
-    mean norm): the unit of ``fid_classifier_scaled``. Classifiers trained apart (another seed, another
+    """The unit of ``fid_classifier_scaled``: a thousandth of the features' mean squared norm, E||f||^2
+    (the trace of their covariance plus their squared mean norm). Classifiers trained apart (another seed, another
     machine's rounding) spread the same images' features over different scales, and a Frechet
     distance grows with the square of the scale; divided by the real features' E||f||^2, the
     distances the classifiers give the same samples agree far more closely (bench/yardstick.py)."""
-    return float((np.asarray(features, np.float64) ** 2).sum(1).mean())
+    return float((np.asarray(features, np.float64) ** 2).sum(1).mean()) / 1000
 
 
 def summarize(probs: np.ndarray, fake_features: np.ndarray, real_features: np.ndarray,
@@ -145,7 +145,7 @@ def summarize(probs: np.ndarray, fake_features: np.ndarray, real_features: np.nd
         "target_classes": sorted(int(c) for c in target_classes),
         "kl_to_target": round(kl_to_target(hist, target_classes), 5),
         "fid_classifier": round(fid, 4),
-        "fid_classifier_scaled": round(1000 * fid / feature_scale(real_features), 4),
+        "fid_classifier_scaled": round(fid / feature_scale(real_features), 4),
         "precision": round(precision, 4),
         "recall": round(recall, 4),
         "precision_per_class": per_class[0],
