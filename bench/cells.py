@@ -38,6 +38,7 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 CELLS = ROOT / "runs" / "bench" / "cells"
 STORE = ROOT / "bench" / "results.json"
 CLASSIFIERS = Path(os.environ.get("DDGAN_BENCH_CLASSIFIERS", ROOT / "runs" / "bench" / "classifiers"))
+PINNED = ROOT / "bench" / "classifiers"       # the MNIST and Fashion-MNIST classifiers every table scores with
 
 # What a --quick smoke run shrinks: small models on a small batch (the plumbing, not the numbers).
 QUICK = ("model.g_width=16", "model.d_width=16", "model.z_dim=32", "train.batch_size=32")
@@ -291,11 +292,30 @@ def train_and_evaluate(config: Path, overrides: list[str], run_dir: Path, n: int
     return result
 
 
+def pin_classifiers(cache: Path, pinned: Path = PINNED) -> None:
+    """Put the tracked domain classifiers (``pinned``) into ``cache`` where it holds another one.
+    Each machine trains its own from the same seed, and other float rounding gives another
+    classifier, which moves fid_classifier by up to bench/yardstick.py's spread (about a third):
+    the tables score MNIST and Fashion-MNIST with these files on every machine instead."""
+    for meta in sorted(pinned.glob("*.json")):
+        target = cache / meta.name
+        if target.exists() and json.loads(target.read_text())["sha256"] == json.loads(meta.read_text())["sha256"]:
+            continue
+        cache.mkdir(parents=True, exist_ok=True)
+        # weights first: interrupted between the two, the cache keeps the old checksum and the next call copies again
+        for src, dst in ((meta.with_suffix(".pt"), target.with_suffix(".pt")), (meta, target)):
+            tmp = dst.with_suffix(f".tmp{os.getpid()}")
+            shutil.copyfile(src, tmp)
+            tmp.replace(dst)
+
+
 def evaluate(run_dir: Path, n: int, cache: Path = CLASSIFIERS, eval_args: Sequence[str] = (),
              checkpoint: Path | None = None) -> dict:
     """``ddgan.eval`` of a run's newest checkpoint (or ``checkpoint``) on ``n`` samples, its eval.json.
-    Every bench evaluation goes through here, so a cell's points all share one cached classifier.
-    It runs on every core, for Inception FID's sake; the classifier trains on one thread anyway."""
+    Every bench evaluation goes through here, so a cell's points all share one cached classifier:
+    the pinned one for MNIST and Fashion-MNIST (pin_classifiers). It runs on every core, for
+    Inception FID's sake; the classifier trains on one thread anyway."""
+    pin_classifiers(Path(cache))
     where = ["--checkpoint", str(checkpoint)] if checkpoint else []
     proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run_dir), *where, "--n", str(n),
                            "--cache", str(cache), *eval_args],
@@ -336,6 +356,12 @@ def yardstick(result: dict) -> str | None:
     if not clf:
         return None
     return f"{clf['accuracy']:.4f}" + (f" ({clf['sha256'][:8]})" if clf.get("sha256") else "")
+
+
+def pinned(dataset: str, where: Path = PINNED) -> str | None:
+    """The tracked classifier of ``dataset`` (pin_classifiers), named as yardstick names it."""
+    metas = [json.loads(meta.read_text()) for meta in sorted(where.glob("*.json"))]
+    return next((yardstick({"classifier": m}) for m in metas if m["dataset"] == dataset), None)
 
 
 def mean_spread(values: list[float], fmt: str) -> str:

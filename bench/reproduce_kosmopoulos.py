@@ -30,14 +30,12 @@ to 80 epochs).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import CLASSIFIERS, QUICK, ROOT, Cell, Results, table_arguments  # noqa: E402
+from bench.cells import QUICK, ROOT, Cell, Results, evaluate, table_arguments  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 
 METHODS = {"none": "standalone", "uniform": "uniform", "infogain": "info-gain"}
@@ -81,14 +79,8 @@ def svm(results: Results, c: Cell, key: str, args, svm_train: int, scale: bool =
             return None
         if evaluated is None:
             run = results.runs / c.name
-            cmd = [sys.executable, "-m", "ddgan.eval", "--run", str(run), "--n", "500", "--cache", str(CLASSIFIERS),
-                   "--svm-train", str(svm_train), "--inception", "off", *flags]
-            if step is not None:
-                cmd += ["--checkpoint", str(run / "checkpoints" / f"step_{step:07d}")]
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-            if proc.returncode:
-                raise SystemExit(f"evaluation of {run} failed:\n{proc.stderr[-2000:]}")
-            evaluated = json.loads((run / "eval.json").read_text())
+            evaluated = evaluate(run, 500, eval_args=["--svm-train", str(svm_train), "--inception", "off", *flags],
+                                 checkpoint=None if step is None else run / "checkpoints" / f"step_{step:07d}")
         r.setdefault("evals", {})[key] = protocol_entry(evaluated)
         results.add(c.name, r)
     return r["evals"][key]

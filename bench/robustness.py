@@ -23,18 +23,15 @@ tell a defence's cost from one seed's spread. Cells are kept in bench/results.js
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.cells import (  # noqa: E402
-    CLASSIFIERS,
     QUICK,
-    ROOT,
     Cell,
     Results,
+    evaluate,
     generator_metrics,
     table_arguments,
 )
@@ -84,12 +81,9 @@ def classes_result(results: Results, c: Cell, root: Path) -> dict | None:
     run = results.runs / c.name
     if not complete_checkpoints(run):        # the run was cleared since: its row shows no honest-class fid
         return r
-    proc = subprocess.run([sys.executable, "-m", "ddgan.eval", "--run", str(run), "--svm-train", "0", "--cache",
-                           str(CLASSIFIERS), "--inception", "off", "--classes", *map(str, HONEST_CLASSES)], cwd=ROOT, capture_output=True,
-                          text=True)
-    if proc.returncode:
-        raise SystemExit(f"evaluation of {run} failed:\n{proc.stderr[-2000:]}")
-    r = {**r, **{k: v for k, v in json.loads((run / "eval.json").read_text()).items() if k != "seconds"}}
+    evaluated = evaluate(run, 10000, eval_args=["--svm-train", "0", "--inception", "off",
+                                                "--classes", *map(str, HONEST_CLASSES)])
+    r = {**r, **{k: v for k, v in evaluated.items() if k != "seconds"}}
     results.add(c.name, r)
     return r
 

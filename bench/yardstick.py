@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import CELLS, CLASSIFIERS, ROOT, SHARED_DATA  # noqa: E402
+from bench.cells import CELLS, CLASSIFIERS, ROOT, SHARED_DATA, pin_classifiers  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 from ddgan.core.config import DataConfig  # noqa: E402
 from ddgan.eval import classifier, metrics  # noqa: E402
@@ -44,6 +44,7 @@ DATASETS = ("mnist", "fashion_mnist")
 
 def score(samples: dict[str, torch.Tensor], data: DataConfig, cache: Path, n: int) -> dict[str, dict]:
     """Each sample set's fid_classifier against ``n`` real test images, per classifier seed."""
+    pin_classifiers(cache)                     # seed 0 is the classifier the tables score with
     real, _ = classifier.real_split(data, train=False, limit=n, seed=0)
     out = {name: {"fid": {}, "scaled": {}, "classifiers": {}} for name in samples}
     for seed in SEEDS:

@@ -633,3 +633,60 @@ def test_the_upper_bound_on_fid_classifier_is_settled_only_beyond_the_spread_of_
     assert settled() == "yes"                                       # 25.8 x 1.05 < 28.6
     monkeypatch.setattr(f2u, "widest", lambda dataset: 0.15)
     assert settled() == "no: seeds apart by less than the classifiers' spread (15.0%)"
+
+
+def test_the_tables_score_with_the_tracked_classifiers_on_every_machine(tmp_path, shared_data, monkeypatch):
+    """Each tracked classifier is the current recipe's file, verifies and classifies its real test
+    images; pinning puts it in a cache that holds another machine's (which would move fid_classifier
+    by the yardstick's spread) and leaves a cache that holds it alone."""
+    import hashlib
+
+    import numpy as np
+
+    from bench.cells import PINNED, pin_classifiers, pinned
+    from ddgan.core.config import DataConfig
+    from ddgan.eval import classifier
+    metas = {meta: json.loads(meta.read_text()) for meta in sorted(PINNED.glob("*.json"))}
+    assert {m["dataset"] for m in metas.values()} == {"mnist", "fashion_mnist"}
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for meta, m in metas.items():
+        data = DataConfig(name=m["dataset"], root=str(shared_data))
+        assert meta.stem == classifier.cache_name(data, m["seed"])        # a new recipe must be pinned anew
+        assert hashlib.sha256(meta.with_suffix(".pt").read_bytes()).hexdigest() == m["sha256"]
+        assert pinned(m["dataset"]) == f"{m['accuracy']:.4f} ({m['sha256'][:8]})"
+        (cache / meta.name).write_text(json.dumps({**m, "sha256": "0" * 64}))      # another machine's
+        (cache / meta.with_suffix(".pt").name).write_bytes(b"another machine's weights")
+    pin_classifiers(cache)
+    monkeypatch.setattr(classifier, "train", lambda *a, **k: pytest.fail("the pinned classifier was retrained"))
+    for meta, m in metas.items():
+        data = DataConfig(name=m["dataset"], root=str(shared_data))
+        clf = classifier.load_or_train(data, cache, m["seed"])
+        assert clf.sha256 == m["sha256"] and clf.accuracy == m["accuracy"]
+        images, labels = classifier.real_split(data, train=False, limit=1000, seed=0)
+        assert np.mean(clf.run(images)[0].argmax(1) == labels) > m["accuracy"] - 0.03
+    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    pin_classifiers(cache)
+    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
+
+
+def test_an_ordering_on_fid_classifier_is_open_within_the_spread_of_the_classifiers_that_scored_it(
+        tmp_path, monkeypatch):
+    import bench.reproduce_f2u as f2u
+    args = Namespace(datasets=["mnist"], splits=["non_ovl"], quick=False, root=Path("/data"))
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+    for rule, fid in (("f2a", 25.3), ("f2u", 30.0), ("mdgan", 215.4), ("gman", 246.7)):
+        store_non_ovl(results, rule, 0, fid, classifier={"accuracy": 0.9922})
+
+    def verdicts():
+        row = next(line for line in f2u.orderings(results, args).splitlines() if "fid_classifier" in line)
+        return cells_of(row)[4:7]
+
+    assert verdicts() == ["holds", "holds", "holds"]                    # one classifier: the means decide
+    store_non_ovl(results, "f2u", 0, 30.0, classifier={"accuracy": 0.9917})
+    monkeypatch.setattr(f2u, "widest", lambda dataset: None)
+    assert verdicts() == ["holds (open: different classifiers, their spread not measured)"] * 3
+    monkeypatch.setattr(f2u, "widest", lambda dataset: 0.333)
+    assert verdicts() == ["holds (open: within the classifiers' spread, 33.3%)", "holds", "holds"]   # 30.0 < 25.3 x 1.333
+    monkeypatch.setattr(f2u, "widest", lambda dataset: 0.15)
+    assert verdicts() == ["holds", "holds", "holds"]
