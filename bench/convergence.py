@@ -49,6 +49,7 @@ from bench.cells import (  # noqa: E402
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.poster import POSTER  # noqa: E402
 from bench.report import publish_table  # noqa: E402
+from bench.yardstick import mixed_note  # noqa: E402
 from ddgan.runtime.checkpoint import complete_checkpoints, step_dir  # noqa: E402
 
 BUDGET = 15000            # steps per curve (the F2U table's Non-OVL budget)
@@ -162,6 +163,18 @@ def shorter_curve(results: Results, cell: Cell, root: Path) -> dict:
     return {}
 
 
+def scored_by(results: Results, cells: dict[str, Cell], root: Path) -> list[str]:
+    """The domain classifiers behind a table's curves: each cell's last evaluation's, its points'
+    (recorded since 2026-12-06), and those of the shorter cell it continued (whose points it kept)."""
+    used = set()
+    for cell in cells.values():
+        result = results.get(cell, root) or {}
+        before = results.cells.get(result.get("continued"), {})
+        used |= {yardstick(r) for r in (result, before)}
+        used |= {p.get("classifier") for p in result.get("curve", {}).values()}
+    return sorted(used - {None})
+
+
 def table(results: Results, cells: dict[str, Cell], args, split: str) -> str:
     """One dataset and split's curves (fid_classifier and classes per checkpoint) and its Inception FID."""
     steps = sorted({s for c in cells.values() for s in range(args.every, c.steps + 1, args.every)})
@@ -181,6 +194,8 @@ def table(results: Results, cells: dict[str, Cell], args, split: str) -> str:
     splits = "" if split == "non_ovl" else f" --splits {split}"
     note = (f"\n\nNot run yet: {', '.join(missing)} (`python bench/convergence.py --datasets {dataset}{splits} "
             "--only NAME`)." if missing else "")
+    if mixed := mixed_note(dataset, scored_by(results, cells, args.root)):
+        note += "\n\n" + mixed
     figure = figure_path(dataset, split)
     return ("\n".join(lines) + note + inception_table(results, cells, args, split) + raw_table(results, cells, args)
             + class_recall_table(results, cells, args)

@@ -38,7 +38,6 @@ from bench.cells import (  # noqa: E402
     Results,
     generator_metrics,
     mean_spread,
-    pinned,
     table_arguments,
     yardstick,
 )
@@ -46,7 +45,7 @@ from bench.convergence import BUDGET, EVERY, Scoring, curve_cell, score  # noqa:
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.poster import POSTER  # noqa: E402
 from bench.report import publish_table  # noqa: E402
-from bench.yardstick import widest  # noqa: E402
+from bench.yardstick import mixed_note, widest  # noqa: E402
 
 RULES = ["f2u", "f2a", "f2u_balanced", "mdgan", "gman", "centralized"]
 DATASETS, SPLITS = ["mnist", "fashion_mnist"], ["non_ovl", "mod_ovl"]
@@ -122,28 +121,10 @@ def classifiers(results: Results, dataset: str, splits: list[str], rules: list[s
 
 def yardsticks(results: Results, args) -> list[str]:
     """A line per dataset whose rows' fid_classifier came from more than one domain classifier (each
-    machine trains its own), with how far bench/yardstick.py measured a change of classifier to move
+    machine trained its own), with how far bench/yardstick.py measured a change of classifier to move
     the same samples' fid_classifier."""
-    lines = []
-    for dataset in args.datasets:
-        used = classifiers(results, dataset, args.splits, args.rules, args)
-        if len(used) < 2:
-            continue
-        line = (f"- {dataset}: its cells were scored by {len(used)} domain classifiers (test accuracy "
-                f"{', '.join(used)}), trained on different machines. ")
-        bound, scaled = widest(dataset), widest(dataset, "scaled")
-        if bound is None:
-            line += "How far that moves fid_classifier is not measured yet (`python bench/yardstick.py`)."
-        else:
-            line += f"Classifiers of different seeds move the same samples' fid_classifier by up to {bound:.1%}"
-            if scaled is not None:
-                line += f", fid_classifier_scaled (in eval.json since 2026-12-06) by up to {scaled:.1%}"
-            line += (" ([the yardstick](#the-fid_classifier-yardstick-classifiers-of-three-seeds)): a bound on what "
-                     "another machine's classifier does. Inception FID's network is fixed.")
-        if (tracked := pinned(dataset)) is not None:
-            line += (f" Cells scored since 2026-12-06 use the tracked one, {tracked}, on every machine "
-                     "(bench/classifiers).")
-        lines.append(line)
+    lines = [line for dataset in args.datasets
+             if (line := mixed_note(dataset, classifiers(results, dataset, args.splits, args.rules, args)))]
     return ["**The fid_classifier yardstick**:", "", *lines, ""] if lines else []
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import CELLS, CLASSIFIERS, ROOT, SHARED_DATA, pin_classifiers  # noqa: E402
+from bench.cells import CELLS, CLASSIFIERS, ROOT, SHARED_DATA, pin_classifiers, pinned  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 from ddgan.core.config import DataConfig  # noqa: E402
 from ddgan.eval import classifier, metrics  # noqa: E402
@@ -97,6 +97,29 @@ def widest(dataset: str, key: str = "fid", store: Path = STORE) -> float | None:
     """The largest spread measured over ``dataset``'s checkpoints (None where none was)."""
     points = json.loads(store.read_text()) if store.exists() else {}
     return max((spread(p, key) for p in checkpoints(points, dataset) if key in p), default=None)
+
+
+def mixed_note(dataset: str, used: list[str]) -> str | None:
+    """A table's line for ``dataset`` when its cells were scored by more than one domain classifier
+    (``used``, as cells.yardstick names them): how far this script measured a change of classifier
+    to move the same samples' fid_classifier, and the classifier cells are scored with from now on."""
+    if len(used) < 2:
+        return None
+    line = (f"- {dataset}: its cells were scored by {len(used)} domain classifiers (test accuracy "
+            f"{', '.join(used)}), trained on different machines. ")
+    bound, scaled = widest(dataset), widest(dataset, "scaled")
+    if bound is None:
+        line += "How far that moves fid_classifier is not measured yet (`python bench/yardstick.py`)."
+    else:
+        line += f"Classifiers of different seeds move the same samples' fid_classifier by up to {bound:.1%}"
+        if scaled is not None:
+            line += f", fid_classifier_scaled (in eval.json since 2026-12-06) by up to {scaled:.1%}"
+        line += (" ([the yardstick](#the-fid_classifier-yardstick-classifiers-of-three-seeds)): a bound on what "
+                 "another machine's classifier does. Inception FID's network is fixed.")
+    if (tracked := pinned(dataset)) is not None:
+        line += (f" Cells scored since 2026-12-06 use the tracked one, {tracked}, on every machine "
+                 "(bench/classifiers).")
+    return line
 
 
 def section(points: dict[str, dict]) -> str:

@@ -690,3 +690,27 @@ def test_an_ordering_on_fid_classifier_is_open_within_the_spread_of_the_classifi
     assert verdicts() == ["holds (open: within the classifiers' spread, 33.3%)", "holds", "holds"]   # 30.0 < 25.3 x 1.333
     monkeypatch.setattr(f2u, "widest", lambda dataset: 0.15)
     assert verdicts() == ["holds", "holds", "holds"]
+
+
+def test_a_convergence_table_names_every_classifier_behind_its_curves_including_a_continued_cells(tmp_path):
+    """The classifiers of a table's curves: each cell's evaluation, its points', and the shorter
+    cell's it continued (its early points were scored where that one ran); more than one: a note."""
+    from bench.convergence import curve_cell, scored_by, table, table_cells
+    root = Path("/data")
+    args = Namespace(datasets=["mnist"], splits=["non_ovl"], rules=["f2a"], seeds=[0], every=1500, quick=False,
+                     root=root)
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+    point = {"fid_classifier": 30.0, "classes": 10, "confident": 10}
+    short, full = curve_cell("mnist", "f2u", 1500, False, steps=6000), curve_cell("mnist", "f2u", 1500, False)
+    results.add(short.name, {"config": resolved(short, root), "step": 6000, "curve": {"6000": point},
+                             "classifier": {"accuracy": 0.9917}})
+    results.add(full.name, {"config": resolved(full, root), "step": 15000, "continued": short.name,
+                            "curve": {"6000": point, "15000": {**point, "classifier": "0.9923 (7cf55f1d)"}},
+                            "classifier": {"accuracy": 0.9923, "sha256": "7cf55f1d" + "0" * 56}})
+    cells = table_cells(results, args, "mnist", "non_ovl")
+    assert scored_by(results, cells, root) == ["0.9917", "0.9923 (7cf55f1d)"]
+    f2a = curve_cell("mnist", "f2a", 1500, False)
+    results.add(f2a.name, {"config": resolved(f2a, root), "step": 15000, "curve": {"15000": point},
+                           "classifier": {"accuracy": 0.9922}})
+    assert scored_by(results, cells, root) == ["0.9917", "0.9922", "0.9923 (7cf55f1d)"]
+    assert "- mnist: its cells were scored by 3 domain classifiers" in table(results, cells, args, "non_ovl")
