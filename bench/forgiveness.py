@@ -45,6 +45,7 @@ from bench.cells import (  # noqa: E402
     table_arguments,
 )
 from bench.report import publish_table  # noqa: E402
+from bench.yardstick import mixed_notes  # noqa: E402
 from ddgan.core.config import AlgoConfig, ModelConfig  # noqa: E402
 from ddgan.core.models import D_NORMS  # noqa: E402
 
@@ -184,6 +185,9 @@ def main() -> int:
     sections = []
     for part in (chosen if args.quick else PARTS):
         sections += [f"**{part}**", "", HEADER, *(row(results, cells, part, args.root) for cells in all_parts[part]), ""]
+        done = [r for cells in all_parts[part] for c in cells if (r := results.get(c, args.root)) is not None]
+        if notes := mixed_notes(done):
+            sections += [*notes, ""]
     if not args.quick:
         sections += ["**targets**", "", targets(results, args.root)]
     publish_table("forgiveness", "Forgiveness: D normalisation, F2A's lambda, balance", "\n".join(sections),

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.cells import CELLS, CLASSIFIERS, ROOT, SHARED_DATA, pin_classifiers, pinned  # noqa: E402
+from bench.cells import CELLS, CLASSIFIERS, ROOT, SHARED_DATA, pin_classifiers, pinned, yardstick  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 from ddgan.core.config import DataConfig  # noqa: E402
 from ddgan.eval import classifier, metrics  # noqa: E402
@@ -120,6 +120,15 @@ def mixed_note(dataset: str, used: list[str]) -> str | None:
         line += (f" Cells scored since 2026-12-06 use the tracked one, {tracked}, on every machine "
                  "(bench/classifiers).")
     return line
+
+
+def mixed_notes(results: list[dict]) -> list[str]:
+    """mixed_note for each dataset of a table's stored ``results`` (cells' results)."""
+    used = {}
+    for result in results:
+        if (y := yardstick(result)) is not None:
+            used.setdefault(result["config"]["data"]["name"], set()).add(y)
+    return [note for dataset, names in sorted(used.items()) if (note := mixed_note(dataset, sorted(names)))]
 
 
 def section(points: dict[str, dict]) -> str:

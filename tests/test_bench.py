@@ -714,3 +714,16 @@ def test_a_convergence_table_names_every_classifier_behind_its_curves_including_
                            "classifier": {"accuracy": 0.9922}})
     assert scored_by(results, cells, root) == ["0.9917", "0.9922", "0.9923 (7cf55f1d)"]
     assert "- mnist: its cells were scored by 3 domain classifiers" in table(results, cells, args, "non_ovl")
+
+
+def test_a_table_gets_a_classifier_note_per_dataset_whose_cells_more_than_one_classifier_scored():
+    from bench.yardstick import mixed_notes
+
+    def result(dataset, accuracy):
+        return {"config": {"data": {"name": dataset}}, "classifier": {"accuracy": accuracy}}
+
+    assert mixed_notes([result("mnist", 0.9922), result("mnist", 0.9922), result("fashion_mnist", 0.9081)]) == []
+    notes = mixed_notes([result("mnist", 0.9922), result("mnist", 0.9917), result("fashion_mnist", 0.9081),
+                         {"config": {"data": {"name": "fashion_mnist"}}}])       # one that does not say: no name
+    assert len(notes) == 1 and notes[0].startswith("- mnist: its cells were scored by 2 domain classifiers "
+                                                   "(test accuracy 0.9917, 0.9922)")
