@@ -181,8 +181,9 @@ def orderings(results: Results, args) -> str:
                     continue
 
                 def order(first: str, second: str, strict: bool = True) -> str:
-                    """Whether ``first`` scores below ``second``: on fid_classifier of cells that different
-                    classifiers scored, a gap within the yardstick's spread could be the classifiers'."""
+                    """Whether ``first`` scores below ``second``; open where their seeds overlap, or (on
+                    fid_classifier of cells that different classifiers scored) where the gap is within the
+                    yardstick's spread, which the classifiers alone could make."""
                     low, high = sorted((means[first], means[second]))
                     below = means[first] < means[second] or (not strict and means[first] == means[second])
                     verdict = "holds" if below else "does not hold"
@@ -206,8 +207,9 @@ def orderings(results: Results, args) -> str:
                              + " | " + " / ".join(f"{means[r]:.1f}" for r in ("f2a", "f2u", "mdgan", "gman")) + " |")
     if any_collapsed:
         lines += ["", f"A collapsed baseline (recall below {COLLAPSED_RECALL} on every seed) loses to every rule "
-                  "because it is broken, not because the rule is better: the settings where MD-GAN and GMAN* do best are in [Every baseline "
-                  "at its best](#every-baseline-at-its-best-md-gan-and-gman-on-mnist-non-ovl)."]
+                  "because it is broken, not because the rule is better: the settings where MD-GAN and GMAN* do "
+                  "best are in [Every baseline at its best]"
+                  "(#every-baseline-at-its-best-md-gan-and-gman-on-mnist-non-ovl)."]
     return "\n".join(lines)
 
 
