@@ -38,11 +38,10 @@ from bench.cells import (  # noqa: E402
     generator_metrics,
     mean_spread,
     table_arguments,
-    yardstick,
 )
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.report import publish_table  # noqa: E402
-from bench.yardstick import mixed_note  # noqa: E402
+from bench.yardstick import mixed_notes  # noqa: E402
 
 STEPS = 1500
 # rule -> (label, d_norm, overrides): the paper config's setting first
@@ -89,7 +88,7 @@ def best(results: Results, rule: str, root: Path, quick: bool) -> tuple[str, str
 def table(results: Results, root: Path, quick: bool) -> str:
     lines = ["| rule | setting | d_norm | seeds | fid_classifier | classes (argmax) | classes (confident) | precision | recall |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-    notes, missing, used = [], [], set()
+    notes, missing, scored = [], [], []
     for rule in SWEEP:
         chosen = best(results, rule, root, quick)
         for label, norm, overrides in settings(rule, quick):
@@ -97,7 +96,7 @@ def table(results: Results, root: Path, quick: bool) -> str:
             done = [results.get(c, root) for c in cells]
             missing += [c.name for c, r in zip(cells, done) if r is None]
             m = [generator_metrics(r) for r in done if r is not None]
-            used |= {yardstick(r) for r in done if r is not None} - {None}
+            scored += [r for r in done if r is not None]
             mark = "**" if chosen == (label, norm, overrides) else ""
             head = f"| {rule} | {mark}{label}{mark} | {norm} | "
             if not m:
@@ -117,7 +116,7 @@ def table(results: Results, root: Path, quick: bool) -> str:
     if missing:
         text += f"\n\nNot run yet: {', '.join(missing)} (`python bench/baselines.py`, resumable)."
     # the best setting is chosen across cells: a change of classifier among them could choose it
-    notes += [mixed] if (mixed := mixed_note("digits" if quick else "mnist", sorted(used))) else []
+    notes += mixed_notes(scored)
     return text + ("\n\n" + "\n".join(notes) if notes else "")
 
 

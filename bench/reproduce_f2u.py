@@ -119,6 +119,14 @@ def classifiers(results: Results, dataset: str, splits: list[str], rules: list[s
                    for r in stored(results, cells(dataset, split, rule, args.quick), args.root) if (y := yardstick(r))})
 
 
+def classifier_margin(results: Results, dataset: str, split: str, rules: list[str], key: str, args) -> float | None:
+    """How far apart (relatively) ``rules``' scores on ``key`` must be to order them: 0 on Inception FID
+    or where one domain classifier scored them all; where different ones did, bench/yardstick.py's
+    widest spread, which the classifiers alone could make (None where it is not measured)."""
+    mixed = key == "fid_classifier" and len(classifiers(results, dataset, [split], rules, args)) > 1
+    return widest(dataset) if mixed else 0.0
+
+
 def yardsticks(results: Results, args) -> list[str]:
     """A line per dataset whose rows' fid_classifier came from more than one domain classifier (each
     machine trained its own), with how far bench/yardstick.py measured a change of classifier to move
@@ -168,11 +176,9 @@ def orderings(results: Results, args) -> str:
         for split in args.splits:
             down = {b: collapsed(results, dataset, split, b, args) for b in ("mdgan", "gman")}
             for key in ("fid_classifier", "inception_fid"):
-                means, seeds = {}, {}
-                for rule in ("f2a", "f2u", "mdgan", "gman"):
-                    values = fids(results, cells(dataset, split, rule, args.quick), args.root, key)
-                    means[rule] = sum(values) / len(values) if values else None
-                    seeds[rule] = values
+                seeds = {rule: fids(results, cells(dataset, split, rule, args.quick), args.root, key)
+                         for rule in ("f2a", "f2u", "mdgan", "gman")}
+                means = {rule: statistics.mean(values) if values else None for rule, values in seeds.items()}
                 if key == "inception_fid" and all(v is None for v in means.values()):
                     continue
                 label = f"| {dataset} | {split} | {cells(dataset, split, 'f2u', args.quick)[0].steps:,} | {key} | "
@@ -189,13 +195,11 @@ def orderings(results: Results, args) -> str:
                     verdict = "holds" if below else "does not hold"
                     if max(map(min, (seeds[first], seeds[second]))) <= min(map(max, (seeds[first], seeds[second]))):
                         return verdict + " (open: seeds overlap)"
-                    if key == "fid_classifier" and len(classifiers(results, dataset, [split], [first, second],
-                                                                   args)) > 1:
-                        margin = widest(dataset)
-                        if margin is None:
-                            return verdict + " (open: different classifiers, their spread not measured)"
-                        if high < low * (1 + margin):
-                            return verdict + f" (open: within the classifiers' spread, {margin:.1%})"
+                    margin = classifier_margin(results, dataset, split, [first, second], key, args)
+                    if margin is None:
+                        return verdict + " (open: different classifiers, their spread not measured)"
+                    if high < low * (1 + margin):        # never with margin 0: high >= low
+                        return verdict + f" (open: within the classifiers' spread, {margin:.1%})"
                     return verdict
 
                 holds = [order("f2a", "f2u", strict=False)]
@@ -263,11 +267,7 @@ def upper_bound(results: Results, args) -> str:
                     """Every seed of the better one beats every seed of the other by more than ``margin``."""
                     return mine.high * (1 + margin) < theirs.low if better else mine.low > theirs.high * (1 + margin)
 
-                # cells scored by different classifiers: fid_classifier may move by the yardstick's spread,
-                # so the seeds must be apart by more than that
-                mixed = key == "fid_classifier" and len(classifiers(results, dataset, [split], ["centralized", best],
-                                                                    args)) > 1
-                margin = widest(dataset) if mixed else 0.0
+                margin = classifier_margin(results, dataset, split, ["centralized", best], key, args)
                 unscored = [r for r in args.rules if r != "centralized" and r not in scored]
                 open_by = [f"{', '.join(unscored)} not scored"] if unscored else []
                 if min(mine.seeds, theirs.seeds) < 2:
