@@ -143,11 +143,12 @@ class Results:
         tmp.replace(self.path)
 
     def run(self, cell: Cell, root: Path, n: int = 10000, svm_train: int = 0, cache: Path = CLASSIFIERS,
-            eval_args: list[str] = ()) -> dict:
+            eval_args: list[str] = (), again: bool = False) -> dict:
         """Train and evaluate ``cell`` under this file's folder unless it is already done (or not
-        among ``only``: then None)."""
+        among ``only``: then None). ``again`` trains a done cell anew (its stored result lacks what
+        a table needs and its run is gone); the stored result stays until the new one replaces it."""
         done = self.get(cell, root)
-        if done is not None or not any(fnmatch(cell.name, pattern) for pattern in self.only):
+        if (done is not None and not again) or not any(fnmatch(cell.name, pattern) for pattern in self.only):
             return done
         run_dir, config = self.runs / cell.name, resolved(cell, root)
         marker = run_dir / CELL_MARKER

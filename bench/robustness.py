@@ -79,7 +79,7 @@ def classes_result(results: Results, c: Cell, root: Path) -> dict | None:
     if r is None or "fid_classifier_classes" in generator_metrics(r):
         return r
     run = results.runs / c.name
-    if not complete_checkpoints(run):        # the run was cleared since: its row shows no honest-class fid
+    if not complete_checkpoints(run):        # the run was cleared since: its row is incomplete
         return r
     evaluated = evaluate(run, 10000, eval_args=["--svm-train", "0", "--inception", "off",
                                                 "--classes", *map(str, HONEST_CLASSES)])
@@ -88,12 +88,18 @@ def classes_result(results: Results, c: Cell, root: Path) -> dict | None:
     return r
 
 
+def lacks_classes(result: dict | None) -> bool:
+    return result is not None and "fid_classifier_classes" not in generator_metrics(result)
+
+
 def row(results: Results, rule: str, attack: str, defence: str, root: Path, args, seed: int = 0) -> str:
     """The cell's table row; for a seed other than 0 that was not trained, an optional row that the
     table drops unless an earlier measurement of it is kept (seed 0's row says how to train it)."""
     c = cell(rule, attack, defence, *args.shape, seed=seed)
     r = classes_result(results, c, root)
     label = f"| {rule} | {attack} | {defence} | {seed} | "
+    if lacks_classes(r):        # another table's cell, its run gone: the previous table's row stands in
+        return label + "incomplete |" + " |" * 4
     if r is None:
         where = "" if args.dataset == "mnist" else f" --dataset {args.dataset}"
         todo = f"{OPTIONAL} |" if seed else f"not run: `python bench/robustness.py{where} --rules {rule}` |"
@@ -131,8 +137,10 @@ def main() -> int:
             if not args.quick or (a, d) in (("honest", "robust"), ("always_real", "robust"))]
     if not args.report:
         for rule, attack, defence in todo:
-            results.run(cell(rule, attack, defence, *args.shape, seed=args.seed), args.root, n=500 if args.quick else 10000,
-                        eval_args=["--classes", *map(str, HONEST_CLASSES)])
+            c = cell(rule, attack, defence, *args.shape, seed=args.seed)
+            # a cell another table stored without the honest classes' fid, its run since cleared, is trained again
+            results.run(c, args.root, n=500 if args.quick else 10000, eval_args=["--classes", *map(str, HONEST_CLASSES)],
+                        again=lacks_classes(classes_result(results, c, args.root)))
     lines = ["| rule | attack on client 2 | defence | seed | classes (argmax / confident) | "
              "fid_classifier, honest classes | honest classes missed | named | false alarms |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]

@@ -412,6 +412,29 @@ def test_the_forgiveness_targets_name_no_best_rule_until_every_rule_is_measured(
     assert cells_of(centralized_row())[1:] == ["118.3 / 94.9", "no"]
 
 
+def test_a_robustness_row_whose_shared_cell_lacks_the_honest_classes_keeps_the_previous_tables_row(tmp_path):
+    """The honest undefended cell is the forgiveness bench's: stored by that table without the fid on
+    the honest classes and its run cleared, it cannot fill the robustness row, so the row is incomplete
+    (the previous table's row stands in) and training the table trains that cell again."""
+    from bench.robustness import cell, lacks_classes, row
+    root, args = Path("/data"), Namespace(shape=("mnist", 1500, 200), start=200, dataset="mnist")
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+    honest = cell("mdgan", "honest", "none")
+    metrics = {"fid_classifier": 930.4, "classes_covered": 5, "confident_classes_covered": 0,
+               "class_histogram": [0.2] * 5 + [0.0] * 5}
+    results.add(honest.name, {"config": resolved(honest, root), "step": 1500, "generators": {"0": metrics}})
+    assert lacks_classes(results.get(honest, root)) and not lacks_classes(None)
+    built = row(results, "mdgan", "honest", "none", root, args)
+    assert cells_of(built)[4] == "incomplete"
+    old = "| rule | attack | defence | seed | classes | fid |\n| --- | --- | --- | --- | --- | --- |\n"
+    kept = keep_measured(old + "| mdgan | honest | none | 0 | 2 / 1 | 877.9 | 0, 1 | - | 0 |",
+                         old + built).splitlines()[2]
+    assert kept == f"| mdgan | honest | none | 0 | 2 / 1 {KEPT} | 877.9 | 0, 1 | - | 0 |"
+    results.add(honest.name, {"config": resolved(honest, root), "step": 1500, "generators": {"0": {
+        **metrics, "fid_classifier_classes": 812.0}}})          # measured on the honest classes: the row is built
+    assert cells_of(row(results, "mdgan", "honest", "none", root, args))[4:6] == ["5 / 0", "812.0"]
+
+
 def test_the_kosmopoulos_grid_names_the_cells_it_lacks_and_the_command_that_trains_them(tmp_path):
     from bench.reproduce_kosmopoulos import cell, grid
     root = Path("/data")
