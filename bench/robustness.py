@@ -73,10 +73,14 @@ def plan(rules: list[str]) -> list[tuple[str, str, str]]:
     return first + [(r, a, "none") for r in rules for a, d in (("honest", "none"), *((a, "none") for a in ATTACKS))]
 
 
+def lacks_classes(result: dict | None) -> bool:
+    return result is not None and "fid_classifier_classes" not in generator_metrics(result)
+
+
 def classes_result(results: Results, c: Cell, root: Path) -> dict | None:
     """The cell's result with fid_classifier on the honest classes (evaluated again if it lacks it)."""
     r = results.get(c, root)
-    if r is None or "fid_classifier_classes" in generator_metrics(r):
+    if not lacks_classes(r):
         return r
     run = results.runs / c.name
     if not complete_checkpoints(run):        # the run was cleared since: its row is incomplete
@@ -86,10 +90,6 @@ def classes_result(results: Results, c: Cell, root: Path) -> dict | None:
     r = {**r, **{k: v for k, v in evaluated.items() if k != "seconds"}}
     results.add(c.name, r)
     return r
-
-
-def lacks_classes(result: dict | None) -> bool:
-    return result is not None and "fid_classifier_classes" not in generator_metrics(result)
 
 
 def row(results: Results, rule: str, attack: str, defence: str, root: Path, args, seed: int = 0) -> str:
