@@ -274,22 +274,25 @@ def figure(results: Results, cells: dict[str, Cell], args, split: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.6))
     drawn = False
-    for rule, cell in cells.items():
+    for name, cell in cells.items():
         curve = (results.get(cell, args.root) or {}).get("curve") or shorter_curve(results, cell, args.root)
         if not curve:
             continue
         steps = sorted(int(s) for s in curve)
-        left.plot(steps, [curve[str(s)]["fid_classifier"] for s in steps], marker="o", label=rule)
-        right.plot(steps, [curve[str(s)]["confident"] for s in steps], marker="o", label=rule)
+        # a rule keeps its colour across seeds (more curves than a colour cycle has colours); seeds differ by line
+        style = {"marker": "o", "color": f"C{RULES.index(cell.rule)}",
+                 "linestyle": ("-", "--", ":", "-.")[cell.seed % 4]}
+        left.plot(steps, [curve[str(s)]["fid_classifier"] for s in steps], label=name, **style)
+        right.plot(steps, [curve[str(s)]["confident"] for s in steps], label=name, **style)
         drawn = True
     if not drawn:
         plt.close(fig)
         return
     left.set(xlabel="step", ylabel="fid_classifier (lower is better)", yscale="log")
     right.set(xlabel="step", ylabel="classes covered confidently", ylim=(0, 10.5))
-    left.legend()
+    right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize="small")
     dataset = next(iter(cells.values())).dataset
     seeds = ", seed 0" if all(c.seed == 0 for c in cells.values()) else ""
     fig.suptitle(f"{dataset} {SPLIT_NAMES[split]}, 5 clients{seeds}")
