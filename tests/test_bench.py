@@ -362,18 +362,26 @@ def store_non_ovl(results: Results, rule: str, seed: int, fid: float = 20.0, **r
                             "generators": {"0": {"fid_classifier": fid, "precision": 0.5, "recall": 0.5}}, **result})
 
 
-def test_the_upper_bound_is_settled_only_by_two_seeds_each_that_do_not_overlap(tmp_path):
+def upper_bound_test(tmp_path, rules: list[str]):
+    """An empty MNIST Non-OVL store for ``rules``; a function storing a cell's Inception FID; one giving the
+    cells of the upper bound's Inception FID row."""
     from bench.reproduce_f2u import upper_bound
-    args = Namespace(datasets=["mnist"], splits=["non_ovl"], rules=["f2a", "centralized"], quick=False,
-                     root=Path("/data"))
+    args = Namespace(datasets=["mnist"], splits=["non_ovl"], rules=rules, quick=False, root=Path("/data"))
     results = Results(tmp_path / "results.json", tmp_path / "runs")
 
     def store(rule, seed, inception):
         store_non_ovl(results, rule, seed, inception_fid={"value": {"0": inception}})
 
+    def row():
+        return cells_of(next(line for line in upper_bound(results, args).splitlines() if "inception_fid" in line))
+    return args, store, row
+
+
+def test_the_upper_bound_is_settled_only_by_two_seeds_each_that_do_not_overlap(tmp_path):
+    args, store, row = upper_bound_test(tmp_path, ["f2a", "centralized"])
+
     def settled():
-        row = next(line for line in upper_bound(results, args).splitlines() if "inception_fid" in line)
-        return cells_of(row)[6:8]
+        return row()[6:8]
 
     store("centralized", 0, 22.4), store("centralized", 1, 23.7), store("f2a", 0, 23.8)
     assert settled() == ["yes", "no: one seed"]                   # both centralized seeds lower, one of F2A's
@@ -387,6 +395,17 @@ def test_the_upper_bound_is_settled_only_by_two_seeds_each_that_do_not_overlap(t
     assert settled() == ["no", "no: mdgan, gman not scored"]      # the best rule so far is not yet the best
     store("centralized", 1, 24.5)
     assert settled() == ["no", "no: mdgan, gman not scored; seeds overlap"]
+
+
+def test_that_the_centralized_gan_is_behind_is_settled_by_any_rule_that_beats_it_apart(tmp_path):
+    """The best rule in the mean may overlap the centralized GAN while another rule beats it on every seed."""
+    _, store, row = upper_bound_test(tmp_path, ["f2a", "f2u_balanced", "centralized"])
+    store("centralized", 0, 18.2), store("centralized", 1, 19.2)
+    store("f2a", 0, 17.3), store("f2a", 1, 17.9)                  # every seed below both centralized ones
+    store("f2u_balanced", 0, 16.8), store("f2u_balanced", 1, 18.2)  # lower mean, overlapping seeds
+    assert row()[5:8] == ["f2u_balanced 17.50", "no", "yes, by f2a 17.60 (f2u_balanced: seeds overlap)"]
+    store("f2a", 1, 18.4)
+    assert row()[5:8] == ["f2u_balanced 17.50", "no", "no: seeds overlap"]
 
 
 def test_the_forgiveness_targets_name_no_best_rule_until_every_rule_is_measured(tmp_path):
