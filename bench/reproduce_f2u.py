@@ -264,18 +264,19 @@ def upper_bound(results: Results, args) -> str:
                 if not better:
                     behind.append(mine.precision < theirs.precision and mine.recall > theirs.recall)
 
+                unscored = [r for r in args.rules if r != "centralized" and r not in scored]
+
                 def open_by(rule: str) -> list[str]:
                     """Why the order of the centralized GAN and ``rule`` is not settled (empty: it is)."""
-                    theirs = scored[rule]
+                    other = scored[rule]
 
                     def apart(margin: float) -> bool:
                         """Every seed of the better one beats every seed of the other by more than ``margin``."""
-                        return mine.high * (1 + margin) < theirs.low if better else mine.low > theirs.high * (1 + margin)
+                        return mine.high * (1 + margin) < other.low if better else mine.low > other.high * (1 + margin)
 
                     margin = classifier_margin(results, dataset, split, ["centralized", rule], key, args)
-                    unscored = [r for r in args.rules if r != "centralized" and r not in scored]
                     why = [f"{', '.join(unscored)} not scored"] if unscored else []
-                    if min(mine.seeds, theirs.seeds) < 2:
+                    if min(mine.seeds, other.seeds) < 2:
                         why.append("one seed")
                     elif not apart(0.0):
                         why.append("seeds overlap")
@@ -285,12 +286,17 @@ def upper_bound(results: Results, args) -> str:
                         why.append(f"seeds apart by less than the classifiers' spread ({margin:.1%})")
                     return why
 
+                why = open_by(best)
                 # "centralized is not better" is settled by any rule that beats it apart, not only the best one
-                by = [r for r in sorted(rules, key=lambda r: scored[r].mean)
-                      if not better and r != best and scored[r].mean < mine.mean and not open_by(r)]
-                settled = "yes" if not open_by(best) else f"no: {'; '.join(open_by(best))}"
-                if open_by(best) and by:
-                    settled = f"yes, by {by[0]} {scored[by[0]].mean:{fmt}} ({best}: {'; '.join(open_by(best))})"
+                by = next((r for r in sorted(rules, key=lambda r: scored[r].mean)
+                           if r != best and scored[r].mean < mine.mean and not open_by(r)), None) \
+                    if why and not better else None
+                if not why:
+                    settled = "yes"
+                elif by:
+                    settled = f"yes, by {by} {scored[by].mean:{fmt}} ({best}: {'; '.join(why)})"
+                else:
+                    settled = f"no: {'; '.join(why)}"
                 lines.append(f"| {dataset} | {split} | {cells(dataset, split, best, args.quick)[0].steps:,} | {key} | "
                              f"{mine.mean:{fmt}} | {best} {theirs.mean:{fmt}} | {'yes' if better else 'no'} | "
                              f"{settled} | {mine.seeds} / {theirs.seeds} | {mine.precision:.2f} / {mine.recall:.2f}; "
