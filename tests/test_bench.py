@@ -786,3 +786,38 @@ def test_an_ordering_between_rules_whose_seeds_overlap_is_open(tmp_path):
     assert verdicts() == ["does not hold (open: seeds overlap)", "holds", "holds"]     # 17.6 > 17.5, within 17.0-18.2
     store_non_ovl(results, "f2u", 0, 18.3)
     assert verdicts() == ["holds", "holds", "holds"]
+
+
+def test_each_baselines_best_setting_is_trained_at_the_budget_and_tabled_beside_the_tables_paper_config_cells(tmp_path):
+    """The MNIST sweep's best setting per rule becomes a 15,000-step Non-OVL curve cell of its own (seed 0,
+    checkpointed like the table's curves, the setting's overrides last); the paper configs' row is the F2U
+    table's own cells, never retrained here, so only the best settings' cells are named as not run."""
+    from bench.baselines import SWEEP, budget_cell, budget_table, cell
+    root = Path("/data")
+    results = Results(tmp_path / "results.json", tmp_path / "runs")
+
+    def store(c: Cell, fid: float, recall: float = 0.4, inception: float | None = None) -> None:
+        results.add(c.name, {"config": resolved(c, root), "step": c.steps,
+                             "inception_fid": {"value": {"0": inception} if inception else {}},
+                             "generators": {"0": {"fid_classifier": fid, "classes_covered": 9, "confident_classes_covered": 3,
+                                                  "precision": 0.3, "recall": recall}}})
+    for rule, best_label in (("mdgan", "swap every 10"), ("gman", "batchnorm Ds")):
+        for label, norm, overrides in SWEEP[rule]:
+            store(cell(rule, norm, overrides, 0, False), 150.0 if label == best_label else 900.0)
+    paper = cells("fashion_mnist", "non_ovl", "mdgan", False)
+    assert budget_cell("fashion_mnist", "mdgan", "spectral", (), False) == paper[0]
+    swap = budget_cell("fashion_mnist", "mdgan", "spectral", ("algo.swap_every=10",), False)
+    assert (swap.steps, swap.seed, swap.name) == (15000, 0, "fashion_mnist_non_ovl_mdgan_spectral_swap_every10-curve_s0_15000")
+    assert swap.overrides(root)[-2:] == ["run.checkpoint_every=1500", "algo.swap_every=10"]
+    gman = budget_cell("fashion_mnist", "gman", "batch", (), False)
+    assert gman.name == "fashion_mnist_non_ovl_gman_batch_curve_s0_15000" and "model.d_norm=batch" in gman.overrides(root)
+    store(paper[0], 387.4, recall=0.005, inception=101.68)
+    store(swap, 120.0, inception=60.5)
+    text, missing, _ = budget_table(results, root, False)
+    assert "| fashion_mnist | mdgan | swap every 100 (paper configs) | 1 | 387.4 | 9.0 | 3.0 | 0.30 | 0.01 | 101.68 |" in text
+    assert "| fashion_mnist | mdgan | swap every 10 | 1 | 120.0 | 9.0 | 3.0 | 0.30 | 0.40 | 60.50 |" in text
+    assert "| fashion_mnist | gman | batchnorm Ds | not run |" in text
+    assert "- fashion_mnist mdgan, swap every 100 (paper configs): collapsed" in text
+    assert "swap every 10: collapsed" not in text
+    assert swap.name not in missing and gman.name in missing
+    assert not any(c.name in missing for c in paper)
