@@ -48,6 +48,7 @@ from bench.convergence import score  # noqa: E402
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.reproduce_f2u import COLLAPSED_RECALL, DATASETS, curve_scoring, inception  # noqa: E402
 from bench.reproduce_f2u import cells as table_cells  # noqa: E402
+from bench.poster import POSTER  # noqa: E402
 from bench.report import publish_table  # noqa: E402
 from bench.yardstick import mixed_notes  # noqa: E402
 
@@ -112,7 +113,7 @@ def budget_cell(dataset: str, rule: str, norm: str, overrides: tuple[str, ...], 
 def budget_table(results: Results, root: Path, quick: bool) -> tuple[str, list[str], list[dict]]:
     """Each rule's paper configs (the F2U table's cells) beside its best setting at the budget."""
     lines = ["| dataset | rule | setting | seeds | fid_classifier | classes (argmax) | classes (confident) | precision | "
-             "recall | Inception FID |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "recall | Inception FID | poster Inception FID |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     missing, scored, notes = [], [], []
     for dataset in ("digits",) if quick else DATASETS:
         for rule in SWEEP:
@@ -128,12 +129,14 @@ def budget_table(results: Results, root: Path, quick: bool) -> tuple[str, list[s
                 done = [r for r in done if r is not None]
                 scored += done
                 head = f"| {cells[0].dataset} | {rule} | {label} | "
+                poster = POSTER.get((cells[0].dataset, "non_ovl"), {}).get(rule, "-")
                 if not done:
-                    lines.append(head + "not run |" + " |" * 6)
+                    lines.append(head + "not run |" + " |" * 6 + f" {poster} |")
                     continue
                 m = [generator_metrics(r) for r in done]
                 fid = [v for r in done if (v := inception(r)) is not None]
-                lines.append(head + " | ".join([*measured(m), mean_spread(fid, ".2f") if fid else "not computed"]) + " |")
+                lines.append(head + " | ".join([*measured(m), mean_spread(fid, ".2f") if fid else "not computed", str(poster)])
+                             + " |")
                 if any(x["recall"] < COLLAPSED_RECALL for x in m):
                     notes.append(f"- {cells[0].dataset} {rule}, {label}: collapsed (recall < {COLLAPSED_RECALL}) on a seed.")
     steps = table_cells("digits" if quick else "mnist", "non_ovl", "mdgan", quick)[0].steps
