@@ -48,7 +48,7 @@ from bench.convergence import score  # noqa: E402
 from bench.forgiveness import DEFAULT_NORM, rule_cell  # noqa: E402
 from bench.poster import POSTER  # noqa: E402
 from bench.report import publish_table  # noqa: E402
-from bench.reproduce_f2u import COLLAPSED_RECALL, DATASETS, curve_scoring, inception  # noqa: E402
+from bench.reproduce_f2u import COLLAPSED_RECALL, DATASETS, all_collapsed, curve_scoring, inception  # noqa: E402
 from bench.reproduce_f2u import cells as table_cells  # noqa: E402
 from bench.yardstick import mixed_notes  # noqa: E402
 
@@ -115,13 +115,14 @@ def budget_table(results: Results, root: Path, quick: bool) -> tuple[str, list[s
     lines = ["| dataset | rule | setting | seeds | fid_classifier | classes (argmax) | classes (confident) | precision | "
              "recall | Inception FID | poster Inception FID |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     missing, scored, notes = [], [], []
+    chosen = {rule: best(results, rule, root, quick) for rule in SWEEP}
     for dataset in ("digits",) if quick else DATASETS:
         for rule in SWEEP:
-            chosen = best(results, rule, root, quick)
             paper = table_cells("digits" if quick else dataset, "non_ovl", rule, quick)
             rows = [(SWEEP[rule][0][0], paper)]
-            if chosen is not None and chosen != SWEEP[rule][0]:
-                rows.append((chosen[0], [budget_cell(dataset, rule, chosen[1], chosen[2], quick)]))
+            if chosen[rule] not in (None, SWEEP[rule][0]):
+                label, norm, overrides = chosen[rule]
+                rows.append((label, [budget_cell(dataset, rule, norm, overrides, quick)]))
             for label, cells in rows:
                 done = [results.get(c, root) for c in cells]
                 if cells is not paper:          # the table's own cells are bench/reproduce_f2u.py's to train
@@ -137,8 +138,8 @@ def budget_table(results: Results, root: Path, quick: bool) -> tuple[str, list[s
                 fid = [v for r in done if (v := inception(r)) is not None]
                 lines.append(head + " | ".join([*measured(m), mean_spread(fid, ".2f") if fid else "not computed", str(poster)])
                              + " |")
-                if any(x["recall"] < COLLAPSED_RECALL for x in m):
-                    notes.append(f"- {cells[0].dataset} {rule}, {label}: collapsed (recall < {COLLAPSED_RECALL}) on a seed.")
+                if all_collapsed(done):
+                    notes.append(f"- {cells[0].dataset} {rule}, {label}: collapsed (recall < {COLLAPSED_RECALL} on every seed).")
     steps = table_cells("digits" if quick else "mnist", "non_ovl", "mdgan", quick)[0].steps
     text = (f"\n\n**At the converged budget** ({steps:,} steps, Non-OVL): the F2U table's paper-config cells (its seeds) "
             "beside each rule's best setting above, seed 0.\n\n" + "\n".join(lines))
@@ -193,16 +194,13 @@ def main() -> int:
         for rule in SWEEP:
             for _, norm, overrides in settings(rule, args.quick):
                 results.run(cell(rule, norm, overrides, 0, args.quick), args.root, n=n)
-        for rule in SWEEP:
-            chosen = best(results, rule, args.root, args.quick)
-            if chosen is not None:
-                results.run(cell(rule, chosen[1], chosen[2], 1, args.quick), args.root, n=n)
+        chosen = {rule: c for rule in SWEEP if (c := best(results, rule, args.root, args.quick)) is not None}
+        for rule, (_, norm, overrides) in chosen.items():
+            results.run(cell(rule, norm, overrides, 1, args.quick), args.root, n=n)
         for dataset in () if args.quick else DATASETS:       # a quick run's budget cells are its sweep's own
-            for rule in SWEEP:
-                chosen = best(results, rule, args.root, args.quick)
-                if chosen is not None:
-                    c = budget_cell(dataset, rule, chosen[1], chosen[2], args.quick)
-                    score(results, c, curve_scoring(c, args.root))
+            for rule, (_, norm, overrides) in chosen.items():
+                c = budget_cell(dataset, rule, norm, overrides, args.quick)
+                score(results, c, curve_scoring(c, args.root))
     publish_table("baselines", "Every baseline at its best: MD-GAN and GMAN* on MNIST Non-OVL",
                   table(results, args.root, args.quick), args.quick)
     return 0

@@ -157,10 +157,14 @@ def untrained(results: Results, args) -> list[str]:
             "70, and 15 more for its Inception FID):", "", *lines, ""]
 
 
-def collapsed(results: Results, dataset: str, split: str, rule: str, args) -> bool:
-    """Whether every stored seed of a rule's cell recalls none of the data: a collapsed GAN."""
-    got = stored(results, cells(dataset, split, rule, args.quick), args.root)
+def all_collapsed(got: list[dict]) -> bool:
+    """Whether there are results and every one recalls none of the data: a collapsed GAN."""
     return bool(got) and all(generator_metrics(r)["recall"] < COLLAPSED_RECALL for r in got)
+
+
+def collapsed(results: Results, dataset: str, split: str, rule: str, args) -> bool:
+    """Whether every stored seed of a rule's cell recalls none of the data."""
+    return all_collapsed(stored(results, cells(dataset, split, rule, args.quick), args.root))
 
 
 def orderings(results: Results, args) -> str:
