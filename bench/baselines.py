@@ -101,6 +101,16 @@ def measured(m: list[dict]) -> list[str]:
         ("precision", ".2f"), ("recall", ".2f")))]
 
 
+def best_on_curve(result: dict) -> str:
+    """A curve cell's checkpoint of lowest fid_classifier: whether a collapse at the budget came late or from the start."""
+    curve = result.get("curve") or {}
+    if not curve:
+        return "no curve"
+    step, p = min(curve.items(), key=lambda item: item[1]["fid_classifier"])
+    return (f"step {int(step):,}: fid_classifier {p['fid_classifier']:.1f}, {p['classes']} classes, "
+            f"recall {p['recall']:.2f}")
+
+
 def budget_cell(dataset: str, rule: str, norm: str, overrides: tuple[str, ...], quick: bool) -> Cell:
     """A setting's Non-OVL curve at the F2U table's budget, seed 0 (a --quick run: the sweep's own cell)."""
     base = table_cells("digits" if quick else dataset, "non_ovl", rule, quick)[0]
@@ -124,10 +134,10 @@ def budget_table(results: Results, root: Path, quick: bool) -> tuple[str, list[s
                 label, norm, overrides = chosen[rule]
                 rows.append((label, [budget_cell(dataset, rule, norm, overrides, quick)]))
             for label, cells in rows:
-                done = [results.get(c, root) for c in cells]
+                stored = {c: r for c in cells if (r := results.get(c, root)) is not None}
                 if cells is not paper:          # the table's own cells are bench/reproduce_f2u.py's to train
-                    missing += [c.name for c, r in zip(cells, done) if r is None]
-                done = [r for r in done if r is not None]
+                    missing += [c.name for c in cells if c not in stored]
+                done = list(stored.values())
                 scored += done
                 head = f"| {cells[0].dataset} | {rule} | {label} | "
                 poster = POSTER.get((cells[0].dataset, "non_ovl"), {}).get(rule, "-")
@@ -139,7 +149,9 @@ def budget_table(results: Results, root: Path, quick: bool) -> tuple[str, list[s
                 lines.append(head + " | ".join([*measured(m), mean_spread(fid, ".2f") if fid else "not computed", str(poster)])
                              + " |")
                 if all_collapsed(done):
-                    notes.append(f"- {cells[0].dataset} {rule}, {label}: collapsed (recall < {COLLAPSED_RECALL} on every seed).")
+                    notes.append(f"- {cells[0].dataset} {rule}, {label}: collapsed (recall < {COLLAPSED_RECALL} on every "
+                                 "seed); its best checkpoint on the curve: "
+                                 + "; ".join(f"seed {c.seed}, {best_on_curve(r)}" for c, r in stored.items()) + ".")
     steps = table_cells("digits" if quick else "mnist", "non_ovl", "mdgan", quick)[0].steps
     text = (f"\n\n**At the converged budget** ({steps:,} steps, Non-OVL): the F2U table's paper-config cells (its seeds) "
             "beside each rule's best setting above, seed 0.\n\n" + "\n".join(lines))

@@ -796,8 +796,8 @@ def test_each_baselines_best_setting_is_trained_at_the_budget_and_tabled_beside_
     root = Path("/data")
     results = Results(tmp_path / "results.json", tmp_path / "runs")
 
-    def store(c: Cell, fid: float, recall: float = 0.4, inception: float | None = None) -> None:
-        results.add(c.name, {"config": resolved(c, root), "step": c.steps,
+    def store(c: Cell, fid: float, recall: float = 0.4, inception: float | None = None, curve: dict | None = None) -> None:
+        results.add(c.name, {"config": resolved(c, root), "step": c.steps, **({"curve": curve} if curve else {}),
                              "inception_fid": {"value": {"0": inception} if inception else {}},
                              "generators": {"0": {"fid_classifier": fid, "classes_covered": 9, "confident_classes_covered": 3,
                                                   "precision": 0.3, "recall": recall}}})
@@ -817,7 +817,17 @@ def test_each_baselines_best_setting_is_trained_at_the_budget_and_tabled_beside_
     assert "| fashion_mnist | mdgan | swap every 100 (paper configs) | 1 | 387.4 | 9.0 | 3.0 | 0.30 | 0.01 | 101.68 | 56.09 |" in text
     assert "| fashion_mnist | mdgan | swap every 10 | 1 | 120.0 | 9.0 | 3.0 | 0.30 | 0.40 | 60.50 | 56.09 |" in text
     assert "| fashion_mnist | gman | batchnorm Ds | not run | | | | | | | 56.79 |" in text
-    assert "- fashion_mnist mdgan, swap every 100 (paper configs): collapsed (recall < 0.01 on every seed)." in text
+    assert ("- fashion_mnist mdgan, swap every 100 (paper configs): collapsed (recall < 0.01 on every seed); its best "
+            "checkpoint on the curve: seed 0, no curve.") in text
     assert "swap every 10: collapsed" not in text
     assert swap.name not in missing and gman.name in missing
     assert not any(c.name in missing for c in paper)
+    # a late collapse shows where its curve was best: the lowest fid_classifier, not the last point
+    point = {"fid_classifier": 1237.4, "classes": 1, "recall": 0.0}
+    store(gman, 1237.4, recall=0.0, curve={"1500": {**point, "fid_classifier": 300.0, "classes": 7, "recall": 0.05},
+                                           "4500": {**point, "fid_classifier": 210.46, "classes": 9, "recall": 0.21},
+                                           "15000": point})
+    text, missing, _ = budget_table(results, root, False)
+    assert ("- fashion_mnist gman, batchnorm Ds: collapsed (recall < 0.01 on every seed); its best checkpoint on the curve: "
+            "seed 0, step 4,500: fid_classifier 210.5, 9 classes, recall 0.21.") in text
+    assert gman.name not in missing
