@@ -791,7 +791,8 @@ def test_an_ordering_between_rules_whose_seeds_overlap_is_open(tmp_path):
 def test_each_baselines_best_setting_is_trained_at_the_budget_and_tabled_beside_the_tables_paper_config_cells(tmp_path):
     """The MNIST sweep's best setting per rule becomes a 15,000-step Non-OVL curve cell of its own (seed 0,
     checkpointed like the table's curves, the setting's overrides last); the paper configs' row is the F2U
-    table's own cells, never retrained here, so only the best settings' cells are named as not run."""
+    table's own cells, never retrained here, so only the best settings' cells (and those tried at the budget alone)
+    are named as not run."""
     from bench.baselines import SWEEP, budget_cell, budget_table, cell
     root = Path("/data")
     results = Results(tmp_path / "results.json", tmp_path / "runs")
@@ -831,3 +832,12 @@ def test_each_baselines_best_setting_is_trained_at_the_budget_and_tabled_beside_
     assert ("- fashion_mnist gman, batchnorm Ds: collapsed (recall < 0.01 on every seed); its best checkpoint on the curve: "
             "seed 0, step 4,500: fid_classifier 210.5, 9 classes, recall 0.21.") in text
     assert gman.name not in missing
+    # a setting tried only at the budget, where the sweep's choice did not hold, has a row on that dataset alone
+    layer = budget_cell("fashion_mnist", "gman", "layer", (), False)
+    assert layer.name == "fashion_mnist_non_ovl_gman_layer_curve_s0_15000" and layer.name in missing
+    assert "| fashion_mnist | gman | layernorm Ds | not run | | | | | | | 56.79 |" in text
+    assert "| mnist | gman | layernorm Ds |" not in text
+    store(layer, 140.0, inception=52.0)
+    text, missing, _ = budget_table(results, root, False)
+    assert "| fashion_mnist | gman | layernorm Ds | 1 | 140.0 | 9.0 | 3.0 | 0.30 | 0.40 | 52.00 | 56.79 |" in text
+    assert layer.name not in missing
