@@ -141,8 +141,9 @@ def budget_table(results: Results, root: Path, quick: bool) -> tuple[str, list[s
             if chosen[rule] not in (None, SWEEP[rule][0]):
                 label, norm, overrides = chosen[rule]
                 rows.append((label, [budget_cell(dataset, rule, norm, overrides, quick)]))
-            rows += [(label, [budget_cell(dataset, rule, norm, overrides, quick)])
+            tried = [(label, [budget_cell(dataset, rule, norm, overrides, quick)])
                      for label, norm, overrides in AT_BUDGET.get((dataset, rule), [])]
+            rows += tried
             for label, cells in rows:
                 stored = {c: r for c in cells if (r := results.get(c, root)) is not None}
                 if cells is not paper:          # the table's own cells are bench/reproduce_f2u.py's to train
@@ -162,9 +163,12 @@ def budget_table(results: Results, root: Path, quick: bool) -> tuple[str, list[s
                     notes.append(f"- {cells[0].dataset} {rule}, {label}: collapsed (recall < {COLLAPSED_RECALL} on every "
                                  "seed); its best checkpoint on the curve: "
                                  + "; ".join(f"seed {c.seed}, {best_on_curve(r)}" for c, r in stored.items()) + ".")
+                elif (label, cells) in tried:
+                    notes.append(f"- {cells[0].dataset} {rule}, {label} (tried at the budget alone): its best checkpoint on "
+                                 "the curve: " + "; ".join(f"seed {c.seed}, {best_on_curve(r)}" for c, r in stored.items()) + ".")
     steps = table_cells("digits" if quick else "mnist", "non_ovl", "mdgan", quick)[0].steps
     text = (f"\n\n**At the converged budget** ({steps:,} steps, Non-OVL): the F2U table's paper-config cells (its seeds) "
-            "beside each rule's best setting above, seed 0.\n\n" + "\n".join(lines))
+            "beside each rule's best setting above and the settings tried at the budget alone, seed 0.\n\n" + "\n".join(lines))
     return text + ("\n\n" + "\n".join(notes) if notes else ""), missing, scored
 
 

@@ -837,7 +837,10 @@ def test_each_baselines_best_setting_is_trained_at_the_budget_and_tabled_beside_
     assert layer.name == "fashion_mnist_non_ovl_gman_layer_curve_s0_15000" and layer.name in missing
     assert "| fashion_mnist | gman | layernorm Ds | not run | | | | | | | 56.79 |" in text
     assert "| mnist | gman | layernorm Ds |" not in text
-    store(layer, 140.0, inception=52.0)
+    store(layer, 140.0, inception=52.0, curve={"6000": {**point, "fid_classifier": 130.0, "classes": 8, "recall": 0.45},
+                                               "15000": {**point, "fid_classifier": 140.0, "classes": 9, "recall": 0.4}})
     text, missing, _ = budget_table(results, root, False)
     assert "| fashion_mnist | gman | layernorm Ds | 1 | 140.0 | 9.0 | 3.0 | 0.30 | 0.40 | 52.00 | 56.79 |" in text
+    assert ("- fashion_mnist gman, layernorm Ds (tried at the budget alone): its best checkpoint on the curve: seed 0, "
+            "step 6,000: fid_classifier 130.0, 8 classes, recall 0.45.") in text
     assert layer.name not in missing
