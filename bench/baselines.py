@@ -159,13 +159,13 @@ def budget_table(results: Results, root: Path, quick: bool) -> tuple[str, list[s
                 fid = [v for r in done if (v := inception(r)) is not None]
                 lines.append(head + " | ".join([*measured(m), mean_spread(fid, ".2f") if fid else "not computed", str(poster)])
                              + " |")
+                best_points = "; ".join(f"seed {c.seed}, {best_on_curve(r)}" for c, r in stored.items())
                 if all_collapsed(done):
                     notes.append(f"- {cells[0].dataset} {rule}, {label}: collapsed (recall < {COLLAPSED_RECALL} on every "
-                                 "seed); its best checkpoint on the curve: "
-                                 + "; ".join(f"seed {c.seed}, {best_on_curve(r)}" for c, r in stored.items()) + ".")
+                                 f"seed); its best checkpoint on the curve: {best_points}.")
                 elif (label, cells) in tried:
                     notes.append(f"- {cells[0].dataset} {rule}, {label} (tried at the budget alone): its best checkpoint on "
-                                 "the curve: " + "; ".join(f"seed {c.seed}, {best_on_curve(r)}" for c, r in stored.items()) + ".")
+                                 f"the curve: {best_points}.")
     steps = table_cells("digits" if quick else "mnist", "non_ovl", "mdgan", quick)[0].steps
     text = (f"\n\n**At the converged budget** ({steps:,} steps, Non-OVL): the F2U table's paper-config cells (its seeds) "
             "beside each rule's best setting above and the settings tried at the budget alone, seed 0.\n\n" + "\n".join(lines))
