@@ -792,7 +792,7 @@ def test_each_baselines_best_setting_is_trained_at_the_budget_and_tabled_beside_
     """The MNIST sweep's best setting per rule becomes a 15,000-step Non-OVL curve cell of its own (seed 0,
     checkpointed like the table's curves, the setting's overrides last); the paper configs' row is the F2U
     table's own cells, never retrained here, so only the best settings' cells (and those tried at the budget alone)
-    are named as not run."""
+    are named as not run; a second seed joins its row once stored."""
     from bench.baselines import SWEEP, budget_cell, budget_table, cell
     root = Path("/data")
     results = Results(tmp_path / "results.json", tmp_path / "runs")
@@ -844,3 +844,12 @@ def test_each_baselines_best_setting_is_trained_at_the_budget_and_tabled_beside_
     assert ("- fashion_mnist gman, layernorm Ds (tried at the budget alone): its best checkpoint on the curve: seed 0, "
             "step 6,000: fid_classifier 130.0, 8 classes, recall 0.45.") in text
     assert layer.name not in missing
+    # a second seed (--seeds 1) joins its setting's row once stored; a seed 1 not run is not asked for
+    swap1 = budget_cell("fashion_mnist", "mdgan", "spectral", ("algo.swap_every=10",), False, seed=1)
+    assert swap1.name == "fashion_mnist_non_ovl_mdgan_spectral_swap_every10-curve_s1_15000"
+    assert "train.seed=1" in swap1.overrides(root) and swap1.name not in missing
+    store(swap1, 110.0, inception=58.5, curve={"15000": {**point, "fid_classifier": 110.0, "classes": 10, "recall": 0.4}})
+    text, missing, _ = budget_table(results, root, False)
+    assert ("| fashion_mnist | mdgan | swap every 10 | 2 | 115.0 (110.0-120.0) | 9.0 (9.0-9.0) | 3.0 (3.0-3.0) | 0.30 (0.30-0.30) "
+            "| 0.40 (0.40-0.40) | 59.50 (58.50-60.50) | 56.09 |") in text
+    assert budget_cell("fashion_mnist", "mdgan", "spectral", (), False, seed=1) == paper[1]
