@@ -58,6 +58,7 @@ from bench.reproduce_f2u import cells as table_cells  # noqa: E402
 from bench.yardstick import mixed_notes  # noqa: E402
 
 STEPS = 1500
+TARGET_CLASSES = 8        # a baseline at its best is to be not collapsed and draw >= 8 classes by argmax
 # rule -> (label, d_norm, overrides): the paper config's setting first
 SWEEP = {
     "mdgan": [("swap every 100 (paper configs)", DEFAULT_NORM, ()),
@@ -123,6 +124,20 @@ def best_on_curve(result: dict) -> str:
             f"recall {p['recall']:.2f}")
 
 
+def thin_classes(result: dict) -> str:
+    """Where a generator that is not collapsed falls short of TARGET_CLASSES: the classes it draws too
+    rarely to count, whether it draws them at all (recall within the class), and, for GMAN*, lambda at
+    the end (0: the plain mean of the clients' losses, which rewards what every client half-accepts)."""
+    m = generator_metrics(result)
+    hist, recall = m["class_histogram"], m["recall_per_class"]
+    line = 1 / (2 * len(hist))
+    thin = [c for c, share in enumerate(hist) if share < line]
+    text = (f"classes {', '.join(map(str, thin))} under the 1/(2C) line ({', '.join(f'{hist[c]:.3f}' for c in thin)} of "
+            f"the samples), recall within them {', '.join('-' if recall[c] is None else f'{recall[c]:.2f}' for c in thin)}; "
+            f"{100 * m['confident_fraction']:.1f} % of the samples confident")
+    return text + (f"; lambda ends at {result['lambda_end']:.2f}" if result["algo"] == "gman" else "")
+
+
 BUDGET_SEEDS = (0, 1)     # a setting at the budget: seed 0, run or not; seed 1 where it was trained
 
 
@@ -174,12 +189,19 @@ def budget_table(results: Results, root: Path, quick: bool) -> tuple[str, list[s
                 lines.append(head + " | ".join([*measured(m), mean_spread(fid, ".2f") if fid else "not computed", str(poster)])
                              + " |")
                 best_points = "; ".join(f"seed {c.seed}, {best_on_curve(r)}" for c, r in stored.items())
+                facts = []
                 if all_collapsed(done):
-                    notes.append(f"- {cells[0].dataset} {rule}, {label}: collapsed (recall < {COLLAPSED_RECALL} on every "
-                                 f"seed); its best checkpoint on the curve: {best_points}.")
+                    facts.append(f"collapsed (recall < {COLLAPSED_RECALL} on every seed); its best checkpoint on the curve: "
+                                 f"{best_points}.")
                 elif (label, cells) in tried:
-                    notes.append(f"- {cells[0].dataset} {rule}, {label} (tried at the budget alone): its best checkpoint on "
-                                 f"the curve: {best_points}.")
+                    facts.append(f"its best checkpoint on the curve: {best_points}.")
+                if not all_collapsed(done) and min(x["classes_covered"] for x in m) < TARGET_CLASSES:
+                    short = (f"under {TARGET_CLASSES} classes by argmax: "
+                             + "; ".join(f"seed {c.seed}, {thin_classes(r)}" for c, r in stored.items()) + ".")
+                    facts.append(short[0].upper() + short[1:] if facts else short)
+                if facts:
+                    alone = " (tried at the budget alone)" if (label, cells) in tried else ""
+                    notes.append(f"- {cells[0].dataset} {rule}, {label}{alone}: {' '.join(facts)}")
     steps = table_cells("digits" if quick else "mnist", "non_ovl", "mdgan", quick)[0].steps
     text = (f"\n\n**At the converged budget** ({steps:,} steps, Non-OVL): the F2U table's paper-config cells (its seeds) "
             "beside each rule's best setting above and the settings tried at the budget alone, seed 0 (and seed 1 where "

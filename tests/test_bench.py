@@ -844,6 +844,19 @@ def test_each_baselines_best_setting_is_trained_at_the_budget_and_tabled_beside_
     assert ("- fashion_mnist gman, layernorm Ds (tried at the budget alone): its best checkpoint on the curve: seed 0, "
             "step 6,000: fid_classifier 130.0, 8 classes, recall 0.45.") in text
     assert layer.name not in missing
+    # a row short of 8 classes that is not collapsed says which classes it draws too rarely, whether at all, and
+    # GMAN*'s lambda at the end
+    thin = {"classes_covered": 6, "class_histogram": [0.2, 0.015, 0.2, 0.15, 0.15, 0.039, 0.2, 0.034, 0.005, 0.007],
+            "recall_per_class": [0.5, 0.49, 0.5, 0.5, 0.5, 0.37, 0.5, 0.85, None, 0.28], "confident_fraction": 0.136}
+    store(layer, 237.3, inception=46.7, curve={"15000": {**point, "fid_classifier": 237.3, "classes": 6, "recall": 0.51}})
+    stored = results.cells[layer.name]
+    results.add(layer.name, {**stored, "algo": "gman", "lambda_end": 0.0,
+                             "generators": {"0": {**stored["generators"]["0"], **thin}}})
+    text, _, _ = budget_table(results, root, False)
+    assert ("- fashion_mnist gman, layernorm Ds (tried at the budget alone): its best checkpoint on the curve: seed 0, "
+            "step 15,000: fid_classifier 237.3, 6 classes, recall 0.51. Under 8 classes by argmax: seed 0, classes 1, 5, 7, "
+            "8, 9 under the 1/(2C) line (0.015, 0.039, 0.034, 0.005, 0.007 of the samples), recall within them 0.49, 0.37, "
+            "0.85, -, 0.28; 13.6 % of the samples confident; lambda ends at 0.00.") in text
     # a second seed (--seeds 1) joins its setting's row once stored; a seed 1 not run is not asked for
     swap1 = budget_cell("fashion_mnist", "mdgan", "spectral", ("algo.swap_every=10",), False, seed=1)
     assert swap1.name == "fashion_mnist_non_ovl_mdgan_spectral_swap_every10-curve_s1_15000"
