@@ -56,6 +56,7 @@ from bench.report import publish_table  # noqa: E402
 from bench.reproduce_f2u import COLLAPSED_RECALL, DATASETS, all_collapsed, curve_scoring, inception  # noqa: E402
 from bench.reproduce_f2u import cells as table_cells  # noqa: E402
 from bench.yardstick import mixed_notes  # noqa: E402
+from ddgan.eval.metrics import missed_classes  # noqa: E402
 
 STEPS = 1500
 TARGET_CLASSES = 8        # a baseline at its best is to be not collapsed and draw >= 8 classes by argmax
@@ -134,8 +135,7 @@ def thin_classes(result: dict) -> str:
     the end (0: the plain mean of the clients' losses, which rewards what every client half-accepts)."""
     m = generator_metrics(result)
     hist, recall = m["class_histogram"], m["recall_per_class"]
-    line = 1 / (2 * len(hist))
-    thin = [c for c, share in enumerate(hist) if share < line]
+    thin = missed_classes(hist, range(len(hist)))
     text = (f"classes {', '.join(map(str, thin))} under the 1/(2C) line ({', '.join(f'{hist[c]:.3f}' for c in thin)} of "
             f"the samples), recall within them {', '.join('-' if recall[c] is None else f'{recall[c]:.2f}' for c in thin)}; "
             f"{100 * m['confident_fraction']:.1f} % of the samples confident")
@@ -193,13 +193,13 @@ def budget_table(results: Results, root: Path, quick: bool) -> tuple[str, list[s
                 lines.append(head + " | ".join([*measured(m), mean_spread(fid, ".2f") if fid else "not computed", str(poster)])
                              + " |")
                 best_points = "; ".join(f"seed {c.seed}, {best_on_curve(r)}" for c, r in stored.items())
-                facts = []
-                if all_collapsed(done):
+                facts, collapsed = [], all_collapsed(done)
+                if collapsed:
                     facts.append(f"collapsed (recall < {COLLAPSED_RECALL} on every seed); its best checkpoint on the curve: "
                                  f"{best_points}.")
                 elif (label, cells) in tried:
                     facts.append(f"its best checkpoint on the curve: {best_points}.")
-                if not all_collapsed(done) and min(x["classes_covered"] for x in m) < TARGET_CLASSES:
+                if not collapsed and min(x["classes_covered"] for x in m) < TARGET_CLASSES:
                     short = (f"under {TARGET_CLASSES} classes by argmax: "
                              + "; ".join(f"seed {c.seed}, {thin_classes(r)}" for c, r in stored.items()) + ".")
                     facts.append(short[0].upper() + short[1:] if facts else short)
