@@ -109,15 +109,18 @@ class Results:
     that two scripts filling the same file never drop each other's cells; each cell's run lies in
     ``runs / name``."""
 
-    def __init__(self, path: Path, runs: Path, only: Sequence[str] = ("*",)):
+    def __init__(self, path: Path, runs: Path, only: Sequence[str] = ("*",), again: bool = False):
         self.path, self.runs = Path(path), Path(runs)
         self.only = only          # name patterns of the cells run() may train (the others it only reads)
+        self.again = again        # train those anew even where stored (run()'s ``again`` for each of them)
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> "Results":
         """The store a table script's ``args`` name: ``--store`` (tracked in git) for the real
         cells, a file beside the runs for a ``--quick`` smoke (its numbers are not kept)."""
-        return cls(args.out / "results.json" if args.quick else args.store, args.out, args.only)
+        if args.again and args.only == ["*"]:
+            raise SystemExit("--again trains stored cells anew: name them with --only (every cell would be trained)")
+        return cls(args.out / "results.json" if args.quick else args.store, args.out, args.only, args.again)
 
     @property
     def cells(self) -> dict:
@@ -148,7 +151,8 @@ class Results:
         among ``only``: then None). ``again`` trains a done cell anew (its stored result lacks what
         a table needs and its run is gone); the stored result stays until the new one replaces it."""
         done = self.get(cell, root)
-        if (done is not None and not again) or not any(fnmatch(cell.name, pattern) for pattern in self.only):
+        wanted = any(fnmatch(cell.name, pattern) for pattern in self.only)
+        if (done is not None and not (again or self.again)) or not wanted:
             return done
         run_dir, config = self.runs / cell.name, resolved(cell, root)
         marker = run_dir / CELL_MARKER
@@ -208,6 +212,10 @@ def table_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--report", action="store_true", help="only rebuild the tables from stored cells")
     parser.add_argument("--only", nargs="+", metavar="GLOB", default=["*"],
                         help="train only the cells whose names match (e.g. 'mnist_*_s0_*'); the tables show all")
+    parser.add_argument("--again", action="store_true",
+                        help="train the cells --only names again even where stored (scored by another machine's "
+                        "classifier, say), or score their runs again where those are still here; each stored result "
+                        "stays until its new one replaces it")
 
 
 # Keys added to ddgan whose default does not reproduce what came before them: the value a stored

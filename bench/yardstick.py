@@ -118,7 +118,7 @@ def mixed_note(dataset: str, used: list[str]) -> str | None:
                  "another machine's classifier does. Inception FID's network is fixed.")
     if (tracked := pinned(dataset)) is not None:
         line += (f" Cells scored since 2026-12-06 use the tracked one, {tracked}, on every machine "
-                 "(bench/classifiers).")
+                 "(bench/classifiers); a table script's `--only <cells> --again` trains older ones anew with it.")
     return line
 
 

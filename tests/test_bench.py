@@ -78,6 +78,15 @@ def test_a_stopped_cell_resumes_and_ends_as_an_uninterrupted_one_while_other_set
     assert longer["continued"] == short.name and longer["resumed_from"] == [20]
     assert longer["generators"] == whole["generators"]
     assert grown.get(short, ROOT / "data") is not None                     # the shorter cell keeps its own run
+    # --again: a stored cell is trained anew, or (its run still here) its last checkpoint scored again
+    again = Results(tmp_path / "grown.json", tmp_path / "grown", only=[short.name], again=True)
+    assert again.run(cell, ROOT / "data", 500, cache=digits_classifier_cache) == grown.get(cell, ROOT / "data")
+    before = grown.get(short, ROOT / "data")
+    rescored = again.run(short, ROOT / "data", 500, cache=digits_classifier_cache)
+    assert rescored["resumed_from"] == [20] and "resumed_from" not in before      # not one step trained again
+    assert rescored["generators"] == before["generators"] and grown.get(short, ROOT / "data") == rescored
+    with pytest.raises(SystemExit, match="--again trains stored cells anew: name them with --only"):
+        Results.of(Namespace(again=True, only=["*"], quick=False, store=tmp_path / "x.json", out=tmp_path))
 
 
 OLD = """`python bench/x.py`, 2026-11-28, 2 CPU cores.
