@@ -113,6 +113,7 @@ class Results:
         self.path, self.runs = Path(path), Path(runs)
         self.only = only          # name patterns of the cells run() may train (the others it only reads)
         self.again = again        # train those anew even where stored (run()'s ``again`` for each of them)
+        self.made: set[str] = set()     # the cells run() trained or scored here: --again does each once
 
     @classmethod
     def of(cls, args: argparse.Namespace) -> "Results":
@@ -152,7 +153,7 @@ class Results:
         a table needs and its run is gone); the stored result stays until the new one replaces it."""
         done = self.get(cell, root)
         wanted = any(fnmatch(cell.name, pattern) for pattern in self.only)
-        if (done is not None and not (again or self.again)) or not wanted:
+        if (done is not None and not (again or self.again and cell.name not in self.made)) or not wanted:
             return done
         run_dir, config = self.runs / cell.name, resolved(cell, root)
         marker = run_dir / CELL_MARKER
@@ -179,6 +180,7 @@ class Results:
         for grid in (run_dir / "eval").glob("samples_node_*.png"):
             shutil.copy2(grid, self.grids(cell.name) / grid.name)
         self.add(cell.name, result)
+        self.made.add(cell.name)
         return result
 
 

@@ -3,6 +3,8 @@
     python bench/convergence.py                                   # every MNIST curve, resumable (hours on 2 cores)
     python bench/convergence.py --datasets fashion_mnist --rules f2a --inception-at 15000
     python bench/convergence.py --only 'mnist_non_ovl_centralized*'
+    python bench/convergence.py --rules centralized f2a --seeds 0 1 --inception-at 15000 \
+        --only 'mnist_non_ovl_*' --again                          # stored cells trained anew (tracked classifier)
     python bench/convergence.py --splits iid --rules f2a          # the IID control
     python bench/convergence.py --report                          # only rebuild the tables and the figures
     python bench/convergence.py --quick                           # a smoke run on digits, printed only

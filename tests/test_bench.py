@@ -85,6 +85,8 @@ def test_a_stopped_cell_resumes_and_ends_as_an_uninterrupted_one_while_other_set
     rescored = again.run(short, ROOT / "data", 500, cache=digits_classifier_cache)
     assert rescored["resumed_from"] == [20] and "resumed_from" not in before      # not one step trained again
     assert rescored["generators"] == before["generators"] and grown.get(short, ROOT / "data") == rescored
+    shutil.rmtree(tmp_path / "grown" / short.name)            # asked again, it would train from scratch ...
+    assert again.run(short, ROOT / "data", 500, cache=digits_classifier_cache) == rescored   # ... but once is enough
     with pytest.raises(SystemExit, match="--again trains stored cells anew: name them with --only"):
         Results.of(Namespace(again=True, only=["*"], quick=False, store=tmp_path / "x.json", out=tmp_path))
 
