@@ -153,7 +153,8 @@ class Results:
         a table needs and its run is gone); the stored result stays until the new one replaces it."""
         done = self.get(cell, root)
         wanted = any(fnmatch(cell.name, pattern) for pattern in self.only)
-        if (done is not None and not (again or self.again and cell.name not in self.made)) or not wanted:
+        anew = again or (self.again and cell.name not in self.made)
+        if (done is not None and not anew) or not wanted:
             return done
         run_dir, config = self.runs / cell.name, resolved(cell, root)
         marker = run_dir / CELL_MARKER
